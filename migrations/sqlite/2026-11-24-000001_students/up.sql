@@ -1,0 +1,9 @@
+CREATE TABLE students (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    age INTEGER NOT NULL CHECK (age BETWEEN 0 AND 150),
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+-- Exports walk students in (age, id) order in keyset batches.
+CREATE INDEX students_age_id ON students (age, id);

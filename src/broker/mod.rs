@@ -1,0 +1,62 @@
+//! The broker: a queue that tells consumers which jobs to run.
+//!
+//! The jobs table is the record of truth; a broker only carries job ids, at least once.
+//! Two implementations stand behind one trait: [`redis::RedisBroker`] (a Redis stream
+//! with a consumer group, shared by many processes) and [`local::LocalBroker`] (the
+//! embedded default: the jobs table itself, read by one process).
+
+pub mod local;
+pub mod redis;
+
+use async_trait::async_trait;
+
+use crate::domain::job::JobId;
+
+/// One job handed to this process; acknowledge it once the job's end is recorded.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// `None` when the message did not carry a valid job id (it is acknowledged and dropped).
+    pub job_id: Option<JobId>,
+    /// The broker's own handle on the message.
+    pub tag: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker's queue is gone (Redis restarted empty): every queued job must be
+    /// published again.
+    #[error("the broker lost its queue")]
+    QueueLost,
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
+/// Queue depth as the broker sees it, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Published and not yet delivered.
+    pub waiting: u64,
+    /// Delivered and not yet acknowledged.
+    pub pending: u64,
+}
+
+/// A queue, a broker: publishes job ids and delivers them to consumers.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// `redis` or `in-process`, for logs.
+    fn name(&self) -> &'static str;
+
+    /// Announces a committed, due job to the consumers.
+    async fn publish(&self, job: &JobId) -> Result<(), BrokerError>;
+
+    /// Up to `max` deliveries; waits about a second when there are none.
+    async fn receive(&self, max: usize) -> Result<Vec<Delivery>, BrokerError>;
+
+    /// Done with a delivery: it will not be delivered again.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError>;
+
+    /// Whether the broker answers.
+    async fn ping(&self) -> anyhow::Result<()>;
+
+    async fn stats(&self) -> anyhow::Result<QueueStats>;
+}

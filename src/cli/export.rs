@@ -1,0 +1,97 @@
+//! `roster export`: enqueue an export from the command line, and with `--wait` follow it
+//! with a progress bar until it ends (exit status 1 unless it succeeded).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::broker::local::LocalBroker;
+use crate::broker::redis::RedisBroker;
+use crate::broker::Broker;
+use crate::config::Settings;
+use crate::db;
+use crate::domain::job::{ExportFormat, ExportParams, JobStatus};
+use crate::domain::student::Age;
+use crate::models::job;
+
+#[derive(Debug, Args)]
+pub struct Opts {
+    #[arg(long, value_parser = parse_age)]
+    pub min_age: Option<Age>,
+    #[arg(long, value_parser = parse_age)]
+    pub max_age: Option<Age>,
+    #[arg(long, default_value = "csv", value_parser = |s: &str| s.parse::<ExportFormat>())]
+    pub format: ExportFormat,
+    /// Follow the job until it ends.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+fn parse_age(raw: &str) -> Result<Age, String> {
+    raw.parse::<i64>()
+        .map_err(|_| "must be an integer".to_owned())
+        .and_then(Age::new)
+}
+
+pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
+    let params = ExportParams::new(opts.format, opts.min_age, opts.max_age)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let pool = db::connect(&settings.database_url, 2)?;
+    db::migrate(&pool)?;
+    let created = job::insert_export(&mut *pool.get()?, &params, settings.max_attempts)?;
+    actix_web::rt::System::new().block_on(async {
+        let broker: Arc<dyn Broker> = match &settings.broker_url {
+            Some(url) => Arc::new(
+                RedisBroker::connect(url.as_str(), &settings.queue, "roster-cli".into(), settings.lease() * 2)
+                    .await?,
+            ),
+            None => Arc::new(LocalBroker::new(pool.clone())),
+        };
+        match broker.publish(&created.job_id()).await {
+            Ok(()) => {
+                job::mark_published(&mut *pool.get()?, &created.id, 0)?;
+            }
+            Err(e) => eprintln!("published later by the reconciler ({e})"),
+        }
+        anyhow::Ok(())
+    })?;
+    println!("{}", created.id);
+    if !opts.wait {
+        return Ok(0);
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} rows ({per_sec}, {eta} left) {msg}",
+        )
+        .expect("valid template"),
+    );
+    let id = created.job_id();
+    loop {
+        let Some(current) = job::find(&mut *pool.get()?, &id)? else {
+            anyhow::bail!("job {id} disappeared");
+        };
+        bar.set_length(current.progress_total.max(0) as u64);
+        bar.set_position(current.progress_done.max(0) as u64);
+        bar.set_message(current.status.clone());
+        match current.status() {
+            JobStatus::Succeeded => {
+                bar.finish_with_message("succeeded");
+                println!("{}", current.result.unwrap_or_default());
+                return Ok(0);
+            }
+            JobStatus::Failed | JobStatus::Cancelled => {
+                bar.abandon_with_message(current.status.clone());
+                eprintln!(
+                    "job {id} {}: {}",
+                    current.status,
+                    current.error.unwrap_or_default()
+                );
+                return Ok(1);
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}

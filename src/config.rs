@@ -1,0 +1,187 @@
+//! Settings: every knob roster reads from the environment (and the matching CLI flag),
+//! parsed once at start-up into typed values.
+//!
+//! A bad value stops start-up with one line naming the variable (see `cli::parse`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::db::DatabaseUrl;
+
+/// Everything a roster process can be configured with.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Database: `postgres://…` or `sqlite://path` (default: a SQLite file in the working directory).
+    #[arg(long, env = "DATABASE_URL", global = true, default_value = "sqlite://roster.db", value_parser = DatabaseUrl::parse)]
+    pub database_url: DatabaseUrl,
+
+    /// Broker: `redis://…`; unset means the in-process broker (one process, durable through the jobs table).
+    #[arg(long, env = "BROKER_URL", global = true, value_parser = parse_broker_url)]
+    pub broker_url: Option<BrokerUrl>,
+
+    /// Address the HTTP server listens on.
+    #[arg(long = "bind", env = "ROSTER_BIND", global = true, default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Queue name: processes with the same queue share its jobs.
+    #[arg(long, env = "ROSTER_QUEUE", global = true, default_value = "default", value_parser = parse_queue)]
+    pub queue: String,
+
+    /// Number of export workers in this process.
+    #[arg(long, env = "ROSTER_CONCURRENCY", global = true, default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Directory where finished exports are kept.
+    #[arg(long, env = "ROSTER_EXPORT_DIR", global = true, default_value = "./exports")]
+    pub export_dir: PathBuf,
+
+    /// Attempts a job gets before it is `failed`.
+    #[arg(long, env = "ROSTER_MAX_ATTEMPTS", global = true, default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub max_attempts: u16,
+
+    /// How long a worker's claim on a job lasts without renewal.
+    #[arg(long, env = "ROSTER_LEASE_SECS", global = true, default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lease_secs: u64,
+
+    /// Time limit of one attempt of a job.
+    #[arg(long, env = "ROSTER_JOB_TIMEOUT_SECS", global = true, default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub job_timeout_secs: u64,
+
+    /// How long running jobs may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "ROSTER_SHUTDOWN_GRACE_SECS", global = true, default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub shutdown_grace_secs: u64,
+
+    /// How long a finished export stays downloadable.
+    #[arg(long, env = "ROSTER_EXPORT_TTL_SECS", global = true, default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub export_ttl_secs: u64,
+
+    /// Origins allowed to open a WebSocket, comma separated (default: the service's own host).
+    #[arg(long, env = "ROSTER_ALLOWED_ORIGINS", global = true, value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Base delay before a failed attempt is retried (doubled each attempt, with jitter).
+    #[arg(long, env = "ROSTER_RETRY_BACKOFF_MS", global = true, default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub retry_backoff_ms: u64,
+
+    /// Rows read from the database per keyset batch of an export.
+    #[arg(long, env = "ROSTER_EXPORT_BATCH_ROWS", global = true, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub export_batch_rows: u32,
+}
+
+impl Settings {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs(self.job_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn export_ttl(&self) -> Duration {
+        Duration::from_secs(self.export_ttl_secs)
+    }
+
+    pub fn retry_backoff(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_ms)
+    }
+
+    /// Connections: two per worker (the export's read and its progress writes) plus the web's.
+    pub fn db_pool_size(&self) -> u32 {
+        u32::from(self.concurrency) * 2 + 10
+    }
+
+    /// Settings with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        use clap::{FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        // Parse from an empty command line while ignoring the environment would need
+        // clap to skip `env`; instead build from defaults and let callers override.
+        let matches = <Only as clap::CommandFactory>::command()
+            .mut_args(|a| a.env(None::<&str>))
+            .get_matches_from(["roster"]);
+        Only::from_arg_matches(&matches)
+            .expect("defaults parse")
+            .settings
+    }
+}
+
+/// A `redis://` or `rediss://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl(String);
+
+impl BrokerUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn parse_broker_url(raw: &str) -> Result<BrokerUrl, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "redis" | "rediss" => Ok(BrokerUrl(raw.to_owned())),
+        other => Err(format!("unsupported scheme `{other}`, expected redis://")),
+    }
+}
+
+fn parse_queue(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("1 to 64 letters, digits, '-', '_' or '.'".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::defaults();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.queue, "default");
+        assert!(s.broker_url.is_none());
+        assert!(matches!(s.database_url, DatabaseUrl::Sqlite(ref p) if p == "roster.db"));
+    }
+
+    #[test]
+    fn broker_urls_must_be_redis() {
+        assert!(parse_broker_url("redis://127.0.0.1:6379").is_ok());
+        assert!(parse_broker_url("amqp://127.0.0.1").is_err());
+        assert!(parse_broker_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn queue_names_are_restricted_to_safe_characters() {
+        assert!(parse_queue("default").is_ok());
+        assert!(parse_queue("").is_err());
+        assert!(parse_queue("a b").is_err());
+        assert!(parse_queue("x:y").is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! The database: one connection type over PostgreSQL and SQLite, its r2d2 pool, and
+//! the embedded migrations of both backends.
+//!
+//! diesel's `MultiConnection` would pick a backend by trying each in turn, which hides the
+//! real error (a PostgreSQL URL with the server down reports "invalid connection url") and
+//! can turn a malformed URL into a SQLite file name. So the backend is chosen from the
+//! URL's scheme here, and the real connection error is reported.
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, ConnectionError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+/// A connection to whichever database roster was configured with.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// The query backend of [`DbConnection`].
+pub type Db = <DbConnection as Connection>::Backend;
+
+/// Runs `$body` with `$c` bound to the inner connection of either backend. For the few
+/// statements the shared backend cannot express (COPY, multi-row inserts).
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Pg($c) => $body,
+            $crate::db::DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Where the database is, with its backend decided by the URL scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    /// A file path (relative to the working directory unless absolute).
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            url::Url::parse(raw).map_err(|e| format!("malformed PostgreSQL URL ({e})"))?;
+            Ok(Self::Postgres(raw.to_owned()))
+        } else if let Some(path) = raw.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://roster.db".into());
+            }
+            Ok(Self::Sqlite(path.to_owned()))
+        } else {
+            Err("expected postgres://… or sqlite://path".into())
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgresql",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Shows where the database is without its password.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(raw) => match url::Url::parse(raw) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("postgres://(unparseable)"),
+            },
+            Self::Sqlite(path) => write!(f, "sqlite://{path}"),
+        }
+    }
+}
+
+/// The r2d2 connection manager: establishes the backend named by the URL.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectionError> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConnection::Pg),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)?;
+                // Writers wait for each other instead of failing with "database is locked".
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
+        conn.batch_execute("SELECT 1")
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// Opens the pool; fails with the database's own error when it cannot connect.
+pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
+    let manager = Manager { url: url.clone() };
+    // One direct connection first, so that a bad URL or a server that is down is reported
+    // with its real cause rather than r2d2's "timed out waiting for connection".
+    let mut first = r2d2::ManageConnection::connect(&manager)
+        .map_err(|e| anyhow::anyhow!("cannot connect to {url}: {e}"))?;
+    if let DbConnection::Sqlite(c) = &mut first {
+        // WAL once, at start: setting it on every checkout makes writers collide.
+        c.batch_execute("PRAGMA journal_mode = WAL;")?;
+    }
+    drop(first);
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)?;
+    Ok(pool)
+}
+
+/// Brings the schema up to date; returns how many migrations ran.
+pub fn migrate(pool: &Pool) -> anyhow::Result<usize> {
+    let mut conn = pool.get()?;
+    let applied = match &mut *conn {
+        DbConnection::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|v| v.len()),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+    }
+    .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+    Ok(applied)
+}
+
+/// Whether the database answers, for `/readyz`.
+pub fn ping(pool: &Pool) -> anyhow::Result<()> {
+    let mut conn = pool.get_timeout(Duration::from_secs(2))?;
+    conn.batch_execute("SELECT 1")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres("postgres://u@h/db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://h/db").map(|u| u.backend()),
+            Ok("postgresql")
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://roster.db"),
+            Ok(DatabaseUrl::Sqlite("roster.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db"),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_rather_than_taken_for_a_file_name() {
+        assert!(DatabaseUrl::parse("roster.db").is_err());
+        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let url = DatabaseUrl::parse("postgres://me:secret@h/db").unwrap();
+        assert!(!url.to_string().contains("secret"));
+    }
+}

@@ -1,0 +1,303 @@
+//! The job state machine and the values a job carries (id, kind, export parameters,
+//! result). Every status change in the database is guarded by [`JobStatus::sources`], so
+//! the table below is the only place that says which transitions exist.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::student::Age;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Every allowed transition; anything else is refused.
+const TRANSITIONS: &[(JobStatus, JobStatus)] = {
+    use JobStatus::*;
+    &[
+        (Queued, Running),   // a worker claims it
+        (Queued, Cancelled), // cancelled before it started
+        (Running, Succeeded),
+        (Running, Failed),    // out of attempts, or timed out
+        (Running, Cancelled), // the worker saw the cancel request
+        (Running, Queued),    // retry after an error, an expired lease or a shutdown
+    ]
+};
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    pub fn can_become(self, next: JobStatus) -> bool {
+        TRANSITIONS.contains(&(self, next))
+    }
+
+    /// The statuses from which a job may move to `target`, as stored strings: the guard
+    /// of every conditional update.
+    pub fn sources(target: JobStatus) -> Vec<&'static str> {
+        TRANSITIONS
+            .iter()
+            .filter(|(_, to)| *to == target)
+            .map(|(from, _)| from.as_str())
+            .collect()
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!("must be one of queued, running, succeeded, failed, cancelled")
+            })
+    }
+}
+
+/// A job's id: a UUID, stored as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(uuid::Uuid);
+
+impl JobId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FromStr for JobId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, uuid::Error> {
+        uuid::Uuid::parse_str(s).map(Self)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Every student, ordered by age then id, into a file.
+    StudentsByAge,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::StudentsByAge => "students_by_age",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "students_by_age" => Ok(JobKind::StudentsByAge),
+            _ => Err("must be students_by_age".into()),
+        }
+    }
+}
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    #[default]
+    Csv,
+    Jsonl,
+}
+
+impl ExportFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+            ExportFormat::Jsonl => "application/x-ndjson",
+        }
+    }
+}
+
+impl FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "csv" => Ok(ExportFormat::Csv),
+            "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
+            _ => Err("must be csv or jsonl".into()),
+        }
+    }
+}
+
+/// What to export: an optional inclusive age range, in a format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExportParams {
+    pub format: ExportFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_age: Option<Age>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Age>,
+}
+
+impl ExportParams {
+    /// Refuses an empty range (`min_age` above `max_age`).
+    pub fn new(
+        format: ExportFormat,
+        min_age: Option<Age>,
+        max_age: Option<Age>,
+    ) -> Result<Self, String> {
+        if let (Some(lo), Some(hi)) = (min_age, max_age) {
+            if lo > hi {
+                return Err("min_age must not be greater than max_age".into());
+            }
+        }
+        Ok(Self {
+            format,
+            min_age,
+            max_age,
+        })
+    }
+}
+
+/// What a finished export produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportResult {
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The file's name inside the export directory.
+    pub file: String,
+    pub content_type: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobStatus::*;
+
+    #[test]
+    fn every_transition_is_allowed_or_refused_as_the_table_says() {
+        // (from, to, allowed)
+        let table = [
+            (Queued, Queued, false),
+            (Queued, Running, true),
+            (Queued, Succeeded, false),
+            (Queued, Failed, false),
+            (Queued, Cancelled, true),
+            (Running, Queued, true),
+            (Running, Running, false),
+            (Running, Succeeded, true),
+            (Running, Failed, true),
+            (Running, Cancelled, true),
+            (Succeeded, Queued, false),
+            (Succeeded, Running, false),
+            (Succeeded, Succeeded, false),
+            (Succeeded, Failed, false),
+            (Succeeded, Cancelled, false),
+            (Failed, Queued, false),
+            (Failed, Running, false),
+            (Failed, Succeeded, false),
+            (Failed, Failed, false),
+            (Failed, Cancelled, false),
+            (Cancelled, Queued, false),
+            (Cancelled, Running, false),
+            (Cancelled, Succeeded, false),
+            (Cancelled, Failed, false),
+            (Cancelled, Cancelled, false),
+        ];
+        assert_eq!(table.len(), 25, "every pair is listed");
+        for (from, to, allowed) in table {
+            assert_eq!(from.can_become(to), allowed, "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn terminal_statuses_have_no_way_out() {
+        for from in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert!(JobStatus::ALL.into_iter().all(|to| !from.can_become(to)));
+        }
+    }
+
+    #[test]
+    fn sources_guard_the_updates() {
+        assert_eq!(JobStatus::sources(Running), vec!["queued"]);
+        assert_eq!(JobStatus::sources(Cancelled), vec!["queued", "running"]);
+        assert_eq!(JobStatus::sources(Queued), vec!["running"]);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for st in JobStatus::ALL {
+            assert_eq!(st.as_str().parse::<JobStatus>(), Ok(st));
+            assert_eq!(
+                serde_json::to_string(&st).unwrap(),
+                format!("\"{}\"", st.as_str())
+            );
+        }
+        assert!("done".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn an_empty_age_range_is_refused() {
+        let a = |n| Some(Age::new(n).unwrap());
+        assert!(ExportParams::new(ExportFormat::Csv, a(30), a(20)).is_err());
+        assert!(ExportParams::new(ExportFormat::Csv, a(20), a(20)).is_ok());
+    }
+}

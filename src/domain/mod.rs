@@ -1,0 +1,4 @@
+//! Domain types: values that can only be valid once parsed at the edge.
+
+pub mod job;
+pub mod student;

@@ -1,0 +1,164 @@
+//! The one error type of the HTTP API and its mapping to responses.
+//!
+//! Error policy:
+//! - the models (`models::*`) return diesel's `QueryResult`;
+//! - jobs, broker and start-up code return `anyhow::Result` with context;
+//! - handlers return [`ApiError`], which alone decides status codes and bodies. An
+//!   unexpected failure is logged with its whole cause chain and answered with a 500 that
+//!   says only that something failed.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Per-field validation messages, keyed by the field's name.
+pub type FieldErrors = BTreeMap<String, String>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("some fields are invalid")]
+    Invalid(FieldErrors),
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// One invalid field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid(BTreeMap::from([(field.to_owned(), message.into())]))
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "malformed",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Gone(_) => "gone",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("database query"))
+    }
+}
+
+impl From<r2d2::Error> for ApiError {
+    fn from(e: r2d2::Error) -> Self {
+        log::warn!("no database connection: {e}");
+        ApiError::Unavailable("the database")
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}"))
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a FieldErrors>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            ApiError::Internal(cause) => {
+                log::error!("request failed: {cause:#}");
+                "something went wrong on our side; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let fields = match self {
+            ApiError::Invalid(fields) => Some(fields),
+            _ => None,
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::RangeNotSatisfiable { size } = self {
+            response.insert_header(("Content-Range", format!("bytes */{size}")));
+        }
+        response.json(Body {
+            error: Detail {
+                code: self.code(),
+                message,
+                fields,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_web::test]
+    async fn internal_errors_do_not_leak_their_cause() {
+        let err = ApiError::Internal(anyhow::anyhow!("password=hunter2 in the query"));
+        let body = to_bytes(err.error_response().into_body()).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("\"code\":\"internal\""));
+    }
+
+    #[actix_web::test]
+    async fn invalid_fields_are_named() {
+        let err = ApiError::invalid("age", "must be an integer from 0 to 150");
+        assert_eq!(err.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = to_bytes(err.error_response().into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json["error"]["fields"]["age"],
+            "must be an integer from 0 to 150"
+        );
+    }
+}

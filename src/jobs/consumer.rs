@@ -1,0 +1,209 @@
+//! The JobConsumer actor (DESIGN's RedisConsumer; it drives the in-process broker too):
+//! asks the broker for no more jobs than there are idle workers, hands each to the
+//! worker pool, and acknowledges a delivery only once the worker has recorded the job's
+//! end. When the broker is unreachable it backs off and tries again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::worker::{AttemptOutcome, ExportWorker, RunJob};
+use crate::broker::{Broker, BrokerError, Delivery};
+use crate::db::Pool;
+use crate::models::job;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub struct JobConsumer {
+    broker: Arc<dyn Broker>,
+    workers: Addr<ExportWorker>,
+    pool: Pool,
+    capacity: usize,
+    in_flight: usize,
+    receiving: bool,
+    stopping: bool,
+    backoff: Duration,
+}
+
+/// Stop taking jobs (shutdown); the ones running go on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopConsuming;
+
+/// How many jobs this consumer holds now.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct InFlight;
+
+impl JobConsumer {
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        workers: Addr<ExportWorker>,
+        pool: Pool,
+        capacity: usize,
+    ) -> Self {
+        Self {
+            broker,
+            workers,
+            pool,
+            capacity,
+            in_flight: 0,
+            receiving: false,
+            stopping: false,
+            backoff: MIN_BACKOFF,
+        }
+    }
+
+    /// Asks for as many jobs as there are idle workers, unless a request is out already.
+    fn receive(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.capacity - self.in_flight;
+        if self.stopping || self.receiving || idle == 0 {
+            return;
+        }
+        self.receiving = true;
+        let broker = self.broker.clone();
+        async move { broker.receive(idle).await }
+            .into_actor(self)
+            .map(|received, act, ctx| {
+                act.receiving = false;
+                match received {
+                    Ok(deliveries) if act.stopping => act.give_back(deliveries, ctx),
+                    Ok(deliveries) => {
+                        act.backoff = MIN_BACKOFF;
+                        for delivery in deliveries {
+                            act.dispatch(delivery, ctx);
+                        }
+                        act.receive(ctx);
+                    }
+                    Err(BrokerError::QueueLost) => {
+                        act.republish_all(ctx);
+                        act.retry_later(ctx);
+                    }
+                    Err(BrokerError::Unavailable(e)) => {
+                        log::warn!(
+                            "broker unavailable ({e:#}); retrying in {:?}",
+                            act.backoff
+                        );
+                        act.retry_later(ctx);
+                    }
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn retry_later(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.backoff, |act, ctx| act.receive(ctx));
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Deliveries that arrived after shutdown began go back to the queue untouched: the
+    /// jobs are marked unpublished (so the reconciler publishes them again) and the
+    /// messages acknowledged.
+    fn give_back(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let pool = self.pool.clone();
+        let broker = self.broker.clone();
+        let ids: Vec<String> = deliveries
+            .iter()
+            .filter_map(|d| d.job_id.map(|id| id.to_string()))
+            .collect();
+        async move {
+            let unpublished = actix_web::web::block(move || -> anyhow::Result<usize> {
+                Ok(job::unpublish_queued(&mut *pool.get()?, Some(&ids))?)
+            })
+            .await;
+            if matches!(unpublished, Ok(Ok(_))) {
+                for delivery in &deliveries {
+                    let _ = broker.ack(delivery).await;
+                }
+            }
+        }
+        .into_actor(self)
+        .spawn(ctx);
+    }
+
+    /// The broker forgot its queue: mark every queued job unpublished, and the
+    /// reconciler publishes them again.
+    fn republish_all(&mut self, ctx: &mut Context<Self>) {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || -> anyhow::Result<usize> {
+            Ok(job::unpublish_queued(&mut *pool.get()?, None)?)
+        })
+        .into_actor(self)
+        .map(|res, _, _| match res {
+            Ok(Ok(n)) => log::warn!("broker lost its queue: {n} queued job(s) will be republished"),
+            Ok(Err(e)) => log::error!("could not mark queued jobs for republishing: {e:#}"),
+            Err(e) => log::error!("could not mark queued jobs for republishing: {e}"),
+        })
+        .spawn(ctx);
+    }
+
+    fn dispatch(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let Some(job_id) = delivery.job_id else {
+            log::warn!("dropping a broker message without a job id ({})", delivery.tag);
+            self.ack(delivery, ctx);
+            return;
+        };
+        self.in_flight += 1;
+        self.workers
+            .send(RunJob { job_id })
+            .into_actor(self)
+            .map(move |outcome, act, ctx| {
+                act.in_flight -= 1;
+                match outcome {
+                    Ok(AttemptOutcome::Crashed) | Err(_) => {
+                        // The end was not recorded. Leave the message pending: the job's
+                        // lease expires and the sweep runs it again.
+                        log::warn!("job {job_id}: attempt crashed; left for the lease sweep");
+                    }
+                    Ok(_) => act.ack(delivery, ctx),
+                }
+                act.receive(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn ack(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let broker = self.broker.clone();
+        async move {
+            if let Err(e) = broker.ack(&delivery).await {
+                // Unacknowledged, it is delivered again; the job's status makes the
+                // second delivery a no-op.
+                log::warn!("could not acknowledge {}: {e}", delivery.tag);
+            }
+        }
+        .into_actor(self)
+        .spawn(ctx);
+    }
+}
+
+impl Actor for JobConsumer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        log::info!(
+            "consumer started: {} broker, {} workers",
+            self.broker.name(),
+            self.capacity
+        );
+        self.receive(ctx);
+    }
+}
+
+impl Handler<StopConsuming> for JobConsumer {
+    type Result = ();
+    fn handle(&mut self, _: StopConsuming, _ctx: &mut Context<Self>) {
+        self.stopping = true;
+    }
+}
+
+impl Handler<InFlight> for JobConsumer {
+    type Result = usize;
+    fn handle(&mut self, _: InFlight, _ctx: &mut Context<Self>) -> usize {
+        self.in_flight
+    }
+}

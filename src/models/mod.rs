@@ -1,0 +1,4 @@
+//! The tables, one module each: row types and the queries on them.
+
+pub mod job;
+pub mod student;

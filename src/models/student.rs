@@ -1,0 +1,205 @@
+//! The `students` table: rows, filters and the queries on them.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Integer};
+use serde::Serialize;
+
+use crate::db::{Db, DbConnection};
+use crate::domain::student::{Age, StudentName};
+use crate::schema::students;
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = students)]
+pub struct Student {
+    pub id: i64,
+    pub name: String,
+    pub age: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A student as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct StudentView {
+    pub id: i64,
+    pub name: String,
+    pub age: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Student> for StudentView {
+    fn from(s: Student) -> Self {
+        Self {
+            id: s.id,
+            name: s.name,
+            age: s.age,
+            created_at: s.created_at.and_utc(),
+            updated_at: s.updated_at.and_utc(),
+        }
+    }
+}
+
+/// The exported columns of a student, in export order.
+#[derive(Debug, Clone, Queryable)]
+pub struct ExportRow {
+    pub id: i64,
+    pub name: String,
+    pub age: i32,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = students, treat_none_as_default_value = false)]
+pub struct NewStudent {
+    pub name: String,
+    pub age: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl NewStudent {
+    pub fn new(name: StudentName, age: Age, now: NaiveDateTime) -> Self {
+        Self {
+            name: name.into_inner(),
+            age: age.get(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// A change to a student; absent fields stay as they are.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = students)]
+pub struct StudentChanges {
+    pub name: Option<String>,
+    pub age: Option<i32>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+/// Which students a listing or an export covers.
+#[derive(Debug, Clone, Default)]
+pub struct StudentFilter {
+    pub min_age: Option<Age>,
+    pub max_age: Option<Age>,
+    /// Name contains this, case-insensitively.
+    pub name_contains: Option<String>,
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+fn filtered(filter: &StudentFilter) -> students::BoxedQuery<'static, Db> {
+    let mut query = students::table.into_boxed();
+    if let Some(min) = filter.min_age {
+        query = query.filter(students::age.ge(min.get()));
+    }
+    if let Some(max) = filter.max_age {
+        query = query.filter(students::age.le(max.get()));
+    }
+    if let Some(term) = &filter.name_contains {
+        let pattern = format!("%{}%", escape_like(&term.to_lowercase()));
+        query = query.filter(lower(students::name).like(pattern).escape('\\'));
+    }
+    query
+}
+
+/// Makes `%`, `_` and `\` in a search term match themselves.
+fn escape_like(term: &str) -> String {
+    let mut out = String::with_capacity(term.len());
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn count(conn: &mut DbConnection, filter: &StudentFilter) -> QueryResult<i64> {
+    filtered(filter).count().get_result(conn)
+}
+
+/// One page (1-based) of students, ordered by id.
+pub fn page(
+    conn: &mut DbConnection,
+    filter: &StudentFilter,
+    page: i64,
+    per_page: i64,
+) -> QueryResult<Vec<Student>> {
+    filtered(filter)
+        .order(students::id)
+        .limit(per_page)
+        .offset((page - 1).saturating_mul(per_page))
+        .select(Student::as_select())
+        .load(conn)
+}
+
+pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Student>> {
+    students::table
+        .find(id)
+        .select(Student::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert(conn: &mut DbConnection, new: &NewStudent) -> QueryResult<Student> {
+    crate::on_backend!(conn, |c| diesel::insert_into(students::table)
+        .values(new)
+        .returning(students::all_columns)
+        .get_result(c))
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    id: i64,
+    changes: &StudentChanges,
+) -> QueryResult<Option<Student>> {
+    crate::on_backend!(conn, |c| diesel::update(students::table.find(id))
+        .set(changes)
+        .returning(students::all_columns)
+        .get_result(c)
+        .optional())
+}
+
+/// Returns whether a student was deleted.
+pub fn delete(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
+    diesel::delete(students::table.find(id))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+/// The next keyset batch of an export: students in `filter` after `(age, id)`, in
+/// (age, id) order. The row-value comparison lets both databases seek the (age, id) index.
+pub fn export_batch(
+    conn: &mut DbConnection,
+    filter: &StudentFilter,
+    after: Option<(i32, i64)>,
+    limit: i64,
+) -> QueryResult<Vec<ExportRow>> {
+    let mut query = filtered(filter);
+    if let Some((age, id)) = after {
+        query = query.filter(
+            diesel::dsl::sql::<Bool>("(age, id) > (")
+                .bind::<Integer, _>(age)
+                .sql(", ")
+                .bind::<BigInt, _>(id)
+                .sql(")"),
+        );
+    }
+    query
+        .order((students::age, students::id))
+        .limit(limit)
+        .select((students::id, students::name, students::age))
+        .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_in_a_search_are_taken_literally() {
+        assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+}

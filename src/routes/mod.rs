@@ -1,0 +1,26 @@
+//! HTTP handlers, a module per resource; the route table itself is in `startup`.
+
+pub mod health;
+pub mod input;
+pub mod jobs;
+pub mod students;
+
+use actix_web::web;
+
+use crate::db::DbConnection;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Runs `f` with a pooled connection on the blocking thread pool.
+pub async fn with_conn<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+{
+    let pool = state.pool.clone();
+    web::block(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await?
+}

@@ -1,0 +1,37 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        kind -> Text,
+        params -> Text,
+        status -> Text,
+        progress_done -> Int8,
+        progress_total -> Int8,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        error -> Nullable<Text>,
+        result -> Nullable<Text>,
+        cancel_requested -> Bool,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        run_after -> Timestamp,
+        published -> Bool,
+        seq -> Int8,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    students (id) {
+        id -> Int8,
+        name -> Text,
+        age -> Int4,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(jobs, students,);

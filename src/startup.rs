@@ -1,0 +1,315 @@
+//! Builds a roster process from its settings: the database pool, the broker, the event
+//! registry, the worker pool with its consumer, the sweeper and (for `serve`) the HTTP
+//! server. The whole route table is here, in [`routes`].
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::dev::Server;
+use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
+use actix_web::{web, App, HttpServer};
+
+use crate::broker::local::LocalBroker;
+use crate::broker::redis::RedisBroker;
+use crate::broker::Broker;
+use crate::config::Settings;
+use crate::db::{self, Pool};
+use crate::events::registry::RedisLink;
+use crate::events::Events;
+use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
+use crate::jobs::export::StudentsByAge;
+use crate::jobs::sweeper::Sweeper;
+use crate::jobs::worker::{ExportWorker, WorkerContext};
+use crate::jobs::{JobHandler, Shutdown};
+use crate::routes::{self, input};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub pool: Pool,
+    pub settings: Arc<Settings>,
+    pub broker: Arc<dyn Broker>,
+    pub events: Events,
+}
+
+/// Seams for tests and embedders: swap the job code, or wrap the broker.
+#[derive(Default)]
+pub struct Hooks {
+    pub handler: Option<Arc<dyn JobHandler>>,
+    pub wrap_broker: Option<Box<dyn FnOnce(Arc<dyn Broker>) -> Arc<dyn Broker>>>,
+}
+
+/// The background half of a process: everything but HTTP.
+pub struct Services {
+    pub pool: Pool,
+    pub settings: Arc<Settings>,
+    pub broker: Arc<dyn Broker>,
+    pub events: Events,
+    pub node: String,
+    consumer: Option<Addr<JobConsumer>>,
+    shutdown: Shutdown,
+}
+
+/// A name for this process, unique among those sharing a queue.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "roster".into());
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    format!("{host}-{}-{tag}", std::process::id())
+}
+
+impl Services {
+    /// Connects, migrates, and starts the event registry, the sweeper and (with
+    /// `workers`) the worker pool and its consumer.
+    pub async fn start(settings: Settings, hooks: Hooks, workers: bool) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let node = node_name();
+        let pool = {
+            let s = settings.clone();
+            web::block(move || -> anyhow::Result<Pool> {
+                let pool = db::connect(&s.database_url, s.db_pool_size())?;
+                let ran = db::migrate(&pool)?;
+                if ran > 0 {
+                    log::info!("applied {ran} migration(s)");
+                }
+                Ok(pool)
+            })
+            .await??
+        };
+        log::info!(
+            "database: {} ({})",
+            settings.database_url.backend(),
+            settings.database_url
+        );
+        let (broker, link): (Arc<dyn Broker>, Option<RedisLink>) = match &settings.broker_url {
+            Some(url) => {
+                let redis = RedisBroker::connect(
+                    url.as_str(),
+                    &settings.queue,
+                    node.clone(),
+                    settings.lease() * 2,
+                )
+                .await?;
+                let link = RedisLink {
+                    client: redis.client().clone(),
+                    manager: redis.manager(),
+                    channel: redis.keys().events.clone(),
+                    node: node.clone(),
+                };
+                log::info!(
+                    "broker: redis stream {} on {}",
+                    redis.keys().stream,
+                    redacted(url.as_str())
+                );
+                (Arc::new(redis), Some(link))
+            }
+            None => {
+                log::info!("broker: in-process (the jobs table; one process)");
+                (Arc::new(LocalBroker::new(pool.clone())), None)
+            }
+        };
+        let broker = match hooks.wrap_broker {
+            Some(wrap) => wrap(broker),
+            None => broker,
+        };
+        let events = Events::start(link);
+        Sweeper::new(
+            pool.clone(),
+            broker.clone(),
+            events.clone(),
+            settings.export_dir.clone(),
+            settings.export_ttl(),
+        )
+        .start();
+        let shutdown = Shutdown::default();
+        let consumer = workers.then(|| {
+            let handler = hooks
+                .handler
+                .unwrap_or_else(|| Arc::new(StudentsByAge) as Arc<dyn JobHandler>);
+            let ctx = Arc::new(WorkerContext::new(
+                &settings,
+                pool.clone(),
+                events.clone(),
+                handler,
+                shutdown.clone(),
+                node.clone(),
+            ));
+            let n = usize::from(settings.concurrency);
+            let workers = ExportWorker::start_pool(n, ctx);
+            JobConsumer::new(broker.clone(), workers, pool.clone(), n).start()
+        });
+        Ok(Self {
+            pool,
+            settings,
+            broker,
+            events,
+            node,
+            consumer,
+            shutdown,
+        })
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState {
+            pool: self.pool.clone(),
+            settings: self.settings.clone(),
+            broker: self.broker.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// Stops taking jobs, lets running ones finish within the grace period, then hands
+    /// back those still running so that they run again on the next start.
+    pub async fn shutdown(&self) {
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        let grace = self.settings.shutdown_grace();
+        log::info!("shutting down: no new jobs; {grace:?} for running ones to finish");
+        let _ = consumer.send(StopConsuming).await;
+        if !drained(consumer, grace).await {
+            log::warn!("grace period over: handing running jobs back to the queue");
+            self.shutdown.abort_running_jobs();
+            drained(consumer, Duration::from_secs(10)).await;
+        }
+    }
+}
+
+/// Waits until the consumer holds no job, up to `limit`.
+async fn drained(consumer: &Addr<JobConsumer>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        match consumer.send(InFlight).await {
+            Ok(0) | Err(_) => return true,
+            Ok(_) if Instant::now() >= deadline => return false,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A URL without its password, for logs.
+fn redacted(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// The route table: every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .service(
+                web::resource("/students")
+                    .route(web::get().to(routes::students::list))
+                    .route(web::post().to(routes::students::create)),
+            )
+            .service(
+                web::resource("/students/{id}")
+                    .route(web::get().to(routes::students::get))
+                    .route(web::put().to(routes::students::replace))
+                    .route(web::patch().to(routes::students::patch))
+                    .route(web::delete().to(routes::students::delete)),
+            )
+            .service(web::resource("/exports").route(web::post().to(routes::jobs::create_export)))
+            .service(web::resource("/jobs").route(web::get().to(routes::jobs::list)))
+            .service(web::resource("/jobs/{id}").route(web::get().to(routes::jobs::get)))
+            .service(
+                web::resource("/jobs/{id}/cancel").route(web::post().to(routes::jobs::cancel)),
+            )
+            .service(
+                web::resource("/jobs/{id}/download")
+                    .route(web::get().to(routes::jobs::download)),
+            ),
+    )
+    .route("/healthz", web::get().to(routes::health::healthz))
+    .route("/readyz", web::get().to(routes::health::readyz));
+}
+
+/// A running `serve` process: HTTP on top of [`Services`].
+pub struct Application {
+    port: u16,
+    server: Server,
+    services: Services,
+}
+
+impl Application {
+    /// Binds `settings.bind` (port 0 picks a free port) and starts everything.
+    pub async fn build(settings: Settings, hooks: Hooks, workers: bool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (ROSTER_BIND): {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let services = Services::start(settings, hooks, workers).await?;
+        let state = web::Data::new(services.state());
+        let grace = services.settings.shutdown_grace();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .app_data(state.clone())
+                .app_data(input::json_config())
+                .app_data(input::query_config())
+                .configure(routes)
+                .default_service(web::to(routes::health::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs().max(1))
+        .listen(listener)?
+        .run();
+        log::info!(
+            "listening on http://{}:{port}",
+            services.settings.bind.ip()
+        );
+        Ok(Self {
+            port,
+            server,
+            services,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        wait_for_signal().await;
+        // Stop accepting requests while running jobs get their grace period.
+        let stopping = actix_web::rt::spawn(async move { handle.stop(true).await });
+        self.services.shutdown().await;
+        let _ = stopping.await;
+        let _ = server.await;
+        Ok(())
+    }
+
+    /// Serves until the server stops (tests drop the runtime instead).
+    pub async fn run(self) -> std::io::Result<()> {
+        let Application {
+            server, services, ..
+        } = self;
+        let _keep = services;
+        server.await
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM received"),
+        _ = int.recv() => log::info!("SIGINT received"),
+    }
+}
