@@ -118,6 +118,8 @@ impl r2d2::ManageConnection for Manager {
                     "PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                crate::models::student::register_sqlite_functions(&mut conn)
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }

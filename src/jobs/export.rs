@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::worker::{Attempt, JobError, JobHandler};
@@ -104,10 +103,7 @@ impl<W: Write> RowWriter<W> {
                 .map_err(|e| JobError::Retry(e.into()))
             }
             RowWriter::Jsonl(w) => {
-                serde_json::to_writer(
-                    &mut *w,
-                    &json!({"id": row.id, "name": row.name, "age": row.age}),
-                )
+                serde_json::to_writer(&mut *w, row)
                 .map_err(|e| JobError::Retry(e.into()))?;
                 w.write_all(b"\n")?;
                 Ok(())

@@ -42,7 +42,7 @@ impl From<Student> for StudentView {
 }
 
 /// The exported columns of a student, in export order.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Serialize)]
 pub struct ExportRow {
     pub id: i64,
     pub name: String,
@@ -87,7 +87,16 @@ pub struct StudentFilter {
     pub name_contains: Option<String>,
 }
 
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+diesel::define_sql_function! {
+    /// Unicode lower case: a SQL function on PostgreSQL (see the migration), registered
+    /// from Rust on each SQLite connection.
+    fn roster_lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Makes `roster_lower` available on a SQLite connection.
+pub fn register_sqlite_functions(conn: &mut diesel::SqliteConnection) -> QueryResult<()> {
+    roster_lower_utils::register_impl(conn, |s: String| s.to_lowercase())
+}
 
 fn filtered(filter: &StudentFilter) -> students::BoxedQuery<'static, Db> {
     let mut query = students::table.into_boxed();
@@ -99,7 +108,7 @@ fn filtered(filter: &StudentFilter) -> students::BoxedQuery<'static, Db> {
     }
     if let Some(term) = &filter.name_contains {
         let pattern = format!("%{}%", escape_like(&term.to_lowercase()));
-        query = query.filter(lower(students::name).like(pattern).escape('\\'));
+        query = query.filter(roster_lower(students::name).like(pattern).escape('\\'));
     }
     query
 }

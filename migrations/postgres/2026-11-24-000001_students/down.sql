@@ -1,1 +1,2 @@
+DROP FUNCTION roster_lower(TEXT);
 DROP TABLE students;
