@@ -19,11 +19,16 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
 
     /// Broker: `redis://…`; unset means the in-process broker (one process, durable through the jobs table).
-    #[arg(long, env = "BROKER_URL", global = true, value_parser = parse_broker_url)]
+    #[arg(long, env = "BROKER_URL", global = true, value_parser = BrokerUrl::parse)]
     pub broker_url: Option<BrokerUrl>,
 
     /// Address the HTTP server listens on.
-    #[arg(long = "bind", env = "ROSTER_BIND", global = true, default_value = "127.0.0.1:8080")]
+    #[arg(
+        long = "bind",
+        env = "ROSTER_BIND",
+        global = true,
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: SocketAddr,
 
     /// Queue name: processes with the same queue share its jobs.
@@ -36,7 +41,12 @@ pub struct Settings {
     pub concurrency: u16,
 
     /// Directory where finished exports are kept.
-    #[arg(long, env = "ROSTER_EXPORT_DIR", global = true, default_value = "./exports")]
+    #[arg(
+        long,
+        env = "ROSTER_EXPORT_DIR",
+        global = true,
+        default_value = "./exports"
+    )]
     pub export_dir: PathBuf,
 
     /// Attempts a job gets before it is `failed`.
@@ -65,7 +75,12 @@ pub struct Settings {
     pub export_ttl_secs: u64,
 
     /// Origins allowed to open a WebSocket, comma separated (default: the service's own host).
-    #[arg(long, env = "ROSTER_ALLOWED_ORIGINS", global = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ROSTER_ALLOWED_ORIGINS",
+        global = true,
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Base delay before a failed attempt is retried (doubled each attempt, with jitter).
@@ -129,16 +144,16 @@ impl Settings {
 pub struct BrokerUrl(String);
 
 impl BrokerUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        match url.scheme() {
+            "redis" | "rediss" => Ok(BrokerUrl(raw.to_owned())),
+            other => Err(format!("unsupported scheme `{other}`, expected redis://")),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-fn parse_broker_url(raw: &str) -> Result<BrokerUrl, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-    match url.scheme() {
-        "redis" | "rediss" => Ok(BrokerUrl(raw.to_owned())),
-        other => Err(format!("unsupported scheme `{other}`, expected redis://")),
     }
 }
 
@@ -172,9 +187,9 @@ mod tests {
 
     #[test]
     fn broker_urls_must_be_redis() {
-        assert!(parse_broker_url("redis://127.0.0.1:6379").is_ok());
-        assert!(parse_broker_url("amqp://127.0.0.1").is_err());
-        assert!(parse_broker_url("nonsense").is_err());
+        assert!(BrokerUrl::parse("redis://127.0.0.1:6379").is_ok());
+        assert!(BrokerUrl::parse("amqp://127.0.0.1").is_err());
+        assert!(BrokerUrl::parse("nonsense").is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod models;
 pub mod routes;
 #[rustfmt::skip]
 pub mod schema;
-pub mod startup;
 pub mod broker;
 pub mod events;
 pub mod jobs;
+pub mod startup;

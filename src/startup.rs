@@ -33,11 +33,14 @@ pub struct AppState {
     pub events: Events,
 }
 
+/// Wraps the broker a process uses (fault injection in tests).
+pub type BrokerWrapper = Box<dyn FnOnce(Arc<dyn Broker>) -> Arc<dyn Broker>>;
+
 /// Seams for tests and embedders: swap the job code, or wrap the broker.
 #[derive(Default)]
 pub struct Hooks {
     pub handler: Option<Arc<dyn JobHandler>>,
-    pub wrap_broker: Option<Box<dyn FnOnce(Arc<dyn Broker>) -> Arc<dyn Broker>>>,
+    pub wrap_broker: Option<BrokerWrapper>,
 }
 
 /// The background half of a process: everything but HTTP.
@@ -219,12 +222,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/exports").route(web::post().to(routes::jobs::create_export)))
             .service(web::resource("/jobs").route(web::get().to(routes::jobs::list)))
             .service(web::resource("/jobs/{id}").route(web::get().to(routes::jobs::get)))
+            .service(web::resource("/jobs/{id}/cancel").route(web::post().to(routes::jobs::cancel)))
             .service(
-                web::resource("/jobs/{id}/cancel").route(web::post().to(routes::jobs::cancel)),
-            )
-            .service(
-                web::resource("/jobs/{id}/download")
-                    .route(web::get().to(routes::jobs::download)),
+                web::resource("/jobs/{id}/download").route(web::get().to(routes::jobs::download)),
             ),
     )
     .route("/healthz", web::get().to(routes::health::healthz))
@@ -241,8 +241,9 @@ pub struct Application {
 impl Application {
     /// Binds `settings.bind` (port 0 picks a free port) and starts everything.
     pub async fn build(settings: Settings, hooks: Hooks, workers: bool) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (ROSTER_BIND): {e}", settings.bind))?;
+        let listener = TcpListener::bind(settings.bind).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {} (ROSTER_BIND): {e}", settings.bind)
+        })?;
         let port = listener.local_addr()?.port();
         let services = Services::start(settings, hooks, workers).await?;
         let state = web::Data::new(services.state());
@@ -261,10 +262,7 @@ impl Application {
         .shutdown_timeout(grace.as_secs().max(1))
         .listen(listener)?
         .run();
-        log::info!(
-            "listening on http://{}:{port}",
-            services.settings.bind.ip()
-        );
+        log::info!("listening on http://{}:{port}", services.settings.bind.ip());
         Ok(Self {
             port,
             server,

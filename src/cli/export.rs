@@ -44,8 +44,13 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
     actix_web::rt::System::new().block_on(async {
         let broker: Arc<dyn Broker> = match &settings.broker_url {
             Some(url) => Arc::new(
-                RedisBroker::connect(url.as_str(), &settings.queue, "roster-cli".into(), settings.lease() * 2)
-                    .await?,
+                RedisBroker::connect(
+                    url.as_str(),
+                    &settings.queue,
+                    "roster-cli".into(),
+                    settings.lease() * 2,
+                )
+                .await?,
             ),
             None => Arc::new(LocalBroker::new(pool.clone())),
         };

@@ -11,7 +11,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "roster", version, about = "A roster of students with background exports and live progress.")]
+#[command(
+    name = "roster",
+    version,
+    about = "A roster of students with background exports and live progress."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,
@@ -38,7 +42,16 @@ pub enum Command {
 pub fn parse() -> Cli {
     match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => e.exit(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
         Err(e) => {
             eprintln!("roster: {}", one_line(&e));
             std::process::exit(2);
@@ -70,7 +83,10 @@ fn one_line(e: &clap::Error) -> String {
                 .source()
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| first.clone());
-            format!("invalid value {value:?} for {env} ({}): {reason}", arg.unwrap_or_default())
+            format!(
+                "invalid value {value:?} for {env} ({}): {reason}",
+                arg.unwrap_or_default()
+            )
         }
         _ => first,
     }

@@ -88,7 +88,7 @@ impl FromStr for JobStatus {
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
-                format!("must be one of queued, running, succeeded, failed, cancelled")
+                "must be one of queued, running, succeeded, failed, cancelled".to_owned()
             })
     }
 }

@@ -40,7 +40,9 @@ impl fmt::Display for StudentName {
 }
 
 /// A student's age in years: 0–150.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "i64", into = "i32")]
 pub struct Age(i32);
 

@@ -82,10 +82,7 @@ impl JobConsumer {
                         act.retry_later(ctx);
                     }
                     Err(BrokerError::Unavailable(e)) => {
-                        log::warn!(
-                            "broker unavailable ({e:#}); retrying in {:?}",
-                            act.backoff
-                        );
+                        log::warn!("broker unavailable ({e:#}); retrying in {:?}", act.backoff);
                         act.retry_later(ctx);
                     }
                 }
@@ -144,7 +141,10 @@ impl JobConsumer {
 
     fn dispatch(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         let Some(job_id) = delivery.job_id else {
-            log::warn!("dropping a broker message without a job id ({})", delivery.tag);
+            log::warn!(
+                "dropping a broker message without a job id ({})",
+                delivery.tag
+            );
             self.ack(delivery, ctx);
             return;
         };

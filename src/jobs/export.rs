@@ -72,7 +72,7 @@ pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 enum RowWriter<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Jsonl(W),
 }
 
@@ -85,7 +85,7 @@ impl<W: Write> RowWriter<W> {
                     .from_writer(out);
                 w.write_record(["id", "name", "age"])
                     .map_err(|e| JobError::Retry(e.into()))?;
-                RowWriter::Csv(w)
+                RowWriter::Csv(Box::new(w))
             }
             ExportFormat::Jsonl => RowWriter::Jsonl(out),
         })
@@ -103,8 +103,7 @@ impl<W: Write> RowWriter<W> {
                 .map_err(|e| JobError::Retry(e.into()))
             }
             RowWriter::Jsonl(w) => {
-                serde_json::to_writer(&mut *w, row)
-                .map_err(|e| JobError::Retry(e.into()))?;
+                serde_json::to_writer(&mut *w, row).map_err(|e| JobError::Retry(e.into()))?;
                 w.write_all(b"\n")?;
                 Ok(())
             }

@@ -103,7 +103,9 @@ pub async fn sweep_once(pool: Pool, broker: Arc<dyn Broker>, events: Events) -> 
     due.dedup_by(|a, b| a.0 == b.0);
     let mut published = Vec::with_capacity(due.len());
     for (id, attempts) in due {
-        let Ok(job_id) = id.parse::<JobId>() else { continue };
+        let Ok(job_id) = id.parse::<JobId>() else {
+            continue;
+        };
         broker.publish(&job_id).await.map_err(anyhow::Error::from)?;
         published.push((id, attempts));
     }
@@ -188,7 +190,10 @@ mod tests {
                 .set_modified(past)
                 .unwrap();
         }
-        assert_eq!(expire_files(dir.path(), Duration::from_secs(60)).unwrap(), 1);
+        assert_eq!(
+            expire_files(dir.path(), Duration::from_secs(60)).unwrap(),
+            1
+        );
         assert!(!old.exists());
         assert!(hidden.exists() && fresh.exists());
     }

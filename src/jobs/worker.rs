@@ -135,7 +135,9 @@ impl WorkerContext {
 
     /// Exponential backoff with full jitter: base·2^(attempt-1), then a random half to all.
     fn retry_at(&self, attempts: i32) -> NaiveDateTime {
-        let exp = self.retry_backoff.saturating_mul(1 << (attempts - 1).clamp(0, 16));
+        let exp = self
+            .retry_backoff
+            .saturating_mul(1 << (attempts - 1).clamp(0, 16));
         let delay = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
         job::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
     }
@@ -285,7 +287,11 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     let mut conn = ctx.pool.get()?;
-    let owner = format!("{}/{}", ctx.node, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let owner = format!(
+        "{}/{}",
+        ctx.node,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let Some(job) = job::claim(&mut conn, &id, &owner, ctx.lease_until())? else {
         log::debug!("job {id}: delivered but not claimable; dropped");
         return Ok(AttemptOutcome::NotClaimed);

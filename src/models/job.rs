@@ -202,11 +202,7 @@ pub fn due_unpublished(
         .filter(jobs::status.eq(JobStatus::Queued.as_str()))
         .filter(jobs::published.eq(false))
         .filter(jobs::run_after.le(now))
-        .filter(
-            jobs::created_at
-                .lt(settled_before)
-                .or(jobs::attempts.gt(0)),
-        )
+        .filter(jobs::created_at.lt(settled_before).or(jobs::attempts.gt(0)))
         .order(jobs::run_after)
         .limit(limit)
         .select((jobs::id, jobs::attempts))
@@ -298,8 +294,13 @@ pub fn heartbeat(
 /// How an attempt ended, as far as the jobs table is concerned.
 #[derive(Debug, Clone)]
 pub enum Ending {
-    Succeeded { result: String, rows: i64 },
-    Failed { error: String },
+    Succeeded {
+        result: String,
+        rows: i64,
+    },
+    Failed {
+        error: String,
+    },
     Cancelled,
     /// Try again at `run_after`.
     Retry {

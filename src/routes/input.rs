@@ -19,7 +19,8 @@ pub fn json_config() -> web::JsonConfig {
         .error_handler(|err, _req: &HttpRequest| {
             match err {
                 JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-                JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
                     ApiError::TooLarge { limit: JSON_LIMIT }
                 }
                 JsonPayloadError::Deserialize(e) if e.is_data() => {
@@ -56,7 +57,8 @@ impl Fields {
     /// Refuses fields other than `known`.
     pub fn only(&mut self, body: &Map<String, Value>, known: &[&str]) {
         for key in body.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.errors.insert(key.clone(), "is not a known field".into());
+            self.errors
+                .insert(key.clone(), "is not a known field".into());
         }
     }
 

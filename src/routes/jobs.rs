@@ -9,9 +9,7 @@ use serde_json::{Map, Value};
 use super::input::{self, Fields, Query, JSON_LIMIT};
 use super::students::age_range;
 use super::with_conn;
-use crate::domain::job::{
-    ExportFormat, ExportParams, ExportResult, JobId, JobKind, JobStatus,
-};
+use crate::domain::job::{ExportFormat, ExportParams, ExportResult, JobId, JobKind, JobStatus};
 use crate::error::ApiError;
 use crate::jobs::export::final_path;
 use crate::models::job::{self, CancelOutcome, Job};
@@ -30,7 +28,8 @@ async fn optional_object(
 ) -> Result<Map<String, Value>, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Malformed(format!("could not read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::Malformed(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > JSON_LIMIT {
             return Err(ApiError::TooLarge { limit: JSON_LIMIT });
         }
@@ -51,7 +50,9 @@ async fn optional_object(
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::Malformed("the body must be a JSON object".into())),
-        Err(e) => Err(ApiError::Malformed(format!("the body is not valid JSON: {e}"))),
+        Err(e) => Err(ApiError::Malformed(format!(
+            "the body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -74,11 +75,7 @@ fn export_params(body: &Map<String, Value>) -> Result<ExportParams, ApiError> {
             )
         })
         .unwrap_or_default();
-    let age = |name: &str| {
-        body.get(name)
-            .filter(|v| !v.is_null())
-            .map(|v| input::integer(v))
-    };
+    let age = |name: &str| body.get(name).filter(|v| !v.is_null()).map(input::integer);
     let (min_age, max_age) = age_range(&mut fields, age("min_age"), age("max_age"));
     fields.finish()?;
     ExportParams::new(format, min_age, max_age).map_err(|e| ApiError::invalid("min_age", e))
@@ -96,7 +93,12 @@ pub async fn create_export(
         Ok(job::insert_export(conn, &params, max_attempts)?)
     })
     .await?;
-    log::info!("job {} queued: kind={} params={}", created.id, created.kind, created.params);
+    log::info!(
+        "job {} queued: kind={} params={}",
+        created.id,
+        created.kind,
+        created.params
+    );
     state.events.status(&created);
     publish(&state, &created).await;
     Ok(HttpResponse::Accepted()

@@ -116,12 +116,9 @@ fn student_fields(
 ) -> Result<(Option<StudentName>, Option<Age>), ApiError> {
     let mut fields = Fields::default();
     fields.only(body, &["name", "age"]);
-    let name = body.get("name").and_then(|v| {
-        fields.check(
-            "name",
-            input::string(v).and_then(StudentName::parse),
-        )
-    });
+    let name = body
+        .get("name")
+        .and_then(|v| fields.check("name", input::string(v).and_then(StudentName::parse)));
     let age = body.get("age").and_then(|v| {
         fields.check(
             "age",

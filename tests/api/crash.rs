@@ -1,0 +1,112 @@
+//! Guarantee 3, crash recovery, with real processes: `roster serve` is started as a child,
+//! SIGKILLed in the middle of an export, and started again.
+
+use std::collections::HashSet;
+use std::fs;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{Deployment, Sandbox};
+use crate::process::{roster_command, Roster};
+
+async fn crash_mid_export_then_recover(deployment: Deployment) {
+    let Some(sandbox) = Sandbox::new(deployment) else {
+        return;
+    };
+    let seeded = roster_command(&sandbox)
+        .args(["seed", "--students", "150000"])
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let slow = [
+        ("ROSTER_EXPORT_BATCH_ROWS", "20"),
+        ("ROSTER_CONCURRENCY", "1"),
+    ];
+
+    let first = Roster::serve(&sandbox, &slow).await;
+    let big = first.post("/api/exports", json!({})).await;
+    let big_id = big["id"].as_str().unwrap().to_owned();
+    let mut small = Vec::new();
+    for _ in 0..5 {
+        let job = first
+            .post("/api/exports", json!({"min_age": 40, "max_age": 41}))
+            .await;
+        small.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let running = first
+        .wait_for(&big_id, |j| {
+            j["status"] == "running" && j["progress"]["done"].as_i64() > Some(0)
+        })
+        .await;
+    assert!(running["progress"]["done"].as_i64() < running["progress"]["total"].as_i64());
+    first.kill();
+    let export_dir = sandbox.dir.path().join("exports");
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        names(&export_dir).iter().all(|n| n.starts_with('.')),
+        "no finished file after the kill: {:?}",
+        names(&export_dir)
+    );
+
+    let second = Roster::serve(&sandbox, &slow).await;
+    let done = second
+        .wait_for(&big_id, |j| j["status"] == "succeeded")
+        .await;
+    assert_eq!(
+        done["attempts"], 2,
+        "ran again after its lease expired: {done}"
+    );
+    let file = fs::read(export_dir.join(format!("{big_id}.csv"))).unwrap();
+    assert_eq!(done["result"]["sha256"], hex::encode(Sha256::digest(&file)));
+    let mut reader = csv::Reader::from_reader(file.as_slice());
+    let rows: Vec<(i64, String, i32)> = reader.deserialize().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 150_000, "every row, once");
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<HashSet<_>>().len(),
+        150_000
+    );
+    assert!(
+        rows.windows(2).all(|w| (w[0].2, w[0].0) < (w[1].2, w[1].0)),
+        "in order"
+    );
+
+    for id in &small {
+        let job = second.wait_for(id, |j| j["status"] == "succeeded").await;
+        assert_eq!(job["attempts"], 1, "queued jobs run exactly once: {job}");
+    }
+    let leftovers: Vec<String> = names(&export_dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary file left: {leftovers:?}"
+    );
+    second.stop();
+}
+
+#[actix_web::test]
+async fn a_killed_process_s_export_runs_again_and_completes_on_sqlite() {
+    crash_mid_export_then_recover(Deployment::Embedded).await;
+}
+
+#[actix_web::test]
+async fn a_killed_process_s_export_runs_again_and_completes_on_postgres_and_redis() {
+    crash_mid_export_then_recover(Deployment::Production).await;
+}
+
+#[allow(dead_code)]
+fn unused(_: Value, _: Duration) {}

@@ -1,0 +1,549 @@
+//! Background exports: the job routes, the export file, and guarantees 1, 2, 4, 5 and 6
+//! of DESIGN.md on both deployments (3, crash recovery, is in `crash`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::{Method, StatusCode};
+use async_trait::async_trait;
+use roster::broker::{Broker, BrokerError, Delivery, QueueStats};
+use roster::domain::job::JobId;
+use roster::jobs::export::StudentsByAge;
+use roster::jobs::{Attempt, JobError, JobHandler};
+use roster::models::job::Job;
+use roster::startup::Hooks;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::both_deployments;
+use crate::helpers::{self, spawn_with, Deployment, TestApp};
+
+async fn download(app: &TestApp, job: &Value) -> Vec<u8> {
+    let reply = app
+        .get(&format!(
+            "/api/jobs/{}/download",
+            job["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    reply.body
+}
+
+fn id(job: &Value) -> &str {
+    job["id"].as_str().unwrap()
+}
+
+both_deployments!(
+    an_export_writes_every_student_ordered_by_age_then_id,
+    |app| async move {
+        app.seed(2_500);
+        app.create_student("=HYPERLINK(\"http://evil\")", 33).await;
+        app.create_student("Smith, \"Jr\"", 33).await;
+        app.create_student("-minus", 1).await;
+        let job = app.start_export(json!({})).await;
+        assert_eq!(job["status"], "queued");
+        let done = app.wait_until_ended(id(&job)).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["progress"], json!({"done": 2503, "total": 2503}));
+        assert_eq!(done["attempts"], 1);
+
+        let file = download(&app, &job).await;
+        let result = &done["result"];
+        assert_eq!(result["rows"], 2503);
+        assert_eq!(result["bytes"], file.len());
+        assert_eq!(result["sha256"], hex::encode(Sha256::digest(&file)));
+
+        let mut reader = csv::Reader::from_reader(file.as_slice());
+        assert_eq!(reader.headers().unwrap(), vec!["id", "name", "age"]);
+        let rows: Vec<(i64, String, i32)> = reader.deserialize().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2503);
+        assert!(
+            rows.windows(2).all(|w| (w[0].2, w[0].0) < (w[1].2, w[1].0)),
+            "ordered by (age, id)"
+        );
+        let names: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        assert!(
+            names.contains(&"'=HYPERLINK(\"http://evil\")"),
+            "formula neutralised"
+        );
+        assert!(names.contains(&"'-minus"));
+        assert!(
+            names.contains(&"Smith, \"Jr\""),
+            "RFC 4180 quoting round-trips"
+        );
+    }
+);
+
+both_deployments!(a_json_lines_export_of_an_age_range, |app| async move {
+    app.seed(1_000);
+    let job = app
+        .start_export(json!({"format": "jsonl", "min_age": 20, "max_age": 30}))
+        .await;
+    let done = app.wait_until_ended(id(&job)).await;
+    assert_eq!(done["status"], "succeeded");
+    let reply = app.get(&format!("/api/jobs/{}/download", id(&job))).await;
+    assert_eq!(
+        reply.header("content-type").unwrap(),
+        "application/x-ndjson"
+    );
+    assert!(reply
+        .header("content-disposition")
+        .unwrap()
+        .contains("attachment"));
+    let lines: Vec<Value> = reply
+        .body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as i64, done["result"]["rows"].as_i64().unwrap());
+    assert!(!lines.is_empty());
+    assert!(lines
+        .iter()
+        .all(|l| (20..=30).contains(&l["age"].as_i64().unwrap())));
+    let first = reply.body.split(|b| *b == b'\n').next().unwrap();
+    assert!(
+        first.starts_with(b"{\"id\":"),
+        "columns in id, name, age order"
+    );
+});
+
+both_deployments!(downloads_honour_range_requests, |app| async move {
+    app.seed(100);
+    let job = app.start_export(json!({})).await;
+    app.wait_until_ended(id(&job)).await;
+    let whole = download(&app, &job).await;
+    let mut res = app
+        .client
+        .get(format!("{}/api/jobs/{}/download", app.address, id(&job)))
+        .insert_header(("Range", "bytes=3-12"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.body().await.unwrap().as_ref(), &whole[3..=12]);
+});
+
+both_deployments!(
+    bad_export_requests_get_4xx_and_create_no_job,
+    |app| async move {
+        for (body, field) in [
+            (json!({"format": "xml"}), "format"),
+            (json!({"kind": "teachers"}), "kind"),
+            (json!({"min_age": 200}), "min_age"),
+            (json!({"min_age": 50, "max_age": 10}), "min_age"),
+            (json!({"max_age": "ten"}), "max_age"),
+            (json!({"colour": 1}), "colour"),
+        ] {
+            let reply = app.post("/api/exports", body.clone()).await;
+            assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert!(reply.json()["error"]["fields"][field].is_string(), "{body}");
+        }
+        let malformed = app
+            .send_raw(
+                Method::POST,
+                "/api/exports",
+                "application/json",
+                b"{".to_vec(),
+            )
+            .await;
+        assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+        let wrong_type = app
+            .send_raw(Method::POST, "/api/exports", "text/csv", b"a,b".to_vec())
+            .await;
+        assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let jobs = app.get("/api/jobs").await.json();
+        assert_eq!(jobs["items"].as_array().unwrap().len(), 0);
+    }
+);
+
+both_deployments!(
+    unknown_jobs_are_404_and_unready_downloads_409,
+    |app| async move {
+        for path in [
+            "/api/jobs/not-a-uuid",
+            "/api/jobs/00000000-0000-4000-8000-000000000000",
+            "/api/jobs/00000000-0000-4000-8000-000000000000/download",
+        ] {
+            assert_eq!(app.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+        }
+        let cancel = app
+            .request(
+                Method::POST,
+                "/api/jobs/00000000-0000-4000-8000-000000000000/cancel",
+                None,
+            )
+            .await;
+        assert_eq!(cancel.status, StatusCode::NOT_FOUND);
+    }
+);
+
+both_deployments!(
+    jobs_are_listed_newest_first_and_by_status,
+    |app| async move {
+        let first = app.start_export(json!({})).await;
+        let second = app.start_export(json!({"format": "jsonl"})).await;
+        app.wait_until_ended(id(&first)).await;
+        app.wait_until_ended(id(&second)).await;
+        let listed = app.get("/api/jobs").await.json();
+        let ids: Vec<&str> = listed["items"].as_array().unwrap().iter().map(id).collect();
+        assert_eq!(ids, [id(&second), id(&first)]);
+        let succeeded = app.get("/api/jobs?status=succeeded&limit=1").await.json();
+        assert_eq!(succeeded["items"].as_array().unwrap().len(), 1);
+        let none = app.get("/api/jobs?status=failed").await.json();
+        assert!(none["items"].as_array().unwrap().is_empty());
+        for bad in ["status=done", "limit=0", "limit=501", "limit=x"] {
+            assert_eq!(
+                app.get(&format!("/api/jobs?{bad}")).await.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{bad}"
+            );
+        }
+    }
+);
+
+// Guarantee 1: durable accept.
+
+both_deployments!(
+    accepted_jobs_are_committed_before_the_202,
+    |app| async move {
+        let reply = app.post("/api/exports", json!({})).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        let location = reply.header("location").unwrap();
+        assert_eq!(
+            location,
+            format!("/api/jobs/{}", reply.json()["id"].as_str().unwrap())
+        );
+        let job = app.get(&location).await;
+        assert_eq!(
+            job.status,
+            StatusCode::OK,
+            "the job exists as soon as it is accepted"
+        );
+    }
+);
+
+/// A broker whose first `failures` publishes fail, as if Redis had gone away.
+struct FailingPublishes {
+    inner: Arc<dyn Broker>,
+    failures: AtomicUsize,
+}
+
+#[async_trait]
+impl Broker for FailingPublishes {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn publish(&self, job: &JobId) -> Result<(), BrokerError> {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(BrokerError::Unavailable(anyhow::anyhow!(
+                "injected publish failure"
+            )));
+        }
+        self.inner.publish(job).await
+    }
+    async fn receive(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+        self.inner.receive(max).await
+    }
+    async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError> {
+        self.inner.ack(delivery).await
+    }
+    async fn ping(&self) -> anyhow::Result<()> {
+        self.inner.ping().await
+    }
+    async fn stats(&self) -> anyhow::Result<QueueStats> {
+        self.inner.stats().await
+    }
+}
+
+#[actix_web::test]
+async fn a_job_whose_publish_failed_is_published_by_the_reconciler() {
+    let hooks = Hooks {
+        wrap_broker: Some(Box::new(|inner| {
+            Arc::new(FailingPublishes {
+                inner,
+                failures: AtomicUsize::new(1),
+            })
+        })),
+        ..Hooks::default()
+    };
+    let Some(app) = spawn_with(Deployment::Production, |_| {}, hooks).await else {
+        return;
+    };
+    let job = app.start_export(json!({})).await;
+    let done = app.wait_until_ended(id(&job)).await;
+    assert_eq!(
+        done["status"], "succeeded",
+        "published later, by the reconciler"
+    );
+}
+
+// Guarantee 2: at-least-once delivery, one completion.
+
+both_deployments!(
+    a_second_delivery_of_a_finished_job_is_dropped,
+    |app| async move {
+        app.seed(50);
+        let job = app.start_export(json!({})).await;
+        let done = app.wait_until_ended(id(&job)).await;
+        let job_id: JobId = id(&job).parse().unwrap();
+        let broker = app.broker();
+        for _ in 0..3 {
+            broker.publish(&job_id).await.unwrap();
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+        let after = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
+        assert_eq!(after["attempts"], 1, "ran once");
+        assert_eq!(after["seq"], done["seq"], "nothing changed");
+        assert_eq!(after["finished_at"], done["finished_at"]);
+        let stats = broker.stats().await.unwrap();
+        assert_eq!(stats.pending, 0, "the duplicates were acknowledged");
+    }
+);
+
+both_deployments!(
+    many_jobs_published_twice_each_run_exactly_once,
+    |app| async move {
+        app.seed(20);
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let job = app.start_export(json!({"min_age": 5, "max_age": 10})).await;
+            app.broker()
+                .publish(&id(&job).parse().unwrap())
+                .await
+                .unwrap();
+            ids.push(id(&job).to_owned());
+        }
+        for job in &ids {
+            let done = app.wait_until_ended(job).await;
+            assert_eq!(done["status"], "succeeded");
+            assert_eq!(done["attempts"], 1, "claimed once: {done}");
+        }
+    }
+);
+
+// Guarantee 4: retries with backoff, then failed with the last error.
+
+both_deployments!(
+    failing_attempts_are_retried_then_the_job_fails_with_the_error,
+    |app| async move {
+        // The export directory is a file: every attempt fails to write.
+        std::fs::create_dir_all(app.settings.export_dir.parent().unwrap()).unwrap();
+        std::fs::write(&app.settings.export_dir, b"not a directory").unwrap();
+        let job = app.start_export(json!({})).await;
+        let done = app.wait_until_ended(id(&job)).await;
+        assert_eq!(done["status"], "failed");
+        assert_eq!(done["attempts"], 3, "max_attempts");
+        let error = done["error"].as_str().unwrap();
+        assert!(!error.is_empty(), "the last error is kept");
+    }
+);
+
+/// Panics on the first attempt of every job, then does the real export.
+struct PanicsOnce {
+    panicked: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl JobHandler for PanicsOnce {
+    fn run(&self, job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
+        if self.panicked.lock().unwrap().insert(job.id.clone()) {
+            panic!("injected panic in job {}", job.id);
+        }
+        StudentsByAge.run(job, attempt)
+    }
+}
+
+fn panics_once() -> Hooks {
+    Hooks {
+        handler: Some(Arc::new(PanicsOnce {
+            panicked: Default::default(),
+        })),
+        ..Hooks::default()
+    }
+}
+
+#[actix_web::test]
+async fn a_panicking_job_fails_that_attempt_only_and_the_pool_keeps_its_size() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some(app) = spawn_with(deployment, |_| {}, panics_once()).await else {
+            continue;
+        };
+        app.seed(30);
+        // More jobs than workers, each panicking once: a pool that lost threads would stall.
+        let jobs: Vec<Value> = futures_join(&app, 6).await;
+        for job in &jobs {
+            let done = app.wait_until_ended(id(job)).await;
+            assert_eq!(done["status"], "succeeded", "{deployment:?}: {done}");
+            assert_eq!(done["attempts"], 2);
+        }
+    }
+}
+
+async fn futures_join(app: &TestApp, n: usize) -> Vec<Value> {
+    let mut jobs = Vec::new();
+    for _ in 0..n {
+        jobs.push(app.start_export(json!({})).await);
+    }
+    jobs
+}
+
+// Guarantee 5: cancellation.
+
+both_deployments!(cancelling_a_finished_job_is_409, |app| async move {
+    let job = app.start_export(json!({})).await;
+    app.wait_until_ended(id(&job)).await;
+    let again = app
+        .request(
+            Method::POST,
+            &format!("/api/jobs/{}/cancel", id(&job)),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.code(), "conflict");
+    let after = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
+    assert_eq!(
+        after["status"], "succeeded",
+        "a refused cancel changes nothing"
+    );
+});
+
+#[actix_web::test]
+async fn cancelling_a_queued_job_ends_it_without_running_it() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some(sandbox) = helpers::Sandbox::new(deployment) else {
+            continue;
+        };
+        let settings = sandbox.settings();
+        let app = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
+        let job = app.start_export(json!({})).await;
+        let reply = app
+            .request(
+                Method::POST,
+                &format!("/api/jobs/{}/cancel", id(&job)),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            reply.json()["status"],
+            "cancelled",
+            "{deployment:?}: at once"
+        );
+        let after = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
+        assert_eq!(after["attempts"], 0, "it never ran");
+        let again = app
+            .request(
+                Method::POST,
+                &format!("/api/jobs/{}/cancel", id(&job)),
+                None,
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::CONFLICT);
+    }
+}
+
+/// Settings under which an export of the seeded students takes a while: tiny batches.
+fn slow_exports(s: &mut roster::config::Settings) {
+    s.export_batch_rows = 10;
+}
+
+#[actix_web::test]
+async fn cancelling_a_running_export_stops_it_within_a_second_and_removes_its_file() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some(app) = spawn_with(deployment, slow_exports, Hooks::default()).await else {
+            continue;
+        };
+        app.seed(100_000);
+        let job = app.start_export(json!({})).await;
+        app.wait_for(id(&job), Duration::from_secs(30), |j| {
+            j["status"] == "running" && j["progress"]["done"].as_i64() > Some(0)
+        })
+        .await;
+        let asked = Instant::now();
+        let reply = app
+            .request(
+                Method::POST,
+                &format!("/api/jobs/{}/cancel", id(&job)),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        let done = app.wait_until_ended(id(&job)).await;
+        assert_eq!(done["status"], "cancelled", "{deployment:?}: {done}");
+        assert!(
+            asked.elapsed() < Duration::from_millis(1500),
+            "took {:?}",
+            asked.elapsed()
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&app.settings.export_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
+    }
+}
+
+// Guarantee 6: time limit.
+
+/// A job that never ends by itself.
+struct Endless;
+
+impl JobHandler for Endless {
+    fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
+        // "Never" is bounded, so that no test leaves a thread spinning for ever.
+        for done in 1..6_000 {
+            attempt.progress(done, done + 1, false)?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(json!({"rows": 0}))
+    }
+}
+
+#[actix_web::test]
+async fn a_job_past_its_time_limit_fails_as_timed_out() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let hooks = Hooks {
+            handler: Some(Arc::new(Endless)),
+            ..Hooks::default()
+        };
+        let Some(app) = spawn_with(deployment, |s| s.job_timeout_secs = 1, hooks).await else {
+            continue;
+        };
+        let job = app.start_export(json!({})).await;
+        let done = app.wait_until_ended(id(&job)).await;
+        assert_eq!(done["status"], "failed");
+        assert!(
+            done["error"].as_str().unwrap().contains("timed out"),
+            "{done}"
+        );
+        assert_eq!(done["attempts"], 1, "a time-out is not retried");
+    }
+}
+
+// Flow control: the consumer never takes more jobs than it has idle workers.
+
+#[actix_web::test]
+async fn the_consumer_holds_no_more_jobs_than_idle_workers() {
+    let hooks = Hooks {
+        handler: Some(Arc::new(Endless)),
+        ..Hooks::default()
+    };
+    let Some(app) = spawn_with(Deployment::Production, |s| s.concurrency = 2, hooks).await else {
+        return;
+    };
+    for _ in 0..10 {
+        app.start_export(json!({})).await;
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let stats = app.broker().stats().await.unwrap();
+    assert_eq!(stats.pending, 2, "one delivery per worker");
+    assert_eq!(stats.waiting, 8, "the rest wait in Redis, not in memory");
+    let running = app.get("/api/jobs?status=running").await.json();
+    assert_eq!(running["items"].as_array().unwrap().len(), 2);
+}

@@ -1,0 +1,10 @@
+//! roster's integration tests: one binary, a module per area. Each test starts the real
+//! application (or the real binary) against a database and queue of its own.
+
+mod cli;
+mod crash;
+mod exports;
+mod health;
+pub mod helpers;
+mod process;
+mod students;

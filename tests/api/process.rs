@@ -1,0 +1,148 @@
+//! Running the real `roster` binary as a child process.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::Sandbox;
+
+/// `roster` with the sandbox's environment (and nothing inherited that could redirect it).
+pub fn roster_command(sandbox: &Sandbox) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roster"));
+    for var in [
+        "DATABASE_URL",
+        "BROKER_URL",
+        "ROSTER_BIND",
+        "ROSTER_QUEUE",
+        "ROSTER_CONCURRENCY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(sandbox.env()).stdin(Stdio::null());
+    cmd
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `roster` child process serving HTTP.
+pub struct Roster {
+    pub child: Child,
+    pub address: String,
+    client: awc::Client,
+}
+
+impl Roster {
+    /// Starts `roster serve` and waits until it answers.
+    pub async fn serve(sandbox: &Sandbox, env: &[(&str, &str)]) -> Self {
+        Self::start(sandbox, &["serve"], env).await
+    }
+
+    pub async fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sandbox.dir.path().join("roster.log"))
+            .unwrap();
+        let child = roster_command(sandbox)
+            .args(args)
+            .env("ROSTER_BIND", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("roster starts");
+        let me = Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(res) = me
+                .client
+                .get(format!("{}/healthz", me.address))
+                .send()
+                .await
+            {
+                if res.status().is_success() {
+                    return me;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "roster did not start; see roster.log"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let mut res = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap();
+        res.json().limit(16 * 1024 * 1024).await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let mut res = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .send_json(&body)
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// Polls a job until `done` holds (60 s at most).
+    pub async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.get(&format!("/api/jobs/{id}")).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job never got there: {job}");
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGKILL: no clean-up of any kind.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+}
+
+impl Drop for Roster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
