@@ -12,6 +12,10 @@
 //! - [`error`]: the API's error type and its one mapping to HTTP responses.
 //! - [`routes`]: the HTTP handlers, a module per resource.
 //! - [`startup`]: builds the application from settings; the route table.
+//! - [`broker`]: the queue of job ids: a Redis stream, or the in-process broker.
+//! - [`jobs`]: the consumer, the ExportWorker pool, the export, the sweeper.
+//! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
+//! - [`ws`]: the WebSocket session actors.
 //! - [`cli`]: the `roster` subcommands.
 
 pub mod cli;
@@ -26,4 +30,5 @@ pub mod schema;
 pub mod broker;
 pub mod events;
 pub mod jobs;
+pub mod ws;
 pub mod startup;

@@ -227,6 +227,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/jobs/{id}/download").route(web::get().to(routes::jobs::download)),
             ),
     )
+    .route("/ws", web::get().to(crate::ws::connect))
+    .route("/ws/jobs/{id}", web::get().to(crate::ws::follow_job))
     .route("/healthz", web::get().to(routes::health::healthz))
     .route("/readyz", web::get().to(routes::health::readyz));
 }

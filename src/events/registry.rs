@@ -2,10 +2,11 @@
 //! event emitted here, hands it to the sessions subscribed to that job or to all jobs,
 //! and (with Redis) exchanges events with the registries of other processes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::dev::SendError;
 use actix::prelude::*;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -75,10 +76,10 @@ pub struct Disconnect {
     pub session: SessionId,
 }
 
-/// How many sessions are connected.
+/// Delivery counters, for metrics.
 #[derive(Message)]
-#[rtype(result = "usize")]
-pub struct SessionCount;
+#[rtype(result = "DeliveryStats")]
+pub struct Stats;
 
 /// The registry's link to Redis pub/sub.
 #[derive(Clone)]
@@ -97,13 +98,103 @@ struct Envelope {
     event: JobEvent,
 }
 
+/// How often events that a session's full mailbox refused are offered again.
+pub const BACKLOG_RETRY: Duration = Duration::from_millis(20);
+/// A session further behind than this many undelivered events is cut off from events and
+/// told to resync from snapshots once it catches up: memory per slow client stays bounded.
+pub const MAX_BACKLOG: usize = 1_000;
+
+/// A session as the registry knows it: where its events go, and those it could not take
+/// yet (its mailbox was full: the client reads slowly).
+struct Subscriber {
+    recipient: Recipient<Deliver>,
+    backlog: VecDeque<Arc<JobEvent>>,
+    /// Events were dropped; the session must re-read snapshots.
+    lagged: bool,
+}
+
+impl Subscriber {
+    fn new(recipient: Recipient<Deliver>) -> Self {
+        Self {
+            recipient,
+            backlog: VecDeque::new(),
+            lagged: false,
+        }
+    }
+
+    /// Hands `event` over now, or keeps it for later with progress coalesced: only the
+    /// latest progress of a job waits, while every status waits in order.
+    fn offer(&mut self, event: Arc<JobEvent>) -> Coalesced {
+        if self.lagged {
+            return Coalesced(true);
+        }
+        if self.backlog.is_empty() {
+            match self.recipient.try_send(Deliver::Event(event)) {
+                Ok(()) => return Coalesced(false),
+                Err(SendError::Closed(_)) => return Coalesced(false),
+                Err(SendError::Full(Deliver::Event(event))) => self.backlog.push_back(event),
+                Err(SendError::Full(_)) => return Coalesced(false),
+            }
+            return Coalesced(false);
+        }
+        let mut coalesced = false;
+        if matches!(*event, JobEvent::Progress { .. }) {
+            let before = self.backlog.len();
+            self.backlog.retain(|e| {
+                !(matches!(**e, JobEvent::Progress { .. }) && e.job_id() == event.job_id())
+            });
+            coalesced = self.backlog.len() < before;
+        }
+        self.backlog.push_back(event);
+        if self.backlog.len() > MAX_BACKLOG {
+            self.backlog.clear();
+            self.lagged = true;
+            coalesced = true;
+        }
+        Coalesced(coalesced)
+    }
+
+    /// Offers the backlog again, oldest first, until the mailbox is full.
+    fn drain(&mut self) {
+        while let Some(event) = self.backlog.pop_front() {
+            match self.recipient.try_send(Deliver::Event(event)) {
+                Ok(()) => {}
+                Err(SendError::Full(Deliver::Event(event))) => {
+                    self.backlog.push_front(event);
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        if self.lagged && self.recipient.try_send(Deliver::Resync).is_ok() {
+            self.lagged = false;
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        !self.backlog.is_empty() || self.lagged
+    }
+}
+
+/// Whether delivering an event replaced (or dropped) an older one.
+struct Coalesced(bool);
+
 #[derive(Default)]
 pub struct EventRegistry {
-    sessions: HashMap<SessionId, Recipient<Deliver>>,
+    sessions: HashMap<SessionId, Subscriber>,
     by_job: HashMap<String, HashSet<SessionId>>,
     everything: HashSet<SessionId>,
     link: Option<RedisLink>,
     outbox: Option<mpsc::UnboundedSender<String>>,
+    stats: DeliveryStats,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryStats {
+    pub sessions: usize,
+    pub sent: u64,
+    pub coalesced: u64,
 }
 
 impl EventRegistry {
@@ -121,10 +212,15 @@ impl EventRegistry {
             .into_iter()
             .flatten()
             .chain(self.everything.iter())
+            .copied()
             .collect::<HashSet<_>>();
         for session in targets {
-            if let Some(recipient) = self.sessions.get(session) {
-                recipient.do_send(Deliver::Event(event.clone()));
+            if let Some(subscriber) = self.sessions.get_mut(&session) {
+                let Coalesced(coalesced) = subscriber.offer(event.clone());
+                self.stats.sent += 1;
+                if coalesced {
+                    self.stats.coalesced += 1;
+                }
             }
         }
     }
@@ -212,6 +308,11 @@ impl Actor for EventRegistry {
         // Many sessions subscribe at once (a dashboard reconnecting, a test with a
         // thousand clients): a larger mailbox keeps senders from waiting.
         ctx.set_mailbox_capacity(100_000);
+        ctx.run_interval(BACKLOG_RETRY, |act, _ctx| {
+            for subscriber in act.sessions.values_mut().filter(|s| s.waiting()) {
+                subscriber.drain();
+            }
+        });
         if let Some(link) = self.link.clone() {
             self.start_outbox(link.clone());
             self.start_inbox(link, ctx.address());
@@ -251,8 +352,9 @@ impl Handler<Remote> for EventRegistry {
 impl Handler<Reconnected> for EventRegistry {
     type Result = ();
     fn handle(&mut self, _: Reconnected, _ctx: &mut Context<Self>) {
-        for recipient in self.sessions.values() {
-            recipient.do_send(Deliver::Resync);
+        for subscriber in self.sessions.values_mut() {
+            subscriber.lagged = true;
+            subscriber.drain();
         }
     }
 }
@@ -260,7 +362,9 @@ impl Handler<Reconnected> for EventRegistry {
 impl Handler<Subscribe> for EventRegistry {
     type Result = ();
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) {
-        self.sessions.insert(msg.session, msg.recipient);
+        self.sessions
+            .entry(msg.session)
+            .or_insert_with(|| Subscriber::new(msg.recipient));
         match msg.topic {
             Topic::All => {
                 self.everything.insert(msg.session);
@@ -291,10 +395,13 @@ impl Handler<Disconnect> for EventRegistry {
     }
 }
 
-impl Handler<SessionCount> for EventRegistry {
-    type Result = usize;
-    fn handle(&mut self, _: SessionCount, _ctx: &mut Context<Self>) -> usize {
-        self.sessions.len()
+impl Handler<Stats> for EventRegistry {
+    type Result = MessageResult<Stats>;
+    fn handle(&mut self, _: Stats, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(DeliveryStats {
+            sessions: self.sessions.len(),
+            ..self.stats
+        })
     }
 }
 

@@ -1,0 +1,390 @@
+//! WebSocket sessions: `GET /ws/jobs/{id}` follows one job to its end, `GET /ws` takes
+//! subscribe/unsubscribe messages (`"*"` for every job).
+//!
+//! A session subscribes with the registry first and only then reads the snapshot, holding
+//! back the events that arrive meanwhile: no event can fall between the snapshot and the
+//! live stream. Everything sent for a job carries its `seq`; the session never sends a
+//! job's events out of order or twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::db::Pool;
+use crate::domain::job::JobId;
+use crate::error::ApiError;
+use crate::events::registry::{
+    Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic, Unsubscribe,
+};
+use crate::events::JobEvent;
+use crate::models::job::{self, Job};
+use crate::startup::AppState;
+
+/// How often the server pings.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// A client silent for this long (no pong, no message) is dropped.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest frame a client may send.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024;
+/// Events a session's mailbox holds before the registry keeps (and coalesces) them.
+pub const MAILBOX: usize = 256;
+/// Jobs one `/ws` session may watch one by one.
+pub const MAX_SUBSCRIPTIONS: usize = 1_000;
+/// Jobs whose snapshots a `"*"` subscriber gets first.
+pub const DASHBOARD_SNAPSHOTS: i64 = 100;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// One WebSocket connection.
+pub struct WsSession {
+    id: SessionId,
+    pool: Pool,
+    registry: Addr<EventRegistry>,
+    /// `/ws/jobs/{id}`: the one job followed; the session closes after its end.
+    only: Option<String>,
+    watching: HashSet<Topic>,
+    /// The newest `seq` sent per job.
+    sent: HashMap<String, i64>,
+    /// Topics whose snapshot is being read, with the events held back meanwhile.
+    loading: HashMap<Topic, Vec<Arc<JobEvent>>>,
+    last_heard: Instant,
+}
+
+/// What a client may send on `/ws`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+enum ClientMessage {
+    #[serde(rename = "subscribe")]
+    Subscribe(String),
+    #[serde(rename = "unsubscribe")]
+    Unsubscribe(String),
+}
+
+impl WsSession {
+    fn new(state: &AppState, only: Option<String>) -> Self {
+        Self {
+            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            pool: state.pool.clone(),
+            registry: state.events.registry().clone(),
+            only,
+            watching: HashSet::new(),
+            sent: HashMap::new(),
+            loading: HashMap::new(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    fn send_json(ctx: &mut ws::WebsocketContext<Self>, value: &impl serde::Serialize) {
+        ctx.text(serde_json::to_string(value).expect("events serialize"));
+    }
+
+    fn error(ctx: &mut ws::WebsocketContext<Self>, code: &str, message: impl Into<String>) {
+        Self::send_json(
+            ctx,
+            &json!({"type": "error", "code": code, "message": message.into()}),
+        );
+    }
+
+    /// Sends an event unless the client already has it (or something newer).
+    fn forward(&mut self, event: &JobEvent, ctx: &mut ws::WebsocketContext<Self>) {
+        let last = self.sent.entry(event.job_id().to_owned()).or_insert(0);
+        if event.seq() <= *last {
+            return;
+        }
+        *last = event.seq();
+        Self::send_json(ctx, event);
+        if self.only.is_some() && event.is_terminal() {
+            self.close(ctx);
+        }
+    }
+
+    fn snapshot(&mut self, job: &Job, ctx: &mut ws::WebsocketContext<Self>) {
+        let last = self.sent.entry(job.id.clone()).or_insert(0);
+        if job.seq <= *last {
+            return;
+        }
+        *last = job.seq;
+        Self::send_json(ctx, &json!({"type": "snapshot", "job": job.view()}));
+        if self.only.is_some() && job.status().is_terminal() {
+            self.close(ctx);
+        }
+    }
+
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Normal,
+            description: Some("the job has ended".into()),
+        }));
+        ctx.stop();
+    }
+
+    /// Subscribes to `topic` (unless `resync`), then reads and sends its snapshot, then the
+    /// events held back meanwhile.
+    fn watch(&mut self, topic: Topic, resync: bool, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.loading.contains_key(&topic) || (!resync && self.watching.contains(&topic)) {
+            return;
+        }
+        self.loading.insert(topic.clone(), Vec::new());
+        self.watching.insert(topic.clone());
+        let subscribe = (!resync).then(|| Subscribe {
+            session: self.id,
+            recipient: ctx.address().recipient(),
+            topic: topic.clone(),
+        });
+        let registry = self.registry.clone();
+        let pool = self.pool.clone();
+        let read = topic.clone();
+        async move {
+            if let Some(subscribe) = subscribe {
+                registry.send(subscribe).await.map_err(anyhow::Error::from)?;
+            }
+            web::block(move || -> anyhow::Result<Vec<Job>> {
+                let mut conn = pool.get()?;
+                Ok(match &read {
+                    Topic::Job(id) => {
+                        let id: JobId = id.parse()?;
+                        job::find(&mut conn, &id)?.into_iter().collect()
+                    }
+                    Topic::All => {
+                        let mut jobs = job::recent(&mut conn, None, DASHBOARD_SNAPSHOTS)?;
+                        jobs.reverse();
+                        jobs
+                    }
+                })
+            })
+            .await?
+        }
+        .into_actor(self)
+        .map(move |snapshots, act, ctx| {
+            let held = act.loading.remove(&topic).unwrap_or_default();
+            match snapshots {
+                Ok(jobs) if jobs.is_empty() && matches!(topic, Topic::Job(_)) => {
+                    Self::error(ctx, "not_found", "no such job");
+                    act.unwatch(&topic);
+                    if act.only.is_some() {
+                        ctx.stop();
+                    }
+                    return;
+                }
+                Ok(jobs) => {
+                    for job in &jobs {
+                        act.snapshot(job, ctx);
+                    }
+                }
+                Err(e) => {
+                    log::warn!("websocket snapshot failed: {e:#}");
+                    Self::error(ctx, "unavailable", "could not read the job; try again");
+                    act.unwatch(&topic);
+                    return;
+                }
+            }
+            for event in held {
+                act.forward(&event, ctx);
+            }
+        })
+        .wait(ctx);
+    }
+
+    fn unwatch(&mut self, topic: &Topic) {
+        self.watching.remove(topic);
+        self.loading.remove(topic);
+        self.registry.do_send(Unsubscribe {
+            session: self.id,
+            topic: topic.clone(),
+        });
+    }
+
+    fn topic(raw: &str) -> Result<Topic, String> {
+        if raw == "*" {
+            return Ok(Topic::All);
+        }
+        raw.parse::<JobId>()
+            .map(|id| Topic::Job(id.to_string()))
+            .map_err(|_| format!("{raw:?} is neither a job id nor \"*\""))
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.only.is_some() {
+            Self::error(ctx, "bad_message", "this connection follows one job and takes no messages");
+            return;
+        }
+        let message = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(m) => m,
+            Err(_) => {
+                Self::error(
+                    ctx,
+                    "bad_message",
+                    r#"expected {"subscribe": "<job id>" | "*"} or {"unsubscribe": …}"#,
+                );
+                return;
+            }
+        };
+        match message {
+            ClientMessage::Subscribe(raw) => match Self::topic(&raw) {
+                Ok(_) if self.watching.len() >= MAX_SUBSCRIPTIONS => Self::error(
+                    ctx,
+                    "too_many_subscriptions",
+                    format!("at most {MAX_SUBSCRIPTIONS}; subscribe to \"*\" instead"),
+                ),
+                Ok(topic) => self.watch(topic, false, ctx),
+                Err(e) => Self::error(ctx, "bad_message", e),
+            },
+            ClientMessage::Unsubscribe(raw) => match Self::topic(&raw) {
+                Ok(topic) => self.unwatch(&topic),
+                Err(e) => Self::error(ctx, "bad_message", e),
+            },
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
+            if act.last_heard.elapsed() > CLIENT_TIMEOUT {
+                log::info!("websocket client silent for {CLIENT_TIMEOUT:?}; dropping it");
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+        if let Some(id) = self.only.clone() {
+            self.watch(Topic::Job(id), false, ctx);
+        }
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        self.registry.do_send(Disconnect { session: self.id });
+        Running::Stop
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        match msg {
+            Deliver::Event(event) => {
+                let job_topic = Topic::Job(event.job_id().to_owned());
+                if let Some(held) = self.loading.get_mut(&job_topic) {
+                    held.push(event);
+                } else if let Some(held) = self.loading.get_mut(&Topic::All) {
+                    held.push(event);
+                } else {
+                    self.forward(&event, ctx);
+                }
+            }
+            Deliver::Resync => {
+                let topics: Vec<Topic> = self.watching.iter().cloned().collect();
+                for topic in topics {
+                    self.watch(topic, true, ctx);
+                }
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => {
+                Self::error(ctx, "bad_message", "send JSON text frames")
+            }
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Err(e) => {
+                log::info!("websocket protocol error: {e}");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some(e.to_string()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+/// Refuses a handshake from a page of another origin (cross-site WebSocket hijacking).
+/// Clients that send no Origin (not browsers) are let in.
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get("origin") else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    let ok = if allowed.is_empty() {
+        let host = req.connection_info().host().to_owned();
+        url::Url::parse(origin)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| match u.port() {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h.to_owned(),
+                    })
+            })
+            .is_some_and(|o| o == host)
+    } else {
+        allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/') == origin)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("origin {origin} is not allowed")))
+    }
+}
+
+fn start(
+    session: WsSession,
+    req: &HttpRequest,
+    stream: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    ws::WsResponseBuilder::new(session, req, stream)
+        .frame_size(MAX_FRAME_BYTES)
+        .start()
+        .map_err(|e| ApiError::Malformed(format!("not a WebSocket handshake: {e}")))
+}
+
+/// `GET /ws`: subscribe and unsubscribe by message.
+pub async fn connect(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_origin(&req, &state.settings.allowed_origins)?;
+    start(WsSession::new(&state, None), &req, stream)
+}
+
+/// `GET /ws/jobs/{id}`: one job, from its snapshot to its end.
+pub async fn follow_job(
+    req: HttpRequest,
+    stream: web::Payload,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_origin(&req, &state.settings.allowed_origins)?;
+    let id: JobId = path.parse().map_err(|_| ApiError::NotFound("job"))?;
+    let exists = crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?.is_some()))
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound("job"));
+    }
+    start(WsSession::new(&state, Some(id.to_string())), &req, stream)
+}
