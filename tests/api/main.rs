@@ -8,3 +8,4 @@ mod health;
 pub mod helpers;
 mod process;
 mod students;
+mod websocket;
