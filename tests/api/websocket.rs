@@ -124,7 +124,7 @@ fn assert_complete_and_in_order(frames: &[Value], job: &str) {
 
 async fn slow_app(deployment: Deployment) -> Option<TestApp> {
     let app = spawn_with(deployment, |s| s.export_batch_rows = 5, Default::default()).await?;
-    app.seed(30_000);
+    app.seed(60_000);
     Some(app)
 }
 
