@@ -30,5 +30,5 @@ pub mod schema;
 pub mod broker;
 pub mod events;
 pub mod jobs;
-pub mod ws;
 pub mod startup;
+pub mod ws;

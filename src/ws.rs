@@ -143,7 +143,10 @@ impl WsSession {
         let read = topic.clone();
         async move {
             if let Some(subscribe) = subscribe {
-                registry.send(subscribe).await.map_err(anyhow::Error::from)?;
+                registry
+                    .send(subscribe)
+                    .await
+                    .map_err(anyhow::Error::from)?;
             }
             web::block(move || -> anyhow::Result<Vec<Job>> {
                 let mut conn = pool.get()?;
@@ -212,7 +215,11 @@ impl WsSession {
 
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         if self.only.is_some() {
-            Self::error(ctx, "bad_message", "this connection follows one job and takes no messages");
+            Self::error(
+                ctx,
+                "bad_message",
+                "this connection follows one job and takes no messages",
+            );
             return;
         }
         let message = match serde_json::from_str::<ClientMessage>(text) {
@@ -300,9 +307,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
             Ok(ws::Message::Pong(_)) => {}
             Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
-            Ok(ws::Message::Binary(_)) => {
-                Self::error(ctx, "bad_message", "send JSON text frames")
-            }
+            Ok(ws::Message::Binary(_)) => Self::error(ctx, "bad_message", "send JSON text frames"),
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();
@@ -332,11 +337,10 @@ fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
         url::Url::parse(origin)
             .ok()
             .and_then(|u| {
-                u.host_str()
-                    .map(|h| match u.port() {
-                        Some(p) => format!("{h}:{p}"),
-                        None => h.to_owned(),
-                    })
+                u.host_str().map(|h| match u.port() {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h.to_owned(),
+                })
             })
             .is_some_and(|o| o == host)
     } else {
@@ -347,7 +351,9 @@ fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!("origin {origin} is not allowed")))
+        Err(ApiError::Forbidden(format!(
+            "origin {origin} is not allowed"
+        )))
     }
 }
 
@@ -381,8 +387,8 @@ pub async fn follow_job(
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.settings.allowed_origins)?;
     let id: JobId = path.parse().map_err(|_| ApiError::NotFound("job"))?;
-    let exists = crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?.is_some()))
-        .await?;
+    let exists =
+        crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?.is_some())).await?;
     if !exists {
         return Err(ApiError::NotFound("job"));
     }

@@ -435,3 +435,130 @@ impl Events {
         self.emit(JobEvent::progress(job));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::job::JobStatus;
+
+    /// Collects what it is sent; its mailbox holds only a few messages.
+    struct Sink(Arc<std::sync::Mutex<Vec<Deliver>>>);
+
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Sink {
+        type Result = ();
+        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+
+    fn sink() -> (Recipient<Deliver>, Arc<std::sync::Mutex<Vec<Deliver>>>) {
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let inner = got.clone();
+        let addr = Sink::create(move |ctx| {
+            ctx.set_mailbox_capacity(2);
+            Sink(inner)
+        });
+        (addr.recipient(), got)
+    }
+
+    fn progress(seq: i64) -> Arc<JobEvent> {
+        Arc::new(JobEvent::Progress {
+            job_id: "j".into(),
+            seq,
+            done: seq,
+            total: 1000,
+        })
+    }
+
+    fn status(seq: i64, status: JobStatus) -> Arc<JobEvent> {
+        let json = serde_json::json!({
+            "id": "j", "kind": "students_by_age", "params": {}, "status": status,
+            "progress": {"done": 0, "total": 0}, "attempts": 1, "max_attempts": 3,
+            "error": null, "result": null, "cancel_requested": false, "seq": seq,
+            "created_at": "2026-01-01T00:00:00Z", "run_after": "2026-01-01T00:00:00Z",
+            "started_at": null, "finished_at": null
+        });
+        Arc::new(JobEvent::Status {
+            job_id: "j".into(),
+            seq,
+            status,
+            error: None,
+            result: None,
+            job: Box::new(serde_json::from_value(json).unwrap()),
+        })
+    }
+
+    async fn drain_all(subscriber: &mut Subscriber) {
+        for _ in 0..1000 {
+            subscriber.drain();
+            actix_web::rt::time::sleep(Duration::from_millis(1)).await;
+            if !subscriber.waiting() {
+                break;
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    fn seqs(got: &[Deliver]) -> Vec<(i64, bool)> {
+        got.iter()
+            .filter_map(|d| match d {
+                Deliver::Event(e) => Some((e.seq(), matches!(**e, JobEvent::Status { .. }))),
+                Deliver::Resync => None,
+            })
+            .collect()
+    }
+
+    #[actix_web::test]
+    async fn a_slow_session_gets_coalesced_progress_but_every_status_in_order() {
+        let (recipient, got) = sink();
+        let mut subscriber = Subscriber::new(recipient);
+        // The session does not run while these are offered: its mailbox fills at once.
+        let mut coalesced = 0;
+        subscriber.offer(status(1, JobStatus::Running));
+        for seq in 2..500 {
+            coalesced += usize::from(subscriber.offer(progress(seq)).0);
+        }
+        subscriber.offer(status(500, JobStatus::Succeeded));
+        assert!(coalesced > 400, "progress was coalesced: {coalesced}");
+        assert!(subscriber.backlog.len() < 10, "the backlog stays small");
+        drain_all(&mut subscriber).await;
+
+        let seqs = seqs(&got.lock().unwrap());
+        assert!(
+            seqs.windows(2).all(|w| w[0].0 < w[1].0),
+            "in order: {seqs:?}"
+        );
+        assert_eq!(seqs.iter().filter(|s| s.1).count(), 2, "no status lost");
+        assert_eq!(seqs.last(), Some(&(500, true)));
+        assert!(
+            seqs.contains(&(499, false)),
+            "the latest progress before the end"
+        );
+        assert!(
+            seqs.len() < 20,
+            "far fewer frames than events: {}",
+            seqs.len()
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_session_too_far_behind_is_told_to_resync_instead_of_growing_memory() {
+        let (recipient, got) = sink();
+        let mut subscriber = Subscriber::new(recipient);
+        for seq in 1..=(MAX_BACKLOG as i64 + 10) {
+            subscriber.offer(status(seq, JobStatus::Running));
+        }
+        assert!(subscriber.lagged);
+        assert!(subscriber.backlog.is_empty());
+        drain_all(&mut subscriber).await;
+        let got = got.lock().unwrap();
+        assert!(
+            matches!(got.last(), Some(Deliver::Resync)),
+            "resync from snapshots"
+        );
+    }
+}

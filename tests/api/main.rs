@@ -7,5 +7,6 @@ mod exports;
 mod health;
 pub mod helpers;
 mod process;
+mod processes;
 mod students;
-mod websocket;
+pub mod websocket;

@@ -46,11 +46,23 @@ impl Roster {
     }
 
     pub async fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let me = Self::spawn(sandbox, args, env, "roster.log");
+        me.wait_until_healthy().await;
+        me
+    }
+
+    /// Starts `roster worker` (no HTTP), logging to `log`.
+    pub fn worker(sandbox: &Sandbox, env: &[(&str, &str)], log: &str) -> Self {
+        Self::spawn(sandbox, &["worker"], env, log)
+    }
+
+    /// Starts the binary without waiting for it; its output goes to `log` in the sandbox.
+    pub fn spawn(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)], log: &str) -> Self {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(sandbox.dir.path().join("roster.log"))
+            .open(sandbox.dir.path().join(log))
             .unwrap();
         let child = roster_command(sandbox)
             .args(args)
@@ -60,23 +72,22 @@ impl Roster {
             .stderr(log)
             .spawn()
             .expect("roster starts");
-        let me = Self {
+        Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
             client: awc::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .finish(),
-        };
+        }
+    }
+
+    async fn wait_until_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(res) = me
-                .client
-                .get(format!("{}/healthz", me.address))
-                .send()
-                .await
-            {
+            let url = format!("{}/healthz", self.address);
+            if let Ok(res) = self.client.get(url).send().await {
                 if res.status().is_success() {
-                    return me;
+                    return;
                 }
             }
             assert!(
@@ -84,6 +95,27 @@ impl Roster {
                 "roster did not start; see roster.log"
             );
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the process to exit by itself, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
     }
 

@@ -18,7 +18,9 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(address: &str, path: &str) -> Self {
-        Self::try_connect(address, path, None).await.expect("websocket connects")
+        Self::try_connect(address, path, None)
+            .await
+            .expect("websocket connects")
     }
 
     pub async fn try_connect(
@@ -89,7 +91,10 @@ impl WsClient {
             let frame = self.next(Duration::from_secs(60)).await.expect("open");
             let ended = frame["type"] == "status"
                 && frame["job_id"] == job
-                && matches!(frame["status"].as_str(), Some("succeeded" | "failed" | "cancelled"));
+                && matches!(
+                    frame["status"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                );
             frames.push(frame);
             if ended {
                 return frames;
@@ -131,12 +136,18 @@ async fn slow_app(deployment: Deployment) -> Option<TestApp> {
 #[actix_web::test]
 async fn a_follower_gets_the_snapshot_then_every_event_in_order_and_a_normal_close() {
     for deployment in [Deployment::Embedded, Deployment::Production] {
-        let Some(app) = slow_app(deployment).await else { continue };
+        let Some(app) = slow_app(deployment).await else {
+            continue;
+        };
         let job = app.start_export(json!({})).await;
         let mut ws = WsClient::connect(&app.address, &format!("/ws/jobs/{}", id(&job))).await;
         let started = std::time::Instant::now();
         let frames = ws.until_closed().await;
-        eprintln!("{deployment:?}: {} frames in {:?}", frames.len(), started.elapsed());
+        eprintln!(
+            "{deployment:?}: {} frames in {:?}",
+            frames.len(),
+            started.elapsed()
+        );
         assert_complete_and_in_order(&frames, &id(&job));
         assert!(
             frames.iter().filter(|f| f["type"] == "progress").count() >= 2,
@@ -146,22 +157,27 @@ async fn a_follower_gets_the_snapshot_then_every_event_in_order_and_a_normal_clo
     }
 }
 
-both_deployments!(a_late_subscriber_learns_how_the_job_ended, |app| async move {
-    let job = app.start_export(json!({})).await;
-    let done = app.wait_until_ended(&id(&job)).await;
-    let mut ws = WsClient::connect(&app.address, &format!("/ws/jobs/{}", id(&job))).await;
-    let frames = ws.until_closed().await;
-    assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0]["type"], "snapshot");
-    assert_eq!(frames[0]["job"]["status"], "succeeded");
-    assert_eq!(frames[0]["job"]["seq"], done["seq"]);
-    assert_eq!(ws.closed, Some(Some(CloseCode::Normal)));
-});
+both_deployments!(
+    a_late_subscriber_learns_how_the_job_ended,
+    |app| async move {
+        let job = app.start_export(json!({})).await;
+        let done = app.wait_until_ended(&id(&job)).await;
+        let mut ws = WsClient::connect(&app.address, &format!("/ws/jobs/{}", id(&job))).await;
+        let frames = ws.until_closed().await;
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0]["type"], "snapshot");
+        assert_eq!(frames[0]["job"]["status"], "succeeded");
+        assert_eq!(frames[0]["job"]["seq"], done["seq"]);
+        assert_eq!(ws.closed, Some(Some(CloseCode::Normal)));
+    }
+);
 
 #[actix_web::test]
 async fn the_dashboard_sees_every_job_from_its_creation_to_its_end() {
     for deployment in [Deployment::Embedded, Deployment::Production] {
-        let Some(app) = slow_app(deployment).await else { continue };
+        let Some(app) = slow_app(deployment).await else {
+            continue;
+        };
         let earlier = app.start_export(json!({"min_age": 1, "max_age": 2})).await;
         app.wait_until_ended(&id(&earlier)).await;
         let mut ws = WsClient::connect(&app.address, "/ws").await;
@@ -171,8 +187,14 @@ async fn the_dashboard_sees_every_job_from_its_creation_to_its_end() {
         assert_eq!(snapshot["job"]["id"], id(&earlier).as_str());
         let job = app.start_export(json!({"format": "jsonl"})).await;
         let frames = ws.until_ended(&id(&job)).await;
-        let first = frames.iter().find(|f| f["job_id"] == id(&job).as_str()).unwrap();
-        assert_eq!(first["status"], "queued", "{deployment:?}: the creation is an event");
+        let first = frames
+            .iter()
+            .find(|f| f["job_id"] == id(&job).as_str())
+            .unwrap();
+        assert_eq!(
+            first["status"], "queued",
+            "{deployment:?}: the creation is an event"
+        );
         assert_eq!(first["job"]["params"]["format"], "jsonl");
         let seqs: Vec<i64> = frames
             .iter()
@@ -184,49 +206,67 @@ async fn the_dashboard_sees_every_job_from_its_creation_to_its_end() {
     }
 }
 
-both_deployments!(bad_messages_get_an_error_frame_and_the_connection_stays, |app| async move {
-    let mut ws = WsClient::connect(&app.address, "/ws").await;
-    for bad in [
-        json!("hello"),
-        json!({"subscribe": "not-a-job"}),
-        json!({"subscribe": 5}),
-        json!({"dance": "*"}),
-    ] {
-        ws.send(bad.clone()).await;
-        let reply = ws.next(Duration::from_secs(5)).await.unwrap();
-        assert_eq!(reply["type"], "error", "{bad}");
-    }
-    ws.send(json!({"subscribe": "00000000-0000-4000-8000-000000000000"})).await;
-    let unknown = ws.next(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(unknown["code"], "not_found");
-    let job = app.start_export(json!({})).await;
-    ws.send(json!({"subscribe": id(&job)})).await;
-    let frames = ws.until_ended(&id(&job)).await;
-    assert_eq!(frames[0]["type"], "snapshot", "still connected and working");
-});
-
-both_deployments!(handshakes_from_another_origin_are_refused, |app| async move {
-    let foreign = WsClient::try_connect(&app.address, "/ws", Some("http://evil.example")).await;
-    match foreign {
-        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
-            assert_eq!(status, StatusCode::FORBIDDEN)
+both_deployments!(
+    bad_messages_get_an_error_frame_and_the_connection_stays,
+    |app| async move {
+        let mut ws = WsClient::connect(&app.address, "/ws").await;
+        for bad in [
+            json!("hello"),
+            json!({"subscribe": "not-a-job"}),
+            json!({"subscribe": 5}),
+            json!({"dance": "*"}),
+        ] {
+            ws.send(bad.clone()).await;
+            let reply = ws.next(Duration::from_secs(5)).await.unwrap();
+            assert_eq!(reply["type"], "error", "{bad}");
         }
-        Err(other) => panic!("unexpected error {other}"),
-        Ok(_) => panic!("a foreign origin was let in"),
+        ws.send(json!({"subscribe": "00000000-0000-4000-8000-000000000000"}))
+            .await;
+        let unknown = ws.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(unknown["code"], "not_found");
+        let job = app.start_export(json!({})).await;
+        ws.send(json!({"subscribe": id(&job)})).await;
+        let frames = ws.until_ended(&id(&job)).await;
+        assert_eq!(frames[0]["type"], "snapshot", "still connected and working");
     }
-    let own = app.address.clone();
-    assert!(WsClient::try_connect(&app.address, "/ws", Some(&own)).await.is_ok());
-    let unknown = WsClient::try_connect(&app.address, "/ws/jobs/00000000-0000-4000-8000-000000000000", None).await;
-    assert!(matches!(
-        unknown,
-        Err(awc::error::WsClientError::InvalidResponseStatus(StatusCode::NOT_FOUND))
-    ));
-});
+);
+
+both_deployments!(
+    handshakes_from_another_origin_are_refused,
+    |app| async move {
+        let foreign = WsClient::try_connect(&app.address, "/ws", Some("http://evil.example")).await;
+        match foreign {
+            Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+                assert_eq!(status, StatusCode::FORBIDDEN)
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a foreign origin was let in"),
+        }
+        let own = app.address.clone();
+        assert!(WsClient::try_connect(&app.address, "/ws", Some(&own))
+            .await
+            .is_ok());
+        let unknown = WsClient::try_connect(
+            &app.address,
+            "/ws/jobs/00000000-0000-4000-8000-000000000000",
+            None,
+        )
+        .await;
+        assert!(matches!(
+            unknown,
+            Err(awc::error::WsClientError::InvalidResponseStatus(
+                StatusCode::NOT_FOUND
+            ))
+        ));
+    }
+);
 
 #[actix_web::test]
 async fn a_thousand_subscribers_to_one_export_all_see_it_end() {
     for deployment in [Deployment::Embedded, Deployment::Production] {
-        let Some(app) = slow_app(deployment).await else { continue };
+        let Some(app) = slow_app(deployment).await else {
+            continue;
+        };
         let job = app.start_export(json!({})).await;
         let path = format!("/ws/jobs/{}", id(&job));
         let mut clients = Vec::new();
