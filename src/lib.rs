@@ -16,6 +16,7 @@
 //! - [`jobs`]: the consumer, the ExportWorker pool, the export, the sweeper.
 //! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
 //! - [`ws`]: the WebSocket session actors.
+//! - [`metrics`]: Prometheus metrics and `/metrics`.
 //! - [`cli`]: the `roster` subcommands.
 
 pub mod cli;
@@ -30,5 +31,6 @@ pub mod schema;
 pub mod broker;
 pub mod events;
 pub mod jobs;
+pub mod metrics;
 pub mod startup;
 pub mod ws;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service as _};
 use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 
@@ -23,6 +23,7 @@ use crate::jobs::export::StudentsByAge;
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::worker::{ExportWorker, WorkerContext};
 use crate::jobs::{JobHandler, Shutdown};
+use crate::metrics::METRICS;
 use crate::routes::{self, input};
 
 /// What every request handler can reach.
@@ -229,6 +230,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/ws", web::get().to(crate::ws::connect))
     .route("/ws/jobs/{id}", web::get().to(crate::ws::follow_job))
+    .route("/metrics", web::get().to(crate::metrics::scrape))
     .route("/healthz", web::get().to(routes::health::healthz))
     .route("/readyz", web::get().to(routes::health::readyz));
 }
@@ -254,6 +256,25 @@ impl Application {
             App::new()
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap_fn(|req, srv| {
+                    let started = Instant::now();
+                    let method = req.method().to_string();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        let route = response
+                            .request()
+                            .match_pattern()
+                            .unwrap_or_else(|| "(unmatched)".into());
+                        METRICS.observe_http(
+                            &method,
+                            &route,
+                            response.status().as_u16(),
+                            started.elapsed(),
+                        );
+                        Ok(response)
+                    }
+                })
                 .app_data(state.clone())
                 .app_data(input::json_config())
                 .app_data(input::query_config())

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::JobEvent;
+use crate::metrics::METRICS;
 use crate::models::job::Job;
 
 /// Identifies one subscriber (a WebSocket session) within this process.
@@ -218,8 +219,10 @@ impl EventRegistry {
             if let Some(subscriber) = self.sessions.get_mut(&session) {
                 let Coalesced(coalesced) = subscriber.offer(event.clone());
                 self.stats.sent += 1;
+                METRICS.events_sent.inc();
                 if coalesced {
                     self.stats.coalesced += 1;
+                    METRICS.events_coalesced.inc();
                 }
             }
         }

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::domain::job::{JobId, JobStatus};
 use crate::events::Events;
+use crate::metrics::METRICS;
 use crate::models::job::{self, Ending, Job};
 
 /// Progress is written and announced at most this often (the first and last always).
@@ -304,6 +305,8 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     );
     ctx.events.status(&job);
     let started = Instant::now();
+    METRICS.jobs_in_flight.inc();
+    let _in_flight = scopeguard(|| METRICS.jobs_in_flight.dec());
     let mut attempt = Attempt {
         ctx,
         id,
@@ -349,6 +352,18 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         return Ok(AttemptOutcome::LeaseLost);
     };
     let elapsed = started.elapsed().as_secs_f64();
+    let outcome = match &ending {
+        Ending::Retry { .. } => "retry",
+        Ending::Release => "released",
+        other => other.status().as_str(),
+    };
+    METRICS
+        .job_duration
+        .with_label_values(&[&job.kind, outcome])
+        .observe(elapsed);
+    if matches!(ending, Ending::Retry { .. }) {
+        METRICS.job_retries.inc();
+    }
     match &ending {
         Ending::Succeeded { rows, .. } => {
             log::info!("job {id} succeeded: rows={rows} duration={elapsed:.3}s")
@@ -390,4 +405,17 @@ fn record(
     }
     let mut fresh = ctx.pool.get()?;
     Ok(job::finish(&mut fresh, id, owner, ending)?)
+}
+
+/// Runs `f` when dropped, however the scope is left (a panic included).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -168,11 +168,13 @@ pub fn recent(
         .load(conn)
 }
 
-/// Jobs in each status, for metrics.
-pub fn count_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+/// Jobs of each kind in each status, for metrics.
+pub fn count_by_kind_and_status(
+    conn: &mut DbConnection,
+) -> QueryResult<Vec<(String, String, i64)>> {
     jobs::table
-        .group_by(jobs::status)
-        .select((jobs::status, diesel::dsl::count_star()))
+        .group_by((jobs::kind, jobs::status))
+        .select((jobs::kind, jobs::status, diesel::dsl::count_star()))
         .load(conn)
 }
 

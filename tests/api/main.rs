@@ -6,6 +6,7 @@ mod crash;
 mod exports;
 mod health;
 pub mod helpers;
+mod outages;
 mod process;
 mod processes;
 mod students;
