@@ -125,3 +125,25 @@ pub fn run() -> i32 {
         }
     }
 }
+
+impl Cli {
+    /// Whether roster would accept `value` for the environment variable `var` (used to
+    /// check deployment files).
+    pub fn try_parse_from_env_value(var: &str, value: &str) -> Result<(), String> {
+        let command = Cli::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == var));
+        let Some(arg) = arg else {
+            return if var == "RUST_LOG" {
+                Ok(())
+            } else {
+                Err(format!("{var} is not a roster setting"))
+            };
+        };
+        let flag = format!("--{}", arg.get_long().unwrap_or_default());
+        Cli::try_parse_from(["roster", flag.as_str(), value, "migrate"])
+            .map(|_| ())
+            .map_err(|e| one_line(&e))
+    }
+}

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod deploy;
 mod exports;
 mod health;
 pub mod helpers;
