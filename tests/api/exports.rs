@@ -547,3 +547,20 @@ async fn the_consumer_holds_no_more_jobs_than_idle_workers() {
     let running = app.get("/api/jobs?status=running").await.json();
     assert_eq!(running["items"].as_array().unwrap().len(), 2);
 }
+
+#[actix_web::test]
+async fn an_export_past_its_time_to_live_is_gone() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some(app) = spawn_with(deployment, |s| s.export_ttl_secs = 1, Hooks::default()).await
+        else {
+            continue;
+        };
+        let job = app.start_export(json!({})).await;
+        app.wait_until_ended(id(&job)).await;
+        assert_eq!(app.get(&format!("/api/jobs/{}/download", id(&job))).await.status, StatusCode::OK);
+        actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+        let gone = app.get(&format!("/api/jobs/{}/download", id(&job))).await;
+        assert_eq!(gone.status, StatusCode::GONE, "{deployment:?}");
+        assert_eq!(gone.code(), "gone");
+    }
+}
