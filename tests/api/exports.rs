@@ -307,9 +307,13 @@ both_deployments!(
 );
 
 both_deployments!(
-    many_jobs_published_twice_each_run_exactly_once,
+    many_jobs_published_twice_to_two_processes_each_run_exactly_once,
     |app| async move {
         app.seed(20);
+        // A second process with workers on the same database and queue.
+        let other = app.sandbox.sharing();
+        let settings = other.settings();
+        let _second = helpers::start_in(other, settings, Hooks::default(), true).await;
         let mut ids = Vec::new();
         for _ in 0..20 {
             let job = app.start_export(json!({"min_age": 5, "max_age": 10})).await;
@@ -557,10 +561,36 @@ async fn an_export_past_its_time_to_live_is_gone() {
         };
         let job = app.start_export(json!({})).await;
         app.wait_until_ended(id(&job)).await;
-        assert_eq!(app.get(&format!("/api/jobs/{}/download", id(&job))).await.status, StatusCode::OK);
+        assert_eq!(
+            app.get(&format!("/api/jobs/{}/download", id(&job)))
+                .await
+                .status,
+            StatusCode::OK
+        );
         actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
         let gone = app.get(&format!("/api/jobs/{}/download", id(&job))).await;
         assert_eq!(gone.status, StatusCode::GONE, "{deployment:?}");
         assert_eq!(gone.code(), "gone");
     }
 }
+
+both_deployments!(a_job_can_be_claimed_only_once, |app| async move {
+    // No workers compete here: claim by hand, as two consumers would.
+    let other = app.sandbox.sharing();
+    let settings = other.settings();
+    let web_only = helpers::start_in(other, settings, Hooks::default(), false).await;
+    let job = web_only
+        .start_export(json!({"min_age": 1, "max_age": 1}))
+        .await;
+    let job_id: JobId = id(&job).parse().unwrap();
+    let mut conn = web_only.pool.get().unwrap();
+    let lease = roster::models::job::now() + chrono::Duration::seconds(30);
+    // The app's own workers may take it first; then both hand claims must fail.
+    let first = roster::models::job::claim(&mut conn, &job_id, "a", lease).unwrap();
+    let second = roster::models::job::claim(&mut conn, &job_id, "b", lease).unwrap();
+    assert!(second.is_none(), "a second claim must fail");
+    if let Some(claimed) = first {
+        assert_eq!(claimed.status, "running");
+        assert_eq!(claimed.lease_owner.as_deref(), Some("a"));
+    }
+});

@@ -105,6 +105,18 @@ impl Sandbox {
         }
     }
 
+    /// Another process's view of the same database and queue (it removes nothing when
+    /// dropped; its export directory is its own).
+    pub fn sharing(&self) -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: self.database_url.clone(),
+            broker_url: self.broker_url.clone(),
+            queue: self.queue.clone(),
+            pg_database: None,
+        }
+    }
+
     /// Settings for a process in this sandbox, tuned for quick tests.
     pub fn settings(&self) -> Settings {
         let mut s = Settings::defaults();
@@ -156,7 +168,7 @@ impl Drop for Sandbox {
                     .execute(&mut admin);
             }
         }
-        if self.broker_url.is_some() {
+        if self.broker_url.is_some() && self.pg_database.is_some() {
             if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
             {
                 let keys: Vec<String> = redis::cmd("KEYS")
