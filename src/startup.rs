@@ -228,6 +228,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/jobs/{id}/download").route(web::get().to(routes::jobs::download)),
             ),
     )
+    .route("/", web::get().to(routes::page::index))
+    .route("/static/app.css", web::get().to(routes::page::app_css))
+    .route("/static/app.js", web::get().to(routes::page::app_js))
     .route("/ws", web::get().to(crate::ws::connect))
     .route("/ws/jobs/{id}", web::get().to(crate::ws::follow_job))
     .route("/metrics", web::get().to(crate::metrics::scrape))

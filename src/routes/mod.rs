@@ -3,6 +3,7 @@
 pub mod health;
 pub mod input;
 pub mod jobs;
+pub mod page;
 pub mod students;
 
 use actix_web::web;

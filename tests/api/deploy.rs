@@ -15,7 +15,11 @@ fn compose() -> Value {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_sequence()
-        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -36,13 +40,19 @@ fn compose_runs_postgres_redis_a_web_process_and_worker_replicas() {
     for name in ["postgres", "redis", "migrate", "web", "worker"] {
         assert!(services.get(name).is_some(), "service {name}");
     }
-    assert_eq!(strings(&services["web"]["command"]), ["serve", "--no-workers"]);
+    assert_eq!(
+        strings(&services["web"]["command"]),
+        ["serve", "--no-workers"]
+    );
     assert_eq!(strings(&services["worker"]["command"]), ["worker"]);
     assert_eq!(strings(&services["migrate"]["command"]), ["migrate"]);
     assert!(strings(&services["web"]["ports"]).contains(&"8080:8080".to_owned()));
     assert!(services["worker"]["deploy"]["replicas"].as_u64().unwrap() >= 2);
     for name in ["postgres", "redis", "web"] {
-        assert!(services[name]["healthcheck"]["test"].is_sequence(), "{name} health check");
+        assert!(
+            services[name]["healthcheck"]["test"].is_sequence(),
+            "{name} health check"
+        );
     }
     let web_health = strings(&services["web"]["healthcheck"]["test"]).join(" ");
     assert!(web_health.contains("/readyz"), "{web_health}");
@@ -53,13 +63,18 @@ fn compose_names_only_variables_roster_reads_and_points_them_at_its_services() {
     let doc = compose();
     let known = roster_variables();
     for name in ["migrate", "web", "worker"] {
-        let env = doc["services"][name]["environment"].as_mapping().expect("environment");
+        let env = doc["services"][name]["environment"]
+            .as_mapping()
+            .expect("environment");
         for (key, value) in env {
             let key = key.as_str().unwrap();
             assert!(known.contains(key), "{name}: roster does not read {key}");
             let value = value.as_str().unwrap_or_default();
             let parsed = roster::cli::Cli::try_parse_from_env_value(key, value);
-            assert!(parsed.is_ok(), "{name}: {key}={value} is refused: {parsed:?}");
+            assert!(
+                parsed.is_ok(),
+                "{name}: {key}={value} is refused: {parsed:?}"
+            );
         }
         let get = |k: &str| env[&Value::from(k)].as_str().unwrap().to_owned();
         assert!(get("DATABASE_URL").contains("@postgres:5432/"));
@@ -71,10 +86,16 @@ fn compose_names_only_variables_roster_reads_and_points_them_at_its_services() {
 #[test]
 fn web_and_workers_share_the_export_volume_at_the_export_dir() {
     let doc = compose();
-    let dir = doc["services"]["web"]["environment"]["ROSTER_EXPORT_DIR"].as_str().unwrap().to_owned();
+    let dir = doc["services"]["web"]["environment"]["ROSTER_EXPORT_DIR"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for name in ["web", "worker"] {
         let mounts = strings(&doc["services"][name]["volumes"]);
-        assert!(mounts.contains(&format!("exports:{dir}")), "{name}: {mounts:?}");
+        assert!(
+            mounts.contains(&format!("exports:{dir}")),
+            "{name}: {mounts:?}"
+        );
     }
     assert!(doc["volumes"].get("exports").is_some());
     // A worker must get longer than its shutdown grace period to stop.
@@ -83,7 +104,9 @@ fn web_and_workers_share_the_export_volume_at_the_export_dir() {
         .unwrap()
         .parse()
         .unwrap();
-    let stop = doc["services"]["worker"]["stop_grace_period"].as_str().unwrap();
+    let stop = doc["services"]["worker"]["stop_grace_period"]
+        .as_str()
+        .unwrap();
     assert!(stop.trim_end_matches('s').parse::<u64>().unwrap() > grace);
 }
 
@@ -97,6 +120,8 @@ fn the_dockerfile_builds_in_one_stage_and_runs_roster_in_another() {
     // Everything the build reads is copied in.
     for path in ["Cargo.toml", "Cargo.lock", "src", "migrations"] {
         assert!(text.contains(path), "{path}");
-        assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path).exists());
+        assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(path)
+            .exists());
     }
 }

@@ -1,0 +1,169 @@
+//! The web page: `GET /` and its stylesheet and script, compiled into the binary.
+//!
+//! The files live under `static/` and need no build step. Each is served with an `ETag`
+//! (its SHA-256) and `Cache-Control: no-cache`, so a browser revalidates and gets a cheap
+//! `304` until the binary changes.
+
+use std::sync::OnceLock;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+
+const INDEX_HTML: &str = include_str!("../../static/index.html");
+const APP_CSS: &str = include_str!("../../static/app.css");
+const APP_JS: &str = include_str!("../../static/app.js");
+
+/// What the page may load and connect to: itself only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// One static file: its body, content type and entity tag.
+struct Asset {
+    body: &'static str,
+    content_type: &'static str,
+    etag: OnceLock<String>,
+}
+
+impl Asset {
+    const fn new(body: &'static str, content_type: &'static str) -> Self {
+        Self {
+            body,
+            content_type,
+            etag: OnceLock::new(),
+        }
+    }
+
+    fn etag(&self) -> &str {
+        self.etag.get_or_init(|| {
+            let digest = Sha256::digest(self.body.as_bytes());
+            format!("\"{}\"", hex::encode(&digest[..12]))
+        })
+    }
+
+    /// The file, or `304 Not Modified` when the browser already has this version.
+    fn respond(&self, req: &HttpRequest) -> HttpResponse {
+        let etag = self.etag();
+        let fresh = req
+            .headers()
+            .get_all(header::IF_NONE_MATCH)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.trim_start_matches("W/") == etag
+            });
+        let mut response = if fresh {
+            HttpResponse::NotModified()
+        } else {
+            HttpResponse::Ok()
+        };
+        response
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+        if fresh {
+            return response.finish();
+        }
+        response
+            .insert_header((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(self.content_type),
+            ))
+            .body(self.body)
+    }
+}
+
+static INDEX: Asset = Asset::new(INDEX_HTML, "text/html; charset=utf-8");
+static CSS: Asset = Asset::new(APP_CSS, "text/css; charset=utf-8");
+static JS: Asset = Asset::new(APP_JS, "text/javascript; charset=utf-8");
+
+/// `GET /`: the page.
+pub async fn index(req: HttpRequest) -> HttpResponse {
+    let mut response = INDEX.respond(&req);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// `GET /static/app.css`.
+pub async fn app_css(req: HttpRequest) -> HttpResponse {
+    CSS.respond(&req)
+}
+
+/// `GET /static/app.js`.
+pub async fn app_js(req: HttpRequest) -> HttpResponse {
+    JS.respond(&req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+    use actix_web::http::header::HeaderName;
+    use actix_web::http::StatusCode;
+    use actix_web::test::TestRequest;
+
+    fn header(response: &HttpResponse, name: HeaderName) -> &str {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    #[actix_web::test]
+    async fn the_page_is_served_as_html_with_its_policy() {
+        let response = index(TestRequest::get().uri("/").to_http_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header(&response, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(header(&response, header::CACHE_CONTROL), "no-cache");
+        assert!(header(&response, header::CONTENT_SECURITY_POLICY).contains("default-src 'self'"));
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("/static/app.js") && body.contains("/static/app.css"));
+    }
+
+    #[actix_web::test]
+    async fn assets_have_their_content_types() {
+        let css = app_css(TestRequest::get().to_http_request()).await;
+        assert_eq!(
+            header(&css, header::CONTENT_TYPE),
+            "text/css; charset=utf-8"
+        );
+        let js = app_js(TestRequest::get().to_http_request()).await;
+        assert_eq!(
+            header(&js, header::CONTENT_TYPE),
+            "text/javascript; charset=utf-8"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_browser_with_the_current_version_gets_not_modified() {
+        let etag = JS.etag().to_owned();
+        let request = TestRequest::get()
+            .insert_header((header::IF_NONE_MATCH, etag.as_str()))
+            .to_http_request();
+        let response = app_js(request).await;
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(header(&response, header::ETAG), etag);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        assert!(body.is_empty());
+
+        let stale = TestRequest::get()
+            .insert_header((header::IF_NONE_MATCH, "\"something-else\""))
+            .to_http_request();
+        assert_eq!(app_js(stale).await.status(), StatusCode::OK);
+    }
+}
