@@ -309,6 +309,12 @@ impl Application {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         wait_for_signal().await;
+        let _ = self
+            .services
+            .events
+            .registry()
+            .send(crate::events::registry::CloseAll)
+            .await;
         // Stop accepting requests while running jobs get their grace period.
         let stopping = actix_web::rt::spawn(async move { handle.stop(true).await });
         self.services.shutdown().await;

@@ -290,6 +290,13 @@ impl Handler<Deliver> for WsSession {
                     self.forward(&event, ctx);
                 }
             }
+            Deliver::GoingAway => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("the server is shutting down".into()),
+                }));
+                ctx.stop();
+            }
             Deliver::Resync => {
                 let topics: Vec<Topic> = self.watching.iter().cloned().collect();
                 for topic in topics {

@@ -35,7 +35,15 @@ pub enum Deliver {
     /// Events may have been missed (the link to other processes was down): re-read the
     /// snapshots of what you watch.
     Resync,
+    /// The process is shutting down: close the connection ("going away").
+    GoingAway,
 }
+
+/// Tell every session the process is going away, so that browsers reconnect elsewhere
+/// (or after the restart) at once instead of holding the shutdown up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
 
 /// An event that happened in this process.
 #[derive(Message)]
@@ -362,6 +370,15 @@ impl Handler<Reconnected> for EventRegistry {
     }
 }
 
+impl Handler<CloseAll> for EventRegistry {
+    type Result = ();
+    fn handle(&mut self, _: CloseAll, _ctx: &mut Context<Self>) {
+        for subscriber in self.sessions.values() {
+            subscriber.recipient.do_send(Deliver::GoingAway);
+        }
+    }
+}
+
 impl Handler<Subscribe> for EventRegistry {
     type Result = ();
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) {
@@ -510,7 +527,7 @@ mod tests {
         got.iter()
             .filter_map(|d| match d {
                 Deliver::Event(e) => Some((e.seq(), matches!(**e, JobEvent::Status { .. }))),
-                Deliver::Resync => None,
+                Deliver::Resync | Deliver::GoingAway => None,
             })
             .collect()
     }

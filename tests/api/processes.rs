@@ -204,3 +204,24 @@ async fn sigterm_with_a_short_grace_exits_in_time_and_the_job_runs_on_the_next_s
     );
     restarted.stop();
 }
+
+#[actix_web::test]
+async fn sigterm_closes_websockets_as_going_away_and_exits_promptly() {
+    let Some(sandbox) = Sandbox::new(Deployment::Embedded) else {
+        return;
+    };
+    let mut server = Roster::serve(&sandbox, &[("ROSTER_SHUTDOWN_GRACE_SECS", "30")]).await;
+    let mut ws = WsClient::connect(&server.address, "/ws").await;
+    ws.send(json!({"subscribe": "*"})).await;
+    let asked = Instant::now();
+    server.signal_term();
+    while ws.next(Duration::from_secs(10)).await.is_some() {}
+    assert_eq!(ws.closed, Some(Some(awc::ws::CloseCode::Away)));
+    let status = server.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(status.success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "an open WebSocket did not hold the shutdown up: {:?}",
+        asked.elapsed()
+    );
+}
