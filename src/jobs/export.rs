@@ -5,13 +5,14 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use sha2::{Digest, Sha256};
 
 use super::worker::{Attempt, JobError, JobHandler};
-use crate::db::DbConnection;
+use crate::db::{DbConnection, PooledConn};
 use crate::domain::job::{ExportFormat, ExportResult, JobId};
 use crate::models::job::Job;
 use crate::models::student::{self, ExportRow, StudentFilter};
@@ -120,6 +121,69 @@ impl<W: Write> RowWriter<W> {
     }
 }
 
+/// What the reading thread hands to the writing one.
+enum Batch {
+    /// How many rows the export will have (sent first).
+    Total(u64),
+    Rows(Vec<ExportRow>),
+}
+
+/// Reads the count, then every batch in (age, id) order, into `tx`, inside one snapshot.
+/// Stops quietly when the writer hangs up.
+fn read_batches(
+    mut conn: PooledConn,
+    filter: &StudentFilter,
+    batch: i64,
+    tx: mpsc::SyncSender<Batch>,
+) -> Result<(), JobError> {
+    in_snapshot(&mut conn, |conn| {
+        let total = student::count(conn, filter)? as u64;
+        if tx.send(Batch::Total(total)).is_err() {
+            return Ok(());
+        }
+        let mut after = None;
+        loop {
+            let rows = student::export_batch(conn, filter, after, batch)?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = Some((last.age, last.id));
+            if tx.send(Batch::Rows(rows)).is_err() {
+                return Ok(());
+            }
+        }
+    })
+}
+
+/// Writes what the reader sends, reporting progress; returns the row count and the output.
+fn write_batches<W: Write>(
+    rx: &mpsc::Receiver<Batch>,
+    attempt: &mut Attempt<'_>,
+    format: ExportFormat,
+    out: W,
+) -> Result<(u64, W), JobError> {
+    let mut writer = RowWriter::new(format, out)?;
+    let mut total = 0;
+    let mut done = 0u64;
+    // The channel closes when the reader is done (or failed: the caller reports that).
+    while let Ok(batch) = rx.recv() {
+        match batch {
+            Batch::Total(t) => {
+                total = t;
+                attempt.progress(0, total, true)?;
+            }
+            Batch::Rows(rows) => {
+                for row in &rows {
+                    writer.write(row)?;
+                }
+                done += rows.len() as u64;
+                attempt.progress(done, total.max(done), false)?;
+            }
+        }
+    }
+    Ok((done, writer.into_inner()?))
+}
+
 /// Reads the export inside one read-only transaction, so the count and the rows agree.
 fn in_snapshot<T>(
     conn: &mut DbConnection,
@@ -157,26 +221,21 @@ impl JobHandler for StudentsByAge {
             bytes: 0,
         };
         let batch = i64::from(attempt.batch_rows());
-        let mut conn = attempt.pool().get()?;
-        let (rows, out) = in_snapshot(&mut conn, |conn| {
-            let total = student::count(conn, &filter)? as u64;
-            attempt.progress(0, total, true)?;
-            let mut writer = RowWriter::new(params.format, out)?;
-            let mut done = 0u64;
-            let mut after = None;
-            loop {
-                let rows = student::export_batch(conn, &filter, after, batch)?;
-                let Some(last) = rows.last() else { break };
-                after = Some((last.age, last.id));
-                for row in &rows {
-                    writer.write(row)?;
-                }
-                done += rows.len() as u64;
-                attempt.progress(done, total.max(done), false)?;
-            }
-            Ok((done, writer.into_inner()?))
+        let conn = attempt.pool().get()?;
+        let (rows, out) = std::thread::scope(|scope| {
+            // Reading and writing overlap: the database produces the next batch while
+            // this thread encodes, hashes and writes the last one.
+            let (tx, rx) = mpsc::sync_channel::<Batch>(2);
+            let reader = scope.spawn(move || read_batches(conn, &filter, batch, tx));
+            let written = write_batches(&rx, attempt, params.format, out);
+            drop(rx); // a reader still sending stops at once
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let (rows, out) = written?;
+            read?;
+            Ok::<_, JobError>((rows, out))
         })?;
-        drop(conn);
         let Digesting {
             inner,
             hasher,
