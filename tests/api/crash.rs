@@ -3,27 +3,18 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{Deployment, Sandbox};
-use crate::process::{roster_command, Roster};
+use crate::process::{seed, Roster};
 
 async fn crash_mid_export_then_recover(deployment: Deployment) {
     let Some(sandbox) = Sandbox::new(deployment) else {
         return;
     };
-    let seeded = roster_command(&sandbox)
-        .args(["seed", "--students", "150000"])
-        .output()
-        .unwrap();
-    assert!(
-        seeded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&seeded.stderr)
-    );
+    seed(&sandbox, 150_000);
     let slow = [
         ("ROSTER_EXPORT_BATCH_ROWS", "20"),
         ("ROSTER_CONCURRENCY", "1"),
@@ -107,6 +98,3 @@ async fn a_killed_process_s_export_runs_again_and_completes_on_sqlite() {
 async fn a_killed_process_s_export_runs_again_and_completes_on_postgres_and_redis() {
     crash_mid_export_then_recover(Deployment::Production).await;
 }
-
-#[allow(dead_code)]
-fn unused(_: Value, _: Duration) {}

@@ -401,13 +401,7 @@ async fn futures_join(app: &TestApp, n: usize) -> Vec<Value> {
 both_deployments!(cancelling_a_finished_job_is_409, |app| async move {
     let job = app.start_export(json!({})).await;
     app.wait_until_ended(id(&job)).await;
-    let again = app
-        .request(
-            Method::POST,
-            &format!("/api/jobs/{}/cancel", id(&job)),
-            None,
-        )
-        .await;
+    let again = app.cancel(id(&job)).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.code(), "conflict");
     let after = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
@@ -426,13 +420,7 @@ async fn cancelling_a_queued_job_ends_it_without_running_it() {
         let settings = sandbox.settings();
         let app = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
         let job = app.start_export(json!({})).await;
-        let reply = app
-            .request(
-                Method::POST,
-                &format!("/api/jobs/{}/cancel", id(&job)),
-                None,
-            )
-            .await;
+        let reply = app.cancel(id(&job)).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
         assert_eq!(
             reply.json()["status"],
@@ -441,13 +429,7 @@ async fn cancelling_a_queued_job_ends_it_without_running_it() {
         );
         let after = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
         assert_eq!(after["attempts"], 0, "it never ran");
-        let again = app
-            .request(
-                Method::POST,
-                &format!("/api/jobs/{}/cancel", id(&job)),
-                None,
-            )
-            .await;
+        let again = app.cancel(id(&job)).await;
         assert_eq!(again.status, StatusCode::CONFLICT);
     }
 }
@@ -470,13 +452,7 @@ async fn cancelling_a_running_export_stops_it_within_a_second_and_removes_its_fi
         })
         .await;
         let asked = Instant::now();
-        let reply = app
-            .request(
-                Method::POST,
-                &format!("/api/jobs/{}/cancel", id(&job)),
-                None,
-            )
-            .await;
+        let reply = app.cancel(id(&job)).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
         let done = app.wait_until_ended(id(&job)).await;
         assert_eq!(done["status"], "cancelled", "{deployment:?}: {done}");

@@ -279,6 +279,12 @@ impl TestApp {
         self.broker.clone()
     }
 
+    /// Asks to cancel a job.
+    pub async fn cancel(&self, job_id: &str) -> Reply {
+        self.request(Method::POST, &format!("/api/jobs/{job_id}/cancel"), None)
+            .await
+    }
+
     /// Adds `n` generated students straight into the database.
     pub fn seed(&self, n: u64) {
         let mut conn = self.pool.get().unwrap();

@@ -24,6 +24,19 @@ pub fn roster_command(sandbox: &Sandbox) -> Command {
     cmd
 }
 
+/// `roster seed --students n` in the sandbox.
+pub fn seed(sandbox: &Sandbox, students: u64) {
+    let out = roster_command(sandbox)
+        .args(["seed", "--students", &students.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

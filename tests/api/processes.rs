@@ -6,20 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{Deployment, Sandbox};
-use crate::process::{roster_command, Roster};
+use crate::process::{seed, Roster};
 use crate::websocket::WsClient;
-
-fn seed(sandbox: &Sandbox, students: u64) {
-    let out = roster_command(sandbox)
-        .args(["seed", "--students", &students.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn id(job: &Value) -> String {
     job["id"].as_str().unwrap().to_owned()
