@@ -285,3 +285,41 @@ async fn a_thousand_subscribers_to_one_export_all_see_it_end() {
         }
     }
 }
+
+/// The number of WebSocket sessions the app's registry holds, from /metrics.
+async fn sessions(app: &TestApp) -> i64 {
+    let text = String::from_utf8(app.get("/metrics").await.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("roster_websocket_sessions "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the gauge is there")
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_answering_pings_is_dropped() {
+    let app = crate::helpers::spawn_app(Deployment::Embedded)
+        .await
+        .unwrap();
+    let mut alive = WsClient::connect(&app.address, "/ws").await;
+    alive.send(json!({"subscribe": "*"})).await;
+    let mut silent = WsClient::connect(&app.address, "/ws").await;
+    silent.send(json!({"subscribe": "*"})).await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sessions(&app).await, 2);
+    // `alive` answers pings while `silent` is never read again.
+    let deadline =
+        std::time::Instant::now() + roster::ws::CLIENT_TIMEOUT + roster::ws::HEARTBEAT_INTERVAL * 2;
+    while std::time::Instant::now() < deadline && sessions(&app).await > 1 {
+        let _ = actix_web::rt::time::timeout(
+            Duration::from_millis(500),
+            alive.next(Duration::from_secs(60)),
+        )
+        .await;
+    }
+    assert_eq!(
+        sessions(&app).await,
+        1,
+        "the silent client was dropped, the other kept"
+    );
+    drop(silent);
+}
