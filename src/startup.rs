@@ -32,6 +32,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub broker: Arc<dyn Broker>,
     pub events: Events,
+    pub student_counts: Arc<routes::counts::CountCache>,
 }
 
 /// Wraps the broker a process uses (fault injection in tests).
@@ -161,6 +162,7 @@ impl Services {
             settings: self.settings.clone(),
             broker: self.broker.clone(),
             events: self.events.clone(),
+            student_counts: Arc::default(),
         }
     }
 

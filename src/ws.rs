@@ -21,9 +21,9 @@ use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
 use crate::events::registry::{
-    Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic, Unsubscribe,
+    Connect, Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic, Unsubscribe,
 };
-use crate::events::JobEvent;
+use crate::events::Rendered;
 use crate::models::job::{self, Job};
 use crate::startup::AppState;
 
@@ -53,7 +53,7 @@ pub struct WsSession {
     /// The newest `seq` sent per job.
     sent: HashMap<String, i64>,
     /// Topics whose snapshot is being read, with the events held back meanwhile.
-    loading: HashMap<Topic, Vec<Arc<JobEvent>>>,
+    loading: HashMap<Topic, Vec<Arc<Rendered>>>,
     last_heard: Instant,
 }
 
@@ -93,13 +93,13 @@ impl WsSession {
     }
 
     /// Sends an event unless the client already has it (or something newer).
-    fn forward(&mut self, event: &JobEvent, ctx: &mut ws::WebsocketContext<Self>) {
+    fn forward(&mut self, event: &Rendered, ctx: &mut ws::WebsocketContext<Self>) {
         let last = self.sent.entry(event.job_id().to_owned()).or_insert(0);
         if event.seq() <= *last {
             return;
         }
         *last = event.seq();
-        Self::send_json(ctx, event);
+        ctx.text(event.json.clone());
         if self.only.is_some() && event.is_terminal() {
             self.close(ctx);
         }
@@ -256,6 +256,10 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
+        self.registry.do_send(Connect {
+            session: self.id,
+            recipient: ctx.address().recipient(),
+        });
         ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 log::info!("websocket client silent for {CLIENT_TIMEOUT:?}; dropping it");

@@ -124,18 +124,24 @@ pub fn seed(conn: &mut DbConnection, count: u64, seed: u64) -> anyhow::Result<u6
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut left = count;
     match conn {
-        DbConnection::Pg(pg) => pg.transaction(|pg| {
-            while left > 0 {
-                let n = left.min(100_000) as usize;
-                let batch = generate(&mut rng, n);
-                diesel::copy_from(students::table)
-                    .from_insertable(&batch)
-                    .execute(pg)?;
-                left -= n as u64;
-            }
-            diesel::sql_query("ANALYZE students").execute(pg)?;
-            QueryResult::Ok(())
-        })?,
+        DbConnection::Pg(pg) => pg
+            .transaction(|pg| {
+                while left > 0 {
+                    let n = left.min(100_000) as usize;
+                    let batch = generate(&mut rng, n);
+                    diesel::copy_from(students::table)
+                        .from_insertable(&batch)
+                        .execute(pg)?;
+                    left -= n as u64;
+                }
+                QueryResult::Ok(())
+            })
+            .and_then(|()| {
+                // Outside the transaction: VACUUM sets the visibility map, so that exports
+                // and counts can be index-only scans straight away.
+                diesel::sql_query("VACUUM ANALYZE students").execute(pg)
+            })
+            .map(|_| ())?,
         DbConnection::Sqlite(lite) => lite.transaction(|lite| {
             while left > 0 {
                 let n = left.min(100_000) as usize;

@@ -34,6 +34,29 @@ pub enum JobEvent {
     },
 }
 
+/// An event with its JSON text rendered once, however many sessions send it.
+#[derive(Debug)]
+pub struct Rendered {
+    pub event: JobEvent,
+    pub json: bytestring::ByteString,
+}
+
+impl Rendered {
+    pub fn new(event: JobEvent) -> Self {
+        let json = serde_json::to_string(&event)
+            .expect("events serialize")
+            .into();
+        Self { event, json }
+    }
+}
+
+impl std::ops::Deref for Rendered {
+    type Target = JobEvent;
+    fn deref(&self) -> &JobEvent {
+        &self.event
+    }
+}
+
 impl JobEvent {
     pub fn progress(job: &Job) -> Self {
         JobEvent::Progress {

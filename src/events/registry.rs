@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::JobEvent;
+use super::{JobEvent, Rendered};
 use crate::metrics::METRICS;
 use crate::models::job::Job;
 
@@ -31,7 +31,7 @@ pub enum Topic {
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub enum Deliver {
-    Event(Arc<JobEvent>),
+    Event(Arc<Rendered>),
     /// Events may have been missed (the link to other processes was down): re-read the
     /// snapshots of what you watch.
     Resync,
@@ -68,6 +68,14 @@ pub struct Subscribe {
     pub session: SessionId,
     pub recipient: Recipient<Deliver>,
     pub topic: Topic,
+}
+
+/// A session opened; it is told when the process goes away, even before it subscribes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub session: SessionId,
+    pub recipient: Recipient<Deliver>,
 }
 
 /// Stop sending `topic`'s events to the session.
@@ -117,7 +125,7 @@ pub const MAX_BACKLOG: usize = 1_000;
 /// yet (its mailbox was full: the client reads slowly).
 struct Subscriber {
     recipient: Recipient<Deliver>,
-    backlog: VecDeque<Arc<JobEvent>>,
+    backlog: VecDeque<Arc<Rendered>>,
     /// Events were dropped; the session must re-read snapshots.
     lagged: bool,
 }
@@ -133,7 +141,7 @@ impl Subscriber {
 
     /// Hands `event` over now, or keeps it for later with progress coalesced: only the
     /// latest progress of a job waits, while every status waits in order.
-    fn offer(&mut self, event: Arc<JobEvent>) -> Coalesced {
+    fn offer(&mut self, event: Arc<Rendered>) -> Coalesced {
         if self.lagged {
             return Coalesced(true);
         }
@@ -147,10 +155,10 @@ impl Subscriber {
             return Coalesced(false);
         }
         let mut coalesced = false;
-        if matches!(*event, JobEvent::Progress { .. }) {
+        if matches!(event.event, JobEvent::Progress { .. }) {
             let before = self.backlog.len();
             self.backlog.retain(|e| {
-                !(matches!(**e, JobEvent::Progress { .. }) && e.job_id() == event.job_id())
+                !(matches!(e.event, JobEvent::Progress { .. }) && e.job_id() == event.job_id())
             });
             coalesced = self.backlog.len() < before;
         }
@@ -215,7 +223,7 @@ impl EventRegistry {
     }
 
     fn deliver(&mut self, event: JobEvent) {
-        let event = Arc::new(event);
+        let event = Arc::new(Rendered::new(event));
         let watchers = self.by_job.get(event.job_id());
         let targets = watchers
             .into_iter()
@@ -379,6 +387,15 @@ impl Handler<CloseAll> for EventRegistry {
     }
 }
 
+impl Handler<Connect> for EventRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _ctx: &mut Context<Self>) {
+        self.sessions
+            .entry(msg.session)
+            .or_insert_with(|| Subscriber::new(msg.recipient));
+    }
+}
+
 impl Handler<Subscribe> for EventRegistry {
     type Result = ();
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) {
@@ -485,16 +502,16 @@ mod tests {
         (addr.recipient(), got)
     }
 
-    fn progress(seq: i64) -> Arc<JobEvent> {
-        Arc::new(JobEvent::Progress {
+    fn progress(seq: i64) -> Arc<Rendered> {
+        Arc::new(Rendered::new(JobEvent::Progress {
             job_id: "j".into(),
             seq,
             done: seq,
             total: 1000,
-        })
+        }))
     }
 
-    fn status(seq: i64, status: JobStatus) -> Arc<JobEvent> {
+    fn status(seq: i64, status: JobStatus) -> Arc<Rendered> {
         let json = serde_json::json!({
             "id": "j", "kind": "students_by_age", "params": {}, "status": status,
             "progress": {"done": 0, "total": 0}, "attempts": 1, "max_attempts": 3,
@@ -502,14 +519,14 @@ mod tests {
             "created_at": "2026-01-01T00:00:00Z", "run_after": "2026-01-01T00:00:00Z",
             "started_at": null, "finished_at": null
         });
-        Arc::new(JobEvent::Status {
+        Arc::new(Rendered::new(JobEvent::Status {
             job_id: "j".into(),
             seq,
             status,
             error: None,
             result: None,
             job: Box::new(serde_json::from_value(json).unwrap()),
-        })
+        }))
     }
 
     async fn drain_all(subscriber: &mut Subscriber) {
@@ -526,7 +543,7 @@ mod tests {
     fn seqs(got: &[Deliver]) -> Vec<(i64, bool)> {
         got.iter()
             .filter_map(|d| match d {
-                Deliver::Event(e) => Some((e.seq(), matches!(**e, JobEvent::Status { .. }))),
+                Deliver::Event(e) => Some((e.seq(), matches!(e.event, JobEvent::Status { .. }))),
                 Deliver::Resync | Deliver::GoingAway => None,
             })
             .collect()

@@ -95,8 +95,17 @@ pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpRespon
         max_age,
         name_contains,
     };
+    let counts = state.student_counts.clone();
     let (items, total) = with_conn(&state, move |conn| {
-        let total = student::count(conn, &filter)?;
+        let total = match counts.get(&filter) {
+            Some(total) => total,
+            None => {
+                let generation = counts.generation();
+                let total = student::count(conn, &filter)?;
+                counts.put(&filter, generation, total);
+                total
+            }
+        };
         let items = student::page(conn, &filter, page, per_page)?;
         Ok((items, total))
     })
@@ -144,6 +153,7 @@ pub async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpRespon
         Ok(student::insert(conn, &NewStudent::new(name, age, now()))?)
     })
     .await?;
+    state.student_counts.invalidate();
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/students/{}", created.id)))
         .json(StudentView::from(created)))
@@ -176,6 +186,7 @@ async fn change(
     let updated = with_conn(&state, move |conn| Ok(student::update(conn, id, &changes)?))
         .await?
         .ok_or(ApiError::NotFound("student"))?;
+    state.student_counts.invalidate();
     Ok(HttpResponse::Ok().json(StudentView::from(updated)))
 }
 
@@ -201,6 +212,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = student_id(&path)?;
     if with_conn(&state, move |conn| Ok(student::delete(conn, id)?)).await? {
+        state.student_counts.invalidate();
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("student"))

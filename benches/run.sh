@@ -1,0 +1,571 @@
+#!/usr/bin/env bash
+# benches/run.sh: measures roster against its references on this machine and prints a
+# markdown table, also written to benches/RESULTS.md with the machine and the date.
+#
+#   bash benches/run.sh
+#
+# Needs PostgreSQL (postgres@127.0.0.1:5432, trust) and Redis (127.0.0.1:6379) running;
+# installs wrk, sqlite3, jq and curl with apt-get when missing; builds the release binary
+# and the `events` bench. Uses a database of its own (roster_bench, dropped at the end),
+# Redis queues of its own (bench-<pid>-…, deleted at the end) and a temporary directory.
+#
+# What it measures (each figure the median of BENCH_RUNS runs, each run bounded in time):
+#  1. Export of BENCH_ROWS students to CSV, from POST /api/exports to `succeeded` (polled
+#     every ~20 ms), next to `psql \copy` (PostgreSQL) and the sqlite3 CLI (SQLite) on the
+#     same data; the roster process's peak RSS during the export minus its idle RSS.
+#  2. Job drain: BENCH_DRAIN_JOBS small exports queued by `serve --no-workers`, then drained
+#     by `roster worker` (ROSTER_CONCURRENCY=8): jobs per second to the last `succeeded`.
+#  3. HTTP: wrk -t2 -c64 -d10s on GET /api/students?page=1 and POST /api/exports.
+#  4. Events: emit-to-receipt latency with 1,000 WebSocket subscribers; RSS of 10,000 idle
+#     WebSocket sessions (benches/events.rs, `cargo bench --bench events`).
+#
+# Knobs (environment): BENCH_RUNS (3), BENCH_EXPORT_RUNS (5), BENCH_ROWS (1000000), BENCH_DRAIN_JOBS (10000),
+# BENCH_SMALL_ROWS (1000), BENCH_SKIP (space-separated phases to skip: export http drain events).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export LC_ALL=C CARGO_TERM_COLOR=never
+
+RUNS=${BENCH_RUNS:-3}
+EXPORT_RUNS=${BENCH_EXPORT_RUNS:-5}
+ROWS=${BENCH_ROWS:-1000000}
+DRAIN_JOBS=${BENCH_DRAIN_JOBS:-10000}
+SMALL_ROWS=${BENCH_SMALL_ROWS:-1000}
+SKIP=" ${BENCH_SKIP:-} "
+PG_HOST=127.0.0.1
+PG_ADMIN="postgres://postgres@$PG_HOST:5432/postgres"
+PG_DB=roster_bench
+PG_URL="postgres://postgres@$PG_HOST:5432/$PG_DB"
+REDIS_URL="redis://127.0.0.1:6379"
+QUEUE="bench-$$"
+# A small export: one age of a small table (a handful of students).
+SMALL_EXPORT='{"format":"csv","min_age":30,"max_age":30}'
+FULL_EXPORT='{"format":"csv"}'
+
+STARTED=$EPOCHREALTIME
+WORK=$(mktemp -d /tmp/roster-bench.XXXXXX)
+touch "$WORK/pids" "$WORK/results" "$WORK/runs" "$WORK/runs.events" "$WORK/phases"
+
+log() { printf '[%6.1fs] %s\n' "$(elapsed)" "$*" >&2; }
+elapsed() { awk -v a="$STARTED" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
+die() { log "error: $*"; exit 1; }
+# put KEY VALUE: a result; run KEY VALUE: one run's value (for the Runs section).
+put() { printf '%s=%s\n' "$1" "$2" >>"$WORK/results"; }
+get() { awk -F= -v k="$1" '$1==k{v=substr($0, length(k)+2)} END{print v}' "$WORK/results"; }
+run_value() { printf '%s %s\n' "$1" "$2" >>"$WORK/runs"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{if (NR==0) print ""; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+calc() { awk "BEGIN{printf \"$1\", $2}"; }
+skipped() { [[ $SKIP == *" $1 "* ]]; }
+
+cleanup() {
+  local pid
+  while read -r pid; do
+    if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+  done <"$WORK/pids"
+  psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 --scan --pattern "roster:$QUEUE*" 2>/dev/null |
+    xargs -r redis-cli -h 127.0.0.1 del >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------
+# Tools, services, build.
+
+apt_updated=0
+need() { # need COMMAND DEBIAN-PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing $2"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need wrk wrk
+need sqlite3 sqlite3
+need jq jq
+need curl curl
+need psql postgresql-client
+need redis-cli redis-tools
+need python3 python3
+
+psql "$PG_ADMIN" -qAtc 'SELECT 1' >/dev/null 2>&1 || die "PostgreSQL is not reachable at $PG_ADMIN"
+[ "$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" = PONG ] || die "Redis is not reachable at $REDIS_URL"
+
+log "cargo build --release"
+cargo build --release --quiet
+# `cargo bench` rebuilds the binary with the dev-dependencies' features: measure the one
+# `cargo build --release` made, from a copy.
+BIN="$WORK/roster"
+cp target/release/roster "$BIN"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml migrations 2>/dev/null || COMMIT="$COMMIT + uncommitted changes"
+if ! skipped events; then
+  log "cargo bench --bench events --no-run"
+  cargo bench --quiet --bench events --no-run 2>&1 | grep -v '^ *Executable' >&2 || true
+fi
+
+# ---------------------------------------------------------------------------------------
+# Processes.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# roster_env BACKEND QUEUE-SUFFIX DB: sets RENV, the environment of a roster process.
+roster_env() {
+  local backend=$1 suffix=$2 db=$3
+  PORT=$(free_port)
+  BASE="http://127.0.0.1:$PORT"
+  RENV=(RUST_LOG=warn ROSTER_BIND="127.0.0.1:$PORT" ROSTER_EXPORT_DIR="$WORK/exports"
+    ROSTER_QUEUE="$QUEUE-$suffix" ROSTER_CONCURRENCY=8 ROSTER_SHUTDOWN_GRACE_SECS=5)
+  case $backend in
+    pg) RENV+=(DATABASE_URL="$PG_URL" BROKER_URL="$REDIS_URL") ;;
+    sqlite) RENV+=(DATABASE_URL="sqlite://$db") ;;
+  esac
+}
+
+# start_roster NAME ARGS...: starts roster with RENV; sets PID.
+start_roster() {
+  local name=$1
+  shift
+  env -u BROKER_URL -u DATABASE_URL "${RENV[@]}" "$BIN" "$@" >>"$WORK/$name.log" 2>&1 &
+  PID=$!
+  echo "$PID" >>"$WORK/pids"
+}
+
+stop_roster() { # stop_roster PID
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 150); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+wait_ready() { # wait_ready PID
+  local i
+  for i in $(seq 1 300); do
+    curl -sf -o /dev/null "$BASE/healthz" && return 0
+    kill -0 "$1" 2>/dev/null || die "roster exited during start-up (see its log)"
+    sleep 0.1
+  done
+  die "roster did not answer $BASE/healthz within 30 s"
+}
+
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
+
+# phase NAME FUNCTION: runs a phase in a subshell; a failure is logged and the rest goes on.
+phase() {
+  local name=$1 rc
+  if skipped "${name%%-*}"; then
+    log "skipping $name"
+    return
+  fi
+  log "== $name"
+  local began=$EPOCHREALTIME
+  set +e
+  (
+    set -e
+    "$2"
+  )
+  rc=$?
+  set -e
+  echo "$name $began $EPOCHREALTIME" >>"$WORK/phases"
+  [ "$rc" = 0 ] || { log "phase $name failed (exit $rc); its figures are missing"; put "failed_$name" 1; }
+}
+
+# ---------------------------------------------------------------------------------------
+# Data.
+
+setup_data() {
+  psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+  createdb -h "$PG_HOST" -U postgres "$PG_DB"
+  log "seeding $ROWS students into PostgreSQL and SQLite"
+  DATABASE_URL="$PG_URL" RUST_LOG=warn timeout 600 "$BIN" seed --students "$ROWS" >&2
+  psql "$PG_URL" -qAtc 'VACUUM ANALYZE students' >/dev/null
+  DATABASE_URL="sqlite://$WORK/big.db" RUST_LOG=warn timeout 600 "$BIN" seed --students "$ROWS" >&2
+  DATABASE_URL="sqlite://$WORK/small.db" RUST_LOG=warn timeout 60 "$BIN" seed --students "$SMALL_ROWS" >&2
+}
+
+# The reference exports, on the same data and the same query order.
+reference_export() { # reference_export BACKEND DB OUT
+  case $1 in
+    pg) timeout 300 psql "$PG_URL" -qAt \
+      -c "\\copy (SELECT id,name,age FROM students ORDER BY age,id) TO '$3' CSV HEADER" ;;
+    sqlite) timeout 300 sqlite3 -header -csv "$2" \
+      "SELECT id,name,age FROM students ORDER BY age,id" >"$3" ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------
+# 1. Export of the whole table.
+
+export_on() { # export_on BACKEND DB
+  local backend=$1 db=$2 pid run out seconds job idle peak sampled hwm ref_t0 ref_t1 rows
+  local -a times=() refs=() ratios=() peaks=() idles=()
+  roster_env "$backend" export "$db"
+  start_roster "export-$backend" serve
+  pid=$PID
+  wait_ready "$pid"
+  mkdir -p "$WORK/exports"
+  log "$backend: warm-up (one export and one reference, untimed)"
+  timeout 300 python3 benches/export_job.py "$BASE" "$FULL_EXPORT" "$pid" 280 >/dev/null
+  reference_export "$backend" "$db" "$WORK/ref.csv"
+  for run in $(seq 1 "$EXPORT_RUNS"); do
+    rm -f "$WORK"/exports/*.csv "$WORK/ref.csv"
+    sleep 1
+    idle=$(rss_kib "$pid")
+    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true # resets VmHWM to the current RSS
+    out=$(timeout 300 python3 benches/export_job.py "$BASE" "$FULL_EXPORT" "$pid" 280)
+    hwm=$(hwm_kib "$pid")
+    seconds=$(jq -r .seconds <<<"$out")
+    sampled=$(jq -r .peak_rss_kib <<<"$out")
+    job=$(jq -c .job <<<"$out")
+    peak=$((sampled > hwm ? sampled : hwm))
+    rows=$(jq -r .result.rows <<<"$job")
+    [ "$rows" = "$ROWS" ] || die "$backend export wrote $rows rows, expected $ROWS"
+    ref_t0=$EPOCHREALTIME
+    reference_export "$backend" "$db" "$WORK/ref.csv"
+    ref_t1=$EPOCHREALTIME
+    [ "$(($(wc -l <"$WORK/ref.csv") - 1))" = "$ROWS" ] || die "$backend reference has the wrong row count"
+    times+=("$(calc '%.3f' "$seconds")")
+    refs+=("$(calc '%.3f' "$ref_t1 - $ref_t0")")
+    ratios+=("$(calc '%.3f' "${times[-1]} / ${refs[-1]}")")
+    peaks+=("$(calc '%.1f' "($peak - $idle) / 1024")")
+    idles+=("$(calc '%.1f' "$idle / 1024")")
+    log "$backend run $run: roster ${times[-1]} s ($(jq -r .result.bytes <<<"$job") bytes)," \
+      "reference ${refs[-1]} s ($(wc -c <"$WORK/ref.csv") bytes), ratio ${ratios[-1]};" \
+      "RSS idle ${idles[-1]} MiB, peak +${peaks[-1]} MiB (sampled $((sampled / 1024)) MiB, VmHWM $((hwm / 1024)) MiB)"
+    run_value "export_${backend}_roster_s" "${times[-1]}"
+    run_value "export_${backend}_reference_s" "${refs[-1]}"
+    run_value "export_${backend}_rss_idle_mib" "${idles[-1]}"
+    run_value "export_${backend}_rss_peak_minus_idle_mib" "${peaks[-1]}"
+  done
+  stop_roster "$pid"
+  rm -rf "$WORK/exports" "$WORK/ref.csv"
+  put "export_${backend}_s" "$(median "${times[@]}")"
+  put "export_${backend}_ref_s" "$(median "${refs[@]}")"
+  put "export_${backend}_ratio" "$(median "${ratios[@]}")"
+  put "export_${backend}_peak_mib" "$(median "${peaks[@]}")"
+  put "export_${backend}_idle_mib" "$(median "${idles[@]}")"
+  put "export_${backend}_idle_first_mib" "${idles[0]}"
+  put "export_${backend}_idle_last_mib" "${idles[-1]}"
+}
+
+phase_export() {
+  export_on pg ""
+  export_on sqlite "$WORK/big.db"
+}
+
+# ---------------------------------------------------------------------------------------
+# 3. HTTP with wrk.
+
+to_ms() { awk '{v=$1; u=$1; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u);
+  f = (u=="us") ? 0.001 : (u=="ms") ? 1 : (u=="s") ? 1000 : (u=="m") ? 60000 : 1; printf "%.2f", v*f}'; }
+
+# wrk_on NAME URL [SCRIPT]: RUNS runs of wrk; puts http_NAME_rps and http_NAME_p99_ms.
+wrk_on() {
+  local name=$1 url=$2 script=${3:-} run out rps p99 bad
+  local -a rpss=() p99s=()
+  local -a args=(-t2 -c64 -d10s --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  timeout 20 wrk -t2 -c64 -d2s ${script:+-s "$script"} "$url" >/dev/null # warm-up
+  for run in $(seq 1 "$RUNS"); do
+    out=$(timeout 40 wrk "${args[@]}" "$url")
+    rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
+    p99=$(awk '$1=="99%"{print $2}' <<<"$out" | to_ms)
+    bad=$(awk '/Non-2xx/{print $NF}' <<<"$out")
+    [ -z "$bad" ] || log "$name run $run: $bad responses were not 2xx"
+    [ -z "$bad" ] || put "http_${name}_non2xx" "$bad"
+    grep -q 'Socket errors' <<<"$out" && log "$name run $run: $(grep 'Socket errors' <<<"$out")"
+    rpss+=("$rps")
+    p99s+=("$p99")
+    log "$name run $run: $rps req/s, p99 $p99 ms"
+    run_value "http_${name}_rps" "$rps"
+    run_value "http_${name}_p99_ms" "$p99"
+    sleep 1
+  done
+  put "http_${name}_rps" "$(median "${rpss[@]}")"
+  put "http_${name}_p99_ms" "$(median "${p99s[@]}")"
+}
+
+# http_on BACKEND DB SIZE ENDPOINTS...: wrk against `serve --no-workers`.
+http_on() {
+  local backend=$1 db=$2 size=$3 pid endpoint
+  shift 3
+  roster_env "$backend" "http-$size" "$db"
+  start_roster "http-$backend-$size" serve --no-workers
+  pid=$PID
+  wait_ready "$pid"
+  curl -sf -o /dev/null "$BASE/api/students?page=1"
+  for endpoint in "$@"; do
+    case $endpoint in
+      get) wrk_on "get_${backend}_$size" "$BASE/api/students?page=1" ;;
+      post) wrk_on "post_${backend}" "$BASE/api/exports" "$ROOT/benches/post_export.lua" ;;
+    esac
+  done
+  stop_roster "$pid"
+}
+
+phase_http_big() {
+  http_on pg "" big get
+  http_on sqlite "$WORK/big.db" big get
+}
+
+# Replaces the PostgreSQL table by a small one (for the small HTTP reads and the drain).
+shrink_pg() {
+  psql "$PG_URL" -qAtc 'TRUNCATE students RESTART IDENTITY; TRUNCATE jobs' >/dev/null
+  DATABASE_URL="$PG_URL" RUST_LOG=warn timeout 60 "$BIN" seed --students "$SMALL_ROWS" >&2
+  psql "$PG_URL" -qAtc 'VACUUM ANALYZE students' >/dev/null
+}
+
+phase_http_small() {
+  shrink_pg
+  http_on pg "" small get post
+  http_on sqlite "$WORK/small.db" small get post
+}
+
+# ---------------------------------------------------------------------------------------
+# 2. Job drain.
+
+jobs_sql() { # jobs_sql BACKEND DB SQL
+  case $1 in
+    pg) psql "$PG_URL" -qAt -F ' ' -c "$3" ;;
+    sqlite) sqlite3 -cmd '.timeout 5000' -separator ' ' "$2" "$3" ;;
+  esac
+}
+
+# Queues N small exports at once through HTTP (one curl, 32 transfers at a time).
+queue_jobs() { # queue_jobs N
+  local n=$1 i config="$WORK/post.curl"
+  printf '%s' "$SMALL_EXPORT" >"$WORK/body.json"
+  : >"$config"
+  for ((i = 0; i < n; i++)); do
+    [ "$i" = 0 ] || echo next >>"$config"
+    printf 'url = "%s/api/exports"\nheader = "Content-Type: application/json"\ndata-binary = "@%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+      "$BASE" "$WORK/body.json" >>"$config"
+  done
+  timeout 300 curl -s --parallel --parallel-max 32 -K "$config" 2>>"$WORK/curl.log" |
+    sort | uniq -c | sed 's/^ */    /' >&2
+}
+
+drain_on() { # drain_on BACKEND DB
+  local backend=$1 db=$2 run pid t0 t1 counts done_ failed queued rate q0
+  local -a rates=()
+  for run in $(seq 1 "$RUNS"); do
+    jobs_sql "$backend" "$db" "DELETE FROM jobs" >/dev/null
+    rm -rf "$WORK/exports"
+    roster_env "$backend" "drain-$run" "$db"
+    start_roster "drain-serve-$backend" serve --no-workers
+    pid=$PID
+    wait_ready "$pid"
+    q0=$EPOCHREALTIME
+    log "$backend run $run: queueing $DRAIN_JOBS jobs (HTTP status counts below)"
+    queue_jobs "$DRAIN_JOBS"
+    log "$backend run $run: queued in $(calc '%.1f' "$EPOCHREALTIME - $q0") s"
+    run_value "drain_${backend}_queue_s" "$(calc '%.2f' "$EPOCHREALTIME - $q0")"
+    stop_roster "$pid"
+    queued=$(jobs_sql "$backend" "$db" "SELECT count(*) FROM jobs WHERE status='queued'")
+    [ "$queued" = "$DRAIN_JOBS" ] || die "$queued jobs queued, expected $DRAIN_JOBS"
+    t0=$EPOCHREALTIME
+    start_roster "drain-worker-$backend" worker
+    pid=$PID
+    case $backend in
+      pg) counts=$(timeout 320 python3 benches/wait_jobs.py pg "$PG_URL" "$DRAIN_JOBS" 300 "$pid") ;;
+      sqlite) counts=$(timeout 320 python3 benches/wait_jobs.py sqlite "$db" "$DRAIN_JOBS" 300 "$pid") ;;
+    esac || { stop_roster "$pid"; die "$backend drain did not finish"; }
+    t1=$EPOCHREALTIME
+    read -r done_ failed <<<"$counts"
+    stop_roster "$pid"
+    [ "$failed" = 0 ] || die "$backend drain: $failed jobs failed ($done_ succeeded)"
+    rate=$(calc '%.1f' "$DRAIN_JOBS / ($t1 - $t0)")
+    rates+=("$rate")
+    log "$backend run $run: $DRAIN_JOBS jobs in $(calc '%.2f' "$t1 - $t0") s = $rate jobs/s"
+    run_value "drain_${backend}_jobs_per_s" "$rate"
+  done
+  jobs_sql "$backend" "$db" "DELETE FROM jobs" >/dev/null
+  rm -rf "$WORK/exports"
+  put "drain_${backend}_rate" "$(median "${rates[@]}")"
+}
+
+phase_drain() {
+  [ "$(jobs_sql pg "" 'SELECT count(*) FROM students')" = "$SMALL_ROWS" ] || shrink_pg
+  drain_on pg ""
+  drain_on sqlite "$WORK/small.db"
+}
+
+# ---------------------------------------------------------------------------------------
+# 4. Events (benches/events.rs).
+
+phase_events() {
+  ROSTER_BIN="$BIN" RUST_LOG=warn timeout 900 cargo bench --quiet --bench events -- --runs "$RUNS" 2>&1 |
+    tee "$WORK/events.out" >&2
+  grep '^RESULT ' "$WORK/events.out" | tr ' ' '\n' | grep '=' >>"$WORK/results"
+  grep -E '^(latency|idle sessions):|^  run [0-9]+:' "$WORK/events.out" >>"$WORK/runs.events"
+}
+
+# ---------------------------------------------------------------------------------------
+# The machine may be shared: wait a while for it to be quiet, and record who uses the CPU.
+
+QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
+load1() { cut -d' ' -f1 /proc/loadavg; }
+LOAD_AT_START=$(load1)
+if awk -v l="$LOAD_AT_START" 'BEGIN{exit !(l >= 1)}'; then
+  log "load average $LOAD_AT_START: waiting up to $QUIET_WAIT s for it to fall below 1"
+  for _ in $(seq 1 "$QUIET_WAIT"); do
+    awk -v l="$(load1)" 'BEGIN{exit !(l < 1)}' && break
+    sleep 1
+  done
+  LOAD_AT_START=$(load1)
+  log "load average now $LOAD_AT_START"
+fi
+python3 benches/cpu_monitor.py $$ "$WORK/cpu" &
+MONITOR=$!
+echo "$MONITOR" >>"$WORK/pids"
+
+phase data setup_data
+phase export phase_export
+phase http phase_http_big
+phase http-small phase_http_small
+phase drain phase_drain
+phase events phase_events
+
+# ---------------------------------------------------------------------------------------
+# The table.
+
+# shellcheck disable=SC2059 # the format is the second argument
+fmt() { if [ -n "$1" ]; then printf "$2" "$1"; else printf 'n/a'; fi; }
+mark() { # mark VALUE LIMIT: ✅ when VALUE ≤ LIMIT
+  [ -n "$1" ] || { printf 'n/a'; return; }
+  awk -v v="$1" -v t="$2" 'BEGIN{printf (v+0 <= t+0) ? "✅" : "❌"}'
+}
+http_row() { # http_row NAME LABEL
+  printf '| %s | %s req/s, p99 %s ms | | | | |\n' "$2" \
+    "$(fmt "$(get "http_$1_rps")" '%.0f')" "$(fmt "$(get "http_$1_p99_ms")" '%.2f')"
+}
+
+TOTAL=$(elapsed)
+kill -TERM "$MONITOR" 2>/dev/null || true
+wait "$MONITOR" 2>/dev/null || true
+{
+  echo "| measure | roster | reference | figure | target | |"
+  echo "|---|---|---|---|---|---|"
+  for b in pg sqlite; do
+    # shellcheck disable=SC2016 # backquotes for markdown
+    if [ $b = pg ]; then name="PostgreSQL"; ref='`psql \copy`'; else name="SQLite"; ref='`sqlite3 -csv`'; fi
+    printf '| export %s rows to CSV, %s | %s s | %s %s s | %s × | ≤ 1.3 × | %s |\n' "$ROWS" "$name" \
+      "$(fmt "$(get "export_${b}_s")" '%.2f')" "$ref" "$(fmt "$(get "export_${b}_ref_s")" '%.2f')" \
+      "$(fmt "$(get "export_${b}_ratio")" '%.2f')" "$(mark "$(get "export_${b}_ratio")" 1.3)"
+    printf '| peak RSS during that export, %s | +%s MiB over idle (idle %s → %s MiB over the runs) | | +%s MiB | ≤ +64 MiB | %s |\n' "$name" \
+      "$(fmt "$(get "export_${b}_peak_mib")" '%.1f')" "$(fmt "$(get "export_${b}_idle_first_mib")" '%.1f')" \
+      "$(fmt "$(get "export_${b}_idle_last_mib")" '%.1f')" \
+      "$(fmt "$(get "export_${b}_peak_mib")" '%.1f')" "$(mark "$(get "export_${b}_peak_mib")" 64)"
+  done
+  printf '| drain %s small exports, Redis + PostgreSQL, 8 workers | %s jobs/s | | | | |\n' "$DRAIN_JOBS" \
+    "$(fmt "$(get drain_pg_rate)" '%.0f')"
+  printf '| drain %s small exports, embedded (SQLite, in-process broker), 8 workers | %s jobs/s | | | | |\n' \
+    "$DRAIN_JOBS" "$(fmt "$(get drain_sqlite_rate)" '%.0f')"
+  http_row get_pg_big "GET /api/students?page=1, PostgreSQL, $ROWS students"
+  http_row get_sqlite_big "GET /api/students?page=1, SQLite, $ROWS students"
+  http_row get_pg_small "GET /api/students?page=1, PostgreSQL, $SMALL_ROWS students"
+  http_row get_sqlite_small "GET /api/students?page=1, SQLite, $SMALL_ROWS students"
+  http_row post_pg "POST /api/exports (queued only), Redis + PostgreSQL"
+  http_row post_sqlite "POST /api/exports (queued only), embedded"
+  printf '| event latency, emit → receipt, %s subscribers | p50 %s ms, p99 %s ms, max %s ms | | p99 %s ms | p99 ≤ 10 ms | %s |\n' \
+    "$(fmt "$(get event_subscribers)" '%s')" "$(fmt "$(get event_p50_ms)" '%.2f')" "$(fmt "$(get event_p99_ms)" '%.2f')" \
+    "$(fmt "$(get event_max_ms)" '%.2f')" "$(fmt "$(get event_p99_ms)" '%.2f')" "$(mark "$(get event_p99_ms)" 10)"
+  printf '| RSS of %s idle WebSocket sessions | +%s MiB (%s KiB each) | | +%s MiB | ≤ +256 MiB | %s |\n' \
+    "$(fmt "$(get idle_sessions)" '%s')" "$(fmt "$(get idle_rss_delta_mib)" '%.1f')" \
+    "$(fmt "$(get idle_rss_per_session_kib)" '%.1f')" "$(fmt "$(get idle_rss_delta_mib)" '%.1f')" \
+    "$(mark "$(get idle_rss_delta_mib)" 256)"
+} >"$WORK/table.md"
+
+cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+mem=$(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+{
+  echo "# roster benchmarks"
+  echo
+  echo "Measured by \`bash benches/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), in ${TOTAL} s."
+  echo
+  echo "Machine: $(nproc) cores ($cpu), $mem of memory (MemTotal), Linux $(uname -r);"
+  echo "PostgreSQL $(psql "$PG_ADMIN" -Atc 'SHOW server_version' 2>/dev/null | cut -d' ' -f1)," \
+    "SQLite CLI $(sqlite3 --version | cut -d' ' -f1)," \
+    "Redis $(redis-cli -h 127.0.0.1 info server 2>/dev/null | awk -F: '/^redis_version/{print $2}' | tr -d '\r')," \
+    "$(rustc --version | cut -d' ' -f1-2); roster built from $COMMIT."
+  echo
+  echo "Each figure is the median of $RUNS runs ($EXPORT_RUNS for the exports). The clients (wrk, curl,"
+  echo "psql, the pollers, the bench) share the machine's cores with roster and its databases."
+  echo
+  cat "$WORK/table.md"
+  echo
+  echo "- **export**: wall time from \`POST /api/exports\` to the job read back as \`succeeded\`"
+  echo "  (polled every ~20 ms on one kept-alive connection by benches/export_job.py), against the"
+  echo "  reference command writing the same rows in the same order from the same data"
+  echo "  (\`psql \\copy (SELECT id,name,age FROM students ORDER BY age,id) TO … CSV HEADER\`;"
+  echo "  \`sqlite3 -header -csv db \"SELECT id,name,age FROM students ORDER BY age,id\" > file\`);"
+  echo "  figure = roster ÷ reference. roster also counts the rows first (for progress), hashes the"
+  echo "  file, fsyncs it and renames it into place."
+  echo "- **peak RSS**: the roster process's VmHWM (reset through /proc/PID/clear_refs before each"
+  echo "  export) and VmRSS sampled every ~10 ms, the larger of the two, minus VmRSS just before."
+  echo "  One \`roster serve\` does the warm-up export and all the runs, so its idle RSS is shown as"
+  echo "  it was before the first and before the last run."
+  echo "- **drain**: $DRAIN_JOBS exports of one age of a $SMALL_ROWS-student table queued by"
+  echo "  \`roster serve --no-workers\`; then \`roster worker\` (ROSTER_CONCURRENCY=8) is started and"
+  echo "  the clock runs until the jobs table counts $DRAIN_JOBS \`succeeded\` (polled every 50 ms by"
+  echo "  benches/wait_jobs.py on one database session); the figure includes the worker's start-up."
+  echo "- **HTTP**: \`wrk -t2 -c64 -d10s --latency\` against \`roster serve --no-workers\`; requests"
+  echo "  per second and the 99th percentile latency, after a 2 s warm-up. The POST queues one job"
+  echo "  per request. \`GET /api/students\` counts the matching students on every request, which is"
+  echo "  what the $ROWS-row figures mostly measure."
+  echo "- **event latency**: benches/events.rs: roster in-process (embedded default); 1,000"
+  echo "  WebSocket clients on \`/ws\` subscribed to one real queued job; progress events emitted"
+  echo "  straight into the registry 10 a second (the real throttle); latency from just before"
+  echo "  the emit to each client reading its frame, over every (client, event) pair. The clients"
+  echo "  run on one thread of the same 2-core machine; CPU per event (from /proc/self/task):"
+  echo "  registry $(fmt "$(get event_cpu_registry_ms)" '%.2f') ms, HTTP workers (the WsSession actors, 2 threads)" \
+    "$(fmt "$(get event_cpu_http_ms)" '%.2f') ms, clients $(fmt "$(get event_cpu_clients_ms)" '%.2f') ms."
+  echo "- **idle sessions**: benches/events.rs: \`roster serve\` (embedded default) as a child"
+  echo "  process; VmRSS after 10,000 \`/ws\` sessions are open (and answering pings) for 3 s, minus"
+  echo "  VmRSS before."
+  echo
+  echo "CPU used during each phase, as a share of the machine's $(nproc) cores (benches/cpu_monitor.py;"
+  echo "load average $LOAD_AT_START when the phases began). *Other* is everything that is neither this"
+  echo "script's processes (roster, the clients) nor PostgreSQL and Redis: another user's build or"
+  echo "tests. Where it is large, that phase's figures are skewed by it."
+  echo
+  echo "| phase | seconds | roster and the clients | PostgreSQL and Redis | other |"
+  echo "|---|---|---|---|---|"
+  while read -r name began ended; do
+    awk -v b="$began" -v e="$ended" -v cores="$(nproc)" -v name="$name" '
+      $1 <= b || !n0 { o0 = $2; d0 = $3; x0 = $4; n0 = 1 }
+      $1 <= e { o1 = $2; d1 = $3; x1 = $4 }
+      END {
+        s = e - b; if (s <= 0) s = 1
+        printf "| %s | %.0f | %.0f %% | %.0f %% | %.0f %% |\n", name, s,
+          100 * (o1 - o0) / s / cores, 100 * (d1 - d0) / s / cores, 100 * (x1 - x0) / s / cores
+      }' "$WORK/cpu"
+  done <"$WORK/phases"
+  if grep -q '^failed_' "$WORK/results"; then
+    echo
+    echo "Phases that failed (their figures are n/a): $(grep '^failed_' "$WORK/results" | cut -d= -f1 | sed 's/failed_//' | tr '\n' ' ')"
+  fi
+  echo
+  echo "## Runs"
+  echo
+  echo "Every run's value, in order (the figures above are their medians)."
+  echo
+  echo '```'
+  awk '{ if (!($1 in v)) order[++n] = $1; v[$1] = v[$1] " " $2 }
+    END { for (i = 1; i <= n; i++) print order[i] ":" v[order[i]] }' "$WORK/runs"
+  cat "$WORK/runs.events"
+  echo '```'
+} >"$WORK/RESULTS.md"
+
+cp "$WORK/RESULTS.md" benches/RESULTS.md
+cat "$WORK/table.md"
+log "done in ${TOTAL} s; written to benches/RESULTS.md"
