@@ -94,11 +94,14 @@ impl WsSession {
 
     /// Sends an event unless the client already has it (or something newer).
     fn forward(&mut self, event: &Rendered, ctx: &mut ws::WebsocketContext<Self>) {
-        let last = self.sent.entry(event.job_id().to_owned()).or_insert(0);
-        if event.seq() <= *last {
-            return;
+        // Called per session for every event: look the job up without allocating a key.
+        match self.sent.get_mut(event.job_id()) {
+            Some(last) if event.seq() <= *last => return,
+            Some(last) => *last = event.seq(),
+            None => {
+                self.sent.insert(event.job_id().to_owned(), event.seq());
+            }
         }
-        *last = event.seq();
         ctx.text(event.json.clone());
         if self.only.is_some() && event.is_terminal() {
             self.close(ctx);

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::models::student::StudentFilter;
@@ -22,8 +22,14 @@ const MAX_ENTRIES: usize = 1024;
 pub struct CountCache {
     /// Bumped by every write in this process: older entries are stale.
     generation: AtomicU64,
-    entries: Mutex<HashMap<String, (u64, Instant, i64)>>,
+    /// A slot per filter. A request that finds its slot stale counts while holding the
+    /// slot, so concurrent requests for the same filter wait for that one count instead
+    /// of all counting at once when the entry expires.
+    entries: Mutex<HashMap<String, Arc<Mutex<Option<Entry>>>>>,
 }
+
+/// A count, with the generation it was read in and when.
+type Entry = (u64, Instant, i64);
 
 fn key(filter: &StudentFilter) -> String {
     format!(
@@ -40,19 +46,43 @@ impl CountCache {
         self.generation.load(Ordering::SeqCst)
     }
 
-    pub fn get(&self, filter: &StudentFilter) -> Option<i64> {
-        let entries = self.entries.lock().unwrap();
-        let (generation, at, count) = entries.get(&key(filter))?;
-        (*generation == self.generation() && at.elapsed() < COUNT_TTL).then_some(*count)
-    }
-
-    /// Remembers a count read while `generation` was current.
-    pub fn put(&self, filter: &StudentFilter, generation: u64, count: i64) {
+    fn slot(&self, filter: &StudentFilter) -> Arc<Mutex<Option<Entry>>> {
         let mut entries = self.entries.lock().unwrap();
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key(filter), (generation, Instant::now(), count));
+        entries.entry(key(filter)).or_default().clone()
+    }
+
+    fn fresh(&self, entry: &Option<Entry>) -> Option<i64> {
+        let (generation, at, count) = entry.as_ref()?;
+        (*generation == self.generation() && at.elapsed() < COUNT_TTL).then_some(*count)
+    }
+
+    pub fn get(&self, filter: &StudentFilter) -> Option<i64> {
+        self.fresh(&self.slot(filter).lock().unwrap())
+    }
+
+    /// Remembers a count read while `generation` was current.
+    pub fn put(&self, filter: &StudentFilter, generation: u64, count: i64) {
+        *self.slot(filter).lock().unwrap() = Some((generation, Instant::now(), count));
+    }
+
+    /// The cached count, or the one `count` reads (once, however many ask at once).
+    pub fn get_or_count<E>(
+        &self,
+        filter: &StudentFilter,
+        count: impl FnOnce() -> Result<i64, E>,
+    ) -> Result<i64, E> {
+        let slot = self.slot(filter);
+        let mut entry = slot.lock().unwrap();
+        if let Some(fresh) = self.fresh(&entry) {
+            return Ok(fresh);
+        }
+        let generation = self.generation();
+        let counted = count()?;
+        *entry = Some((generation, Instant::now(), counted));
+        Ok(counted)
     }
 
     /// A student was created, changed or deleted here.
@@ -84,6 +114,28 @@ mod tests {
         cache.invalidate(); // a write lands while the count is being read
         cache.put(&filter, generation, 7);
         assert_eq!(cache.get(&filter), None);
+    }
+
+    #[test]
+    fn concurrent_requests_share_one_count() {
+        let cache = Arc::new(CountCache::default());
+        let counted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, counted) = (cache.clone(), counted.clone());
+                std::thread::spawn(move || {
+                    cache.get_or_count(&StudentFilter::default(), || {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok::<_, ()>(42)
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Ok(42));
+        }
+        assert_eq!(counted.load(Ordering::SeqCst), 1, "one count for all");
     }
 
     #[test]

@@ -97,15 +97,7 @@ pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpRespon
     };
     let counts = state.student_counts.clone();
     let (items, total) = with_conn(&state, move |conn| {
-        let total = match counts.get(&filter) {
-            Some(total) => total,
-            None => {
-                let generation = counts.generation();
-                let total = student::count(conn, &filter)?;
-                counts.put(&filter, generation, total);
-                total
-            }
-        };
+        let total = counts.get_or_count(&filter, || student::count(conn, &filter))?;
         let items = student::page(conn, &filter, page, per_page)?;
         Ok((items, total))
     })
