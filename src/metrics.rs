@@ -14,7 +14,7 @@ use prometheus::{
 };
 
 use crate::error::ApiError;
-use crate::events::registry::Stats;
+use crate::events::registry::SessionCount;
 use crate::startup::AppState;
 
 pub struct Metrics {
@@ -158,8 +158,8 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         }
         Err(e) => log::warn!("metrics: broker stats unavailable: {e:#}"),
     }
-    if let Ok(stats) = state.events.registry().send(Stats).await {
-        m.ws_sessions.set(stats.sessions as i64);
+    if let Ok(sessions) = state.events.registry().send(SessionCount).await {
+        m.ws_sessions.set(sessions as i64);
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

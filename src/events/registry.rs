@@ -93,10 +93,10 @@ pub struct Disconnect {
     pub session: SessionId,
 }
 
-/// Delivery counters, for metrics.
+/// How many sessions are connected, for metrics.
 #[derive(Message)]
-#[rtype(result = "DeliveryStats")]
-pub struct Stats;
+#[rtype(result = "usize")]
+pub struct SessionCount;
 
 /// The registry's link to Redis pub/sub.
 #[derive(Clone)]
@@ -203,15 +203,6 @@ pub struct EventRegistry {
     everything: HashSet<SessionId>,
     link: Option<RedisLink>,
     outbox: Option<mpsc::UnboundedSender<String>>,
-    stats: DeliveryStats,
-}
-
-/// Counters for metrics.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeliveryStats {
-    pub sessions: usize,
-    pub sent: u64,
-    pub coalesced: u64,
 }
 
 impl EventRegistry {
@@ -234,10 +225,8 @@ impl EventRegistry {
         for session in targets {
             if let Some(subscriber) = self.sessions.get_mut(&session) {
                 let Coalesced(coalesced) = subscriber.offer(event.clone());
-                self.stats.sent += 1;
                 METRICS.events_sent.inc();
                 if coalesced {
-                    self.stats.coalesced += 1;
                     METRICS.events_coalesced.inc();
                 }
             }
@@ -432,13 +421,10 @@ impl Handler<Disconnect> for EventRegistry {
     }
 }
 
-impl Handler<Stats> for EventRegistry {
-    type Result = MessageResult<Stats>;
-    fn handle(&mut self, _: Stats, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(DeliveryStats {
-            sessions: self.sessions.len(),
-            ..self.stats
-        })
+impl Handler<SessionCount> for EventRegistry {
+    type Result = usize;
+    fn handle(&mut self, _: SessionCount, _ctx: &mut Context<Self>) -> usize {
+        self.sessions.len()
     }
 }
 

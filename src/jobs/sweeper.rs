@@ -78,6 +78,7 @@ pub async fn sweep_once(pool: Pool, broker: Arc<dyn Broker>, events: Events) -> 
     let (recovered, due) = actix_web::web::block(move || -> anyhow::Result<_> {
         let mut conn = db.get()?;
         let recovered = job::recover_expired(&mut conn)?;
+        // Read after the recovery, so the jobs just requeued are published in this pass.
         let now = job::now();
         let settled = now - chrono::Duration::from_std(PUBLISH_GRACE).expect("small");
         let due = job::due_unpublished(&mut conn, now, settled, PUBLISH_BATCH)?;
@@ -92,15 +93,6 @@ pub async fn sweep_once(pool: Pool, broker: Arc<dyn Broker>, events: Events) -> 
         );
         events.status(job);
     }
-    // Recovered jobs are due at once; publish them in this pass too.
-    let mut due = due;
-    due.extend(
-        recovered
-            .iter()
-            .filter(|j| j.status == "queued")
-            .map(|j| (j.id.clone(), j.attempts)),
-    );
-    due.dedup_by(|a, b| a.0 == b.0);
     let mut published = Vec::with_capacity(due.len());
     for (id, attempts) in due {
         let Ok(job_id) = id.parse::<JobId>() else {

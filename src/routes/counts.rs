@@ -41,8 +41,7 @@ fn key(filter: &StudentFilter) -> String {
 }
 
 impl CountCache {
-    /// The current generation, to be passed back to [`CountCache::put`].
-    pub fn generation(&self) -> u64 {
+    fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
@@ -57,15 +56,6 @@ impl CountCache {
     fn fresh(&self, entry: &Option<Entry>) -> Option<i64> {
         let (generation, at, count) = entry.as_ref()?;
         (*generation == self.generation() && at.elapsed() < COUNT_TTL).then_some(*count)
-    }
-
-    pub fn get(&self, filter: &StudentFilter) -> Option<i64> {
-        self.fresh(&self.slot(filter).lock().unwrap())
-    }
-
-    /// Remembers a count read while `generation` was current.
-    pub fn put(&self, filter: &StudentFilter, generation: u64, count: i64) {
-        *self.slot(filter).lock().unwrap() = Some((generation, Instant::now(), count));
     }
 
     /// The cached count, or the one `count` reads (once, however many ask at once).
@@ -95,25 +85,30 @@ impl CountCache {
 mod tests {
     use super::*;
 
+    fn count(cache: &CountCache, filter: &StudentFilter, fresh: i64) -> i64 {
+        cache.get_or_count(filter, || Ok::<_, ()>(fresh)).unwrap()
+    }
+
     #[test]
     fn a_write_here_makes_every_count_stale() {
         let cache = CountCache::default();
         let filter = StudentFilter::default();
-        let generation = cache.generation();
-        cache.put(&filter, generation, 7);
-        assert_eq!(cache.get(&filter), Some(7));
+        assert_eq!(count(&cache, &filter, 7), 7);
+        assert_eq!(count(&cache, &filter, 8), 7, "kept");
         cache.invalidate();
-        assert_eq!(cache.get(&filter), None);
+        assert_eq!(count(&cache, &filter, 8), 8, "counted again");
     }
 
     #[test]
     fn a_count_read_before_a_write_is_not_kept() {
         let cache = CountCache::default();
         let filter = StudentFilter::default();
-        let generation = cache.generation();
-        cache.invalidate(); // a write lands while the count is being read
-        cache.put(&filter, generation, 7);
-        assert_eq!(cache.get(&filter), None);
+        let counted = cache.get_or_count(&filter, || {
+            cache.invalidate(); // a write lands while the count is being read
+            Ok::<_, ()>(7)
+        });
+        assert_eq!(counted, Ok(7));
+        assert_eq!(count(&cache, &filter, 8), 8);
     }
 
     #[test]
@@ -146,7 +141,7 @@ mod tests {
             name_contains: Some("ada".into()),
             ..StudentFilter::default()
         };
-        cache.put(&all, cache.generation(), 10);
-        assert_eq!(cache.get(&named), None);
+        assert_eq!(count(&cache, &all, 10), 10);
+        assert_eq!(count(&cache, &named, 3), 3, "not the other filter's count");
     }
 }
