@@ -59,6 +59,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub lease_secs: u64,
 
+    /// A queued job the broker has not delivered for this long is looked for in the broker
+    /// and published again if the broker lost it.
+    #[arg(long, env = "ROSTER_REDELIVER_SECS", global = true, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub redeliver_secs: u64,
+
     /// Time limit of one attempt of a job.
     #[arg(long, env = "ROSTER_JOB_TIMEOUT_SECS", global = true, default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
@@ -97,6 +103,10 @@ pub struct Settings {
 impl Settings {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn redeliver(&self) -> Duration {
+        Duration::from_secs(self.redeliver_secs)
     }
 
     pub fn job_timeout(&self) -> Duration {

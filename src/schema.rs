@@ -16,11 +16,12 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
         run_after -> Timestamp,
-        published -> Bool,
         seq -> Int8,
         created_at -> Timestamp,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        checkpoint -> Nullable<Text>,
+        published_at -> Nullable<Timestamp>,
     }
 }
 

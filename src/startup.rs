@@ -20,6 +20,7 @@ use crate::events::registry::RedisLink;
 use crate::events::Events;
 use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
 use crate::jobs::export::StudentsByAge;
+use crate::jobs::store::ExportStore;
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::worker::{ExportWorker, WorkerContext};
 use crate::jobs::{JobHandler, Shutdown};
@@ -112,7 +113,10 @@ impl Services {
             }
             None => {
                 log::info!("broker: in-process (the jobs table; one process)");
-                (Arc::new(LocalBroker::new(pool.clone())), None)
+                (
+                    Arc::new(LocalBroker::new(pool.clone(), settings.redeliver())),
+                    None,
+                )
             }
         };
         let broker = match hooks.wrap_broker {
@@ -124,8 +128,8 @@ impl Services {
             pool.clone(),
             broker.clone(),
             events.clone(),
-            settings.export_dir.clone(),
-            settings.export_ttl(),
+            ExportStore::new(settings.export_dir.clone(), settings.export_ttl()),
+            settings.redeliver(),
         )
         .start();
         let shutdown = Shutdown::default();
@@ -311,6 +315,7 @@ impl Application {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         wait_for_signal().await;
+        stop_at_once_on_second_signal();
         let _ = self
             .services
             .events
@@ -333,6 +338,16 @@ impl Application {
         let _keep = services;
         server.await
     }
+}
+
+/// After the first signal began a graceful shutdown, a second one ends the process at
+/// once: jobs still running are recovered from their leases, as after a crash.
+pub fn stop_at_once_on_second_signal() {
+    actix_web::rt::spawn(async {
+        wait_for_signal().await;
+        log::warn!("second signal: stopping now, without waiting for running jobs");
+        std::process::exit(130);
+    });
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

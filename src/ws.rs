@@ -109,13 +109,13 @@ impl WsSession {
     }
 
     fn snapshot(&mut self, job: &Job, ctx: &mut ws::WebsocketContext<Self>) {
-        let last = self.sent.entry(job.id.clone()).or_insert(0);
+        let last = self.sent.entry(job.id.to_string()).or_insert(0);
         if job.seq <= *last {
             return;
         }
         *last = job.seq;
         Self::send_json(ctx, &json!({"type": "snapshot", "job": job.view()}));
-        if self.only.is_some() && job.status().is_terminal() {
+        if self.only.is_some() && job.status.is_terminal() {
             self.close(ctx);
         }
     }

@@ -8,6 +8,8 @@
 pub mod local;
 pub mod redis;
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 use crate::domain::job::JobId;
@@ -54,6 +56,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Done with a delivery: it will not be delivered again.
     async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError>;
+
+    /// Which of `jobs` the broker still holds (published and not yet acknowledged):
+    /// the reconciler publishes again those it lost.
+    async fn holds(&self, jobs: &[JobId]) -> Result<HashSet<JobId>, BrokerError>;
 
     /// Whether the broker answers.
     async fn ping(&self) -> anyhow::Result<()>;

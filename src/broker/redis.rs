@@ -4,12 +4,13 @@
 //! again with XAUTOCLAIM; whether the job may run is still decided by its lease in the
 //! jobs table, never by the entry's age.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::Mutex;
 
@@ -260,6 +261,39 @@ impl Broker for RedisBroker {
             .await
             .context("acknowledging a stream entry")?;
         Ok(())
+    }
+
+    /// Reads the whole stream: it only holds entries not yet acknowledged (acknowledged
+    /// ones are deleted), so it is as long as the queue.
+    async fn holds(&self, jobs: &[JobId]) -> Result<HashSet<JobId>, BrokerError> {
+        const PAGE: usize = 1000;
+        let wanted: HashSet<JobId> = jobs.iter().copied().collect();
+        let mut held = HashSet::new();
+        let mut conn = self.manager.clone();
+        let mut start = "-".to_owned();
+        loop {
+            let page: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&self.keys.stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut conn)
+                .await
+                .context("reading the Redis stream")?;
+            for entry in &page.ids {
+                if let Some(id) = Self::delivery(entry)
+                    .job_id
+                    .filter(|id| wanted.contains(id))
+                {
+                    held.insert(id);
+                }
+            }
+            match page.ids.last() {
+                Some(last) if page.ids.len() == PAGE => start = format!("({}", last.id),
+                _ => return Ok(held),
+            }
+        }
     }
 
     async fn ping(&self) -> anyhow::Result<()> {

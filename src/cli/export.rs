@@ -52,11 +52,11 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
                 )
                 .await?,
             ),
-            None => Arc::new(LocalBroker::new(pool.clone())),
+            None => Arc::new(LocalBroker::new(pool.clone(), settings.redeliver())),
         };
-        match broker.publish(&created.job_id()).await {
+        match broker.publish(&created.id).await {
             Ok(()) => {
-                job::mark_published(&mut *pool.get()?, &created.id, 0)?;
+                job::mark_published(&mut *pool.get()?, &[(created.id, 0)])?;
             }
             Err(e) => eprintln!("published later by the reconciler ({e})"),
         }
@@ -73,22 +73,22 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
         )
         .expect("valid template"),
     );
-    let id = created.job_id();
+    let id = created.id;
     loop {
         let Some(current) = job::find(&mut *pool.get()?, &id)? else {
             anyhow::bail!("job {id} disappeared");
         };
-        bar.set_length(current.progress_total.max(0) as u64);
-        bar.set_position(current.progress_done.max(0) as u64);
-        bar.set_message(current.status.clone());
-        match current.status() {
+        bar.set_length(current.progress.total.max(0) as u64);
+        bar.set_position(current.progress.done.max(0) as u64);
+        bar.set_message(current.status.as_str());
+        match current.status {
             JobStatus::Succeeded => {
                 bar.finish_with_message("succeeded");
                 println!("{}", current.result.unwrap_or_default());
                 return Ok(0);
             }
             JobStatus::Failed | JobStatus::Cancelled => {
-                bar.abandon_with_message(current.status.clone());
+                bar.abandon_with_message(current.status.as_str());
                 eprintln!(
                     "job {id} {}: {}",
                     current.status,

@@ -225,6 +225,9 @@ pub struct ExportResult {
     pub file: String,
     pub content_type: String,
     pub expires_at: DateTime<Utc>,
+    /// Rows copied from an earlier attempt's checkpoint instead of read again.
+    #[serde(default)]
+    pub resumed_rows: u64,
 }
 
 #[cfg(test)]

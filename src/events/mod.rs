@@ -60,17 +60,17 @@ impl std::ops::Deref for Rendered {
 impl JobEvent {
     pub fn progress(job: &Job) -> Self {
         JobEvent::Progress {
-            job_id: job.id.clone(),
+            job_id: job.id.to_string(),
             seq: job.seq,
-            done: job.progress_done,
-            total: job.progress_total,
+            done: job.progress.done,
+            total: job.progress.total,
         }
     }
 
     pub fn status(job: &Job) -> Self {
         let view = job.view();
         JobEvent::Status {
-            job_id: job.id.clone(),
+            job_id: job.id.to_string(),
             seq: job.seq,
             status: view.status,
             error: view.error.clone(),

@@ -488,9 +488,11 @@ mod tests {
         (addr.recipient(), got)
     }
 
+    const JOB: &str = "00000000-0000-4000-8000-000000000001";
+
     fn progress(seq: i64) -> Arc<Rendered> {
         Arc::new(Rendered::new(JobEvent::Progress {
-            job_id: "j".into(),
+            job_id: JOB.into(),
             seq,
             done: seq,
             total: 1000,
@@ -499,14 +501,14 @@ mod tests {
 
     fn status(seq: i64, status: JobStatus) -> Arc<Rendered> {
         let json = serde_json::json!({
-            "id": "j", "kind": "students_by_age", "params": {}, "status": status,
+            "id": JOB, "kind": "students_by_age", "params": {}, "status": status,
             "progress": {"done": 0, "total": 0}, "attempts": 1, "max_attempts": 3,
             "error": null, "result": null, "cancel_requested": false, "seq": seq,
             "created_at": "2026-01-01T00:00:00Z", "run_after": "2026-01-01T00:00:00Z",
             "started_at": null, "finished_at": null
         });
         Arc::new(Rendered::new(JobEvent::Status {
-            job_id: "j".into(),
+            job_id: JOB.into(),
             seq,
             status,
             error: None,

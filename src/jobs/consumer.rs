@@ -1,7 +1,8 @@
 //! The JobConsumer actor (DESIGN's RedisConsumer; it drives the in-process broker too):
 //! asks the broker for no more jobs than there are idle workers, hands each to the
-//! worker pool, and acknowledges a delivery only once the worker has recorded the job's
-//! end. When the broker is unreachable it backs off and tries again.
+//! worker pool, and acknowledges a delivery once the worker is done with it (the jobs
+//! table, not the broker, keeps a job that did not end: see the sweeper). When the
+//! broker is unreachable it backs off and tries again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use actix::prelude::*;
 use super::worker::{AttemptOutcome, ExportWorker, RunJob};
 use crate::broker::{Broker, BrokerError, Delivery};
 use crate::db::Pool;
+use crate::domain::job::JobId;
 use crate::models::job;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -104,10 +106,7 @@ impl JobConsumer {
         }
         let pool = self.pool.clone();
         let broker = self.broker.clone();
-        let ids: Vec<String> = deliveries
-            .iter()
-            .filter_map(|d| d.job_id.map(|id| id.to_string()))
-            .collect();
+        let ids: Vec<JobId> = deliveries.iter().filter_map(|d| d.job_id).collect();
         async move {
             let unpublished = actix_web::web::block(move || -> anyhow::Result<usize> {
                 Ok(job::unpublish_queued(&mut *pool.get()?, Some(&ids))?)
@@ -154,14 +153,13 @@ impl JobConsumer {
             .into_actor(self)
             .map(move |outcome, act, ctx| {
                 act.in_flight -= 1;
-                match outcome {
-                    Ok(AttemptOutcome::Crashed) | Err(_) => {
-                        // The end was not recorded. Leave the message pending: the job's
-                        // lease expires and the sweep runs it again.
-                        log::warn!("job {job_id}: attempt crashed; left for the lease sweep");
-                    }
-                    Ok(_) => act.ack(delivery, ctx),
+                if matches!(outcome, Ok(AttemptOutcome::Crashed) | Err(_)) {
+                    // The claim or the ending was not recorded. The table decides what
+                    // happens next: a job still queued is delivered again by the
+                    // reconciler, a running one when its lease expires.
+                    log::warn!("job {job_id}: attempt crashed; the table will redeliver it");
                 }
+                act.ack(delivery, ctx);
                 act.receive(ctx);
             })
             .spawn(ctx);

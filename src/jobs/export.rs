@@ -1,47 +1,43 @@
 //! The `students_by_age` export: every student in an age range, ordered by age then id,
-//! streamed in keyset batches into a temporary file that is renamed into place only when
-//! complete. Memory stays flat whatever the number of rows.
+//! streamed in keyset batches into the attempt's own temporary file, committed under
+//! its final name only when complete. Memory stays flat whatever the number of rows.
+//!
+//! Resumable: with its progress the export records a checkpoint (its file, the rows and
+//! bytes written, their sha256 and the last key). The next attempt after a crash copies
+//! that prefix of the old file into its own (checking its hash), then reads on from the
+//! key: rows after the checkpoint are read as they are when it resumes.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::sync::mpsc;
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::worker::{Attempt, JobError, JobHandler};
+use super::store::{ExportStore, TempFile};
+use super::worker::{Attempt, JobError, JobHandler, Stop};
 use crate::db::{DbConnection, PooledConn};
-use crate::domain::job::{ExportFormat, ExportResult, JobId};
+use crate::domain::job::{ExportFormat, ExportParams, ExportResult};
 use crate::models::job::Job;
 use crate::models::student::{self, ExportRow, StudentFilter};
 
 /// The export of `students_by_age` jobs.
 pub struct StudentsByAge;
 
-/// Where a finished export of `job` lives.
-pub fn final_path(dir: &Path, id: &JobId, format: ExportFormat) -> PathBuf {
-    dir.join(format!("{id}.{}", format.extension()))
-}
-
-/// Where an export is written until it is complete; hidden, so no listing shows it.
-pub fn temp_path(dir: &Path, id: &JobId, format: ExportFormat) -> PathBuf {
-    dir.join(format!(".{id}.{}.part", format.extension()))
-}
-
-/// Removes the temporary file unless the export was completed.
-struct TempFile {
-    path: PathBuf,
-    kept: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
+/// Where an attempt got to: enough for the next one to go on from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportCheckpoint {
+    /// The attempt's temporary file.
+    pub file: String,
+    pub rows: u64,
+    /// The file's first `bytes` bytes hold exactly the header and `rows` rows...
+    pub bytes: u64,
+    /// ...whose sha256 is this.
+    pub sha256: String,
+    /// The (age, id) of the last row written.
+    pub after: (i32, i64),
 }
 
 /// Counts and hashes what passes through to the file.
@@ -49,6 +45,12 @@ struct Digesting<W> {
     inner: W,
     hasher: Sha256,
     bytes: u64,
+}
+
+impl<W> Digesting<W> {
+    fn sha256_so_far(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
 }
 
 impl<W: Write> Write for Digesting<W> {
@@ -78,14 +80,17 @@ enum RowWriter<W: Write> {
 }
 
 impl<W: Write> RowWriter<W> {
-    fn new(format: ExportFormat, out: W) -> Result<Self, JobError> {
+    /// A writer of `format`; `header`: write the CSV header first (not when resuming).
+    fn new(format: ExportFormat, out: W, header: bool) -> Result<Self, JobError> {
         Ok(match format {
             ExportFormat::Csv => {
                 let mut w = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(out);
-                w.write_record(["id", "name", "age"])
-                    .map_err(|e| JobError::Retry(e.into()))?;
+                if header {
+                    w.write_record(["id", "name", "age"])
+                        .map_err(|e| JobError::Retry(e.into()))?;
+                }
                 RowWriter::Csv(Box::new(w))
             }
             ExportFormat::Jsonl => RowWriter::Jsonl(out),
@@ -111,6 +116,21 @@ impl<W: Write> RowWriter<W> {
         }
     }
 
+    /// Pushes everything written so far through to `W` (and flushes it).
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            RowWriter::Csv(w) => w.flush(),
+            RowWriter::Jsonl(w) => w.flush(),
+        }
+    }
+
+    fn get_ref(&self) -> &W {
+        match self {
+            RowWriter::Csv(w) => w.get_ref(),
+            RowWriter::Jsonl(w) => w,
+        }
+    }
+
     fn into_inner(self) -> Result<W, JobError> {
         match self {
             RowWriter::Csv(w) => w
@@ -128,20 +148,20 @@ enum Batch {
     Rows(Vec<ExportRow>),
 }
 
-/// Reads the count, then every batch in (age, id) order, into `tx`, inside one snapshot.
-/// Stops quietly when the writer hangs up.
+/// Reads the count, then every batch in (age, id) order after `after`, into `tx`,
+/// inside one snapshot. Stops quietly when the writer hangs up.
 fn read_batches(
     mut conn: PooledConn,
     filter: &StudentFilter,
+    mut after: Option<(i32, i64)>,
     batch: i64,
     tx: mpsc::SyncSender<Batch>,
 ) -> Result<(), JobError> {
     in_snapshot(&mut conn, |conn| {
-        let total = student::count(conn, filter)? as u64;
+        let total = student::export_count(conn, filter, after)? as u64;
         if tx.send(Batch::Total(total)).is_err() {
             return Ok(());
         }
-        let mut after = None;
         loop {
             let rows = student::export_batch(conn, filter, after, batch)?;
             let Some(last) = rows.last() else {
@@ -155,33 +175,105 @@ fn read_batches(
     })
 }
 
-/// Writes what the reader sends, reporting progress; returns the row count and the output.
+/// Writes what the reader sends after `start`, reporting progress with a checkpoint;
+/// returns the row count and the output.
 fn write_batches<W: Write>(
     rx: &mpsc::Receiver<Batch>,
     attempt: &mut Attempt<'_>,
-    format: ExportFormat,
-    out: W,
-) -> Result<(u64, W), JobError> {
-    let mut writer = RowWriter::new(format, out)?;
+    mut writer: RowWriter<Digesting<W>>,
+    file: &str,
+    start: Position,
+) -> Result<(u64, Digesting<W>), JobError> {
     let mut total = 0;
-    let mut done = 0u64;
+    let Position {
+        mut rows,
+        mut after,
+    } = start;
     // The channel closes when the reader is done (or failed: the caller reports that).
     while let Ok(batch) = rx.recv() {
         match batch {
             Batch::Total(t) => {
-                total = t;
-                attempt.progress(0, total, true)?;
+                total = rows + t;
+                attempt.progress(rows, total, true)?;
             }
-            Batch::Rows(rows) => {
-                for row in &rows {
+            Batch::Rows(batch) => {
+                for row in &batch {
                     writer.write(row)?;
                 }
-                done += rows.len() as u64;
-                attempt.progress(done, total.max(done), false)?;
+                rows += batch.len() as u64;
+                after = batch.last().map(|r| (r.age, r.id)).or(after);
+                if !attempt.write_due() {
+                    attempt.check()?;
+                    continue;
+                }
+                // What the checkpoint names must be in the file before it is recorded.
+                writer.flush()?;
+                let checkpoint = after.map(|after| ExportCheckpoint {
+                    file: file.to_owned(),
+                    rows,
+                    bytes: writer.get_ref().bytes,
+                    sha256: writer.get_ref().sha256_so_far(),
+                    after,
+                });
+                let checkpoint = serde_json::to_value(checkpoint).expect("checkpoint serializes");
+                attempt.checkpoint(rows, total.max(rows), &checkpoint)?;
             }
         }
     }
-    Ok((done, writer.into_inner()?))
+    Ok((rows, writer.into_inner()?))
+}
+
+/// Where an attempt starts: after `rows` rows, the last of them `after`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Position {
+    rows: u64,
+    after: Option<(i32, i64)>,
+}
+
+/// Where an attempt starts, and the earlier attempt's file it copied its start from.
+#[derive(Debug, Default)]
+struct Start {
+    position: Position,
+    resumed_from: Option<String>,
+}
+
+/// Copies the prefix an earlier attempt's checkpoint vouches for into `out`; returns
+/// where to go on from, or the start when there is nothing usable to resume.
+fn resume(
+    store: &ExportStore,
+    checkpoint: Option<&serde_json::Value>,
+    out: &mut Digesting<BufWriter<File>>,
+) -> Result<Start, JobError> {
+    let Some(checkpoint) = checkpoint.and_then(|c| ExportCheckpoint::deserialize(c).ok()) else {
+        return Ok(Start::default());
+    };
+    let Ok(old) = store.open_temp(&checkpoint.file) else {
+        log::info!(
+            "resuming from {} is not possible: the file is gone",
+            checkpoint.file
+        );
+        return Ok(Start::default());
+    };
+    let copied = io::copy(&mut old.take(checkpoint.bytes), out)?;
+    if copied == checkpoint.bytes && out.sha256_so_far() == checkpoint.sha256 {
+        return Ok(Start {
+            position: Position {
+                rows: checkpoint.rows,
+                after: Some(checkpoint.after),
+            },
+            resumed_from: Some(checkpoint.file),
+        });
+    }
+    log::warn!(
+        "the checkpointed prefix of {} does not match its hash; starting over",
+        checkpoint.file
+    );
+    out.inner.flush()?;
+    out.inner.get_ref().set_len(0)?;
+    out.inner.get_mut().rewind()?;
+    out.hasher = Sha256::new();
+    out.bytes = 0;
+    Ok(Start::default())
 }
 
 /// Reads the export inside one read-only transaction, so the count and the rows agree.
@@ -202,71 +294,94 @@ impl JobHandler for StudentsByAge {
         let params = job
             .export_params()
             .map_err(|e| JobError::Abort(anyhow::anyhow!("unreadable parameters: {e}")))?;
-        let id = job.job_id();
-        let filter = StudentFilter {
-            min_age: params.min_age,
-            max_age: params.max_age,
-            name_contains: None,
-        };
-        let dir = attempt.export_dir().to_owned();
-        fs::create_dir_all(&dir)?;
-        let temp = TempFile {
-            path: temp_path(&dir, &id, params.format),
-            kept: false,
-        };
-        let file = File::create(&temp.path)?;
-        let out = Digesting {
-            inner: BufWriter::with_capacity(256 * 1024, file),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
-        let batch = i64::from(attempt.batch_rows());
-        let conn = attempt.pool().get()?;
-        let (rows, out) = std::thread::scope(|scope| {
-            // Reading and writing overlap: the database produces the next batch while
-            // this thread encodes, hashes and writes the last one.
-            let (tx, rx) = mpsc::sync_channel::<Batch>(2);
-            let reader = scope.spawn(move || read_batches(conn, &filter, batch, tx));
-            let written = write_batches(&rx, attempt, params.format, out);
-            drop(rx); // a reader still sending stops at once
-            let read = reader
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            let (rows, out) = written?;
-            read?;
-            Ok::<_, JobError>((rows, out))
-        })?;
-        let Digesting {
-            inner,
-            hasher,
-            bytes,
-        } = out;
-        let file = inner
-            .into_inner()
-            .map_err(|e| JobError::Retry(e.into_error().into()))?;
-        file.sync_all()?;
-        drop(file);
-        // The last check before the file becomes visible: a cancel seen here still wins.
+        let store = attempt.store().clone();
+        let mut temp = store.create_temp(attempt.token(), params.format.extension())?;
+        let exported = export(&store, job, attempt, &params, &mut temp);
+        if matches!(exported, Err(JobError::Stopped(Stop::Shutdown))) {
+            // Handed back at shutdown: the next attempt resumes from this file.
+            temp.keep();
+        }
+        let (rows, start, digest) = exported?;
+        // The last check before the file becomes visible.
         attempt.progress(rows, rows, true)?;
-        let path = final_path(&dir, &id, params.format);
-        fs::rename(&temp.path, &path)?;
-        let mut temp = temp;
-        temp.kept = true;
-        let expires_at = chrono::Utc::now()
-            + chrono::Duration::from_std(attempt.export_ttl()).unwrap_or(chrono::Duration::days(1));
+        let (file, path) = store.commit(temp)?;
+        attempt.output(path);
+        if let Some(old) = &start.resumed_from {
+            store.remove_temp(old);
+        }
+        let resumed_rows = start.position.rows;
         let result = ExportResult {
             rows,
-            bytes,
-            sha256: hex::encode(hasher.finalize()),
-            file: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            bytes: digest.bytes,
+            sha256: hex::encode(digest.hasher.finalize()),
+            file,
             content_type: params.format.content_type().to_owned(),
-            expires_at,
+            expires_at: store.expires_at(),
+            resumed_rows,
         };
         Ok(serde_json::to_value(result).expect("result serializes"))
     }
+}
+
+/// The file's content, counted and hashed, once it is synced.
+struct FileDigest {
+    bytes: u64,
+    hasher: Sha256,
+}
+
+/// Writes the whole export into `temp`, resuming from the job's checkpoint if it has
+/// one; returns the rows, how many of them were resumed, and the file's digest.
+fn export(
+    store: &ExportStore,
+    job: &Job,
+    attempt: &mut Attempt<'_>,
+    params: &ExportParams,
+    temp: &mut TempFile,
+) -> Result<(u64, Start, FileDigest), JobError> {
+    let filter = StudentFilter {
+        min_age: params.min_age,
+        max_age: params.max_age,
+        name_contains: None,
+    };
+    let file = temp.take_file().expect("a fresh temporary file is open");
+    let mut out = Digesting {
+        inner: BufWriter::with_capacity(256 * 1024, file),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let begin = resume(store, job.checkpoint.as_ref(), &mut out)?;
+    let start = begin.position;
+    if start.rows > 0 {
+        log::info!("job {}: resuming after {} rows", job.id, start.rows);
+    }
+    let writer = RowWriter::new(params.format, out, start.after.is_none())?;
+    let batch = i64::from(attempt.batch_rows());
+    let conn = attempt.pool().get()?;
+    let name = temp.name.to_string();
+    let (rows, out) = std::thread::scope(|scope| {
+        // Reading and writing overlap: the database produces the next batch while
+        // this thread encodes, hashes and writes the last one.
+        let (tx, rx) = mpsc::sync_channel::<Batch>(2);
+        let reader = scope.spawn(move || read_batches(conn, &filter, start.after, batch, tx));
+        let written = write_batches(&rx, attempt, writer, &name, start);
+        drop(rx); // a reader still sending stops at once
+        let read = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let (rows, out) = written?;
+        read?;
+        Ok::<_, JobError>((rows, out))
+    })?;
+    let Digesting {
+        inner,
+        hasher,
+        bytes,
+    } = out;
+    let file = inner
+        .into_inner()
+        .map_err(|e| JobError::Retry(e.into_error().into()))?;
+    file.sync_all()?;
+    Ok((rows, begin, FileDigest { bytes, hasher }))
 }
 
 #[cfg(test)]

@@ -1,19 +1,24 @@
-//! The Sweeper actor: the periodic repairs that make the guarantees hold when something
-//! died half-way.
+//! The Sweeper actor: the periodic repairs that make the jobs table the only truth.
 //!
-//! - running jobs whose lease expired (their process died) go back to the queue;
-//! - queued jobs that are due but unpublished (the publish after the commit failed, a
-//!   retry's backoff ran out, the broker lost its queue) are published;
-//! - finished exports past their time to live are deleted.
+//! - running jobs whose lease expired on the database's clock (their process died or
+//!   stalled) go back to the queue, or end as the state machine says;
+//! - queued jobs that are due and were never published (the publish after the commit
+//!   failed, a retry's backoff ran out, a job handed back) are published;
+//! - queued jobs published longer than `ROSTER_REDELIVER_SECS` ago that the broker no
+//!   longer holds (Redis restarted empty or lost its last writes, a delivery was dropped
+//!   after a failed claim) are published again;
+//! - the export store drops expired files and files no attempt can own.
 //!
 //! Every process runs one; the updates are conditional, so two sweeping at once is fine.
+//! [`sweep_once`] is one pass, for tests to call.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::store::ExportStore;
 use crate::broker::Broker;
 use crate::db::Pool;
 use crate::domain::job::JobId;
@@ -21,7 +26,10 @@ use crate::events::Events;
 use crate::models::job;
 
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the export directory is swept.
+pub const FILE_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// Files younger than this are left alone by the file sweep, as a margin.
+const FILE_MIN_AGE: Duration = Duration::from_secs(2);
 /// A job younger than this is still being published by the handler that accepted it.
 const PUBLISH_GRACE: Duration = Duration::from_secs(2);
 const PUBLISH_BATCH: i64 = 500;
@@ -30,8 +38,8 @@ pub struct Sweeper {
     pool: Pool,
     broker: Arc<dyn Broker>,
     events: Events,
-    export_dir: PathBuf,
-    export_ttl: Duration,
+    store: ExportStore,
+    redeliver: Duration,
     busy: bool,
 }
 
@@ -40,15 +48,15 @@ impl Sweeper {
         pool: Pool,
         broker: Arc<dyn Broker>,
         events: Events,
-        export_dir: PathBuf,
-        export_ttl: Duration,
+        store: ExportStore,
+        redeliver: Duration,
     ) -> Self {
         Self {
             pool,
             broker,
             events,
-            export_dir,
-            export_ttl,
+            store,
+            redeliver,
             busy: false,
         }
     }
@@ -61,8 +69,9 @@ impl Sweeper {
         let pool = self.pool.clone();
         let broker = self.broker.clone();
         let events = self.events.clone();
+        let redeliver = self.redeliver;
         async move {
-            if let Err(e) = sweep_once(pool, broker, events).await {
+            if let Err(e) = sweep_once(pool, broker, events, redeliver).await {
                 log::warn!("sweep failed: {e:#}");
             }
         }
@@ -72,17 +81,22 @@ impl Sweeper {
     }
 }
 
-/// One pass: recover expired leases, then publish what is due and unpublished.
-pub async fn sweep_once(pool: Pool, broker: Arc<dyn Broker>, events: Events) -> anyhow::Result<()> {
+/// One pass: recover expired leases, publish what is due and unpublished, and publish
+/// again what the broker lost.
+pub async fn sweep_once(
+    pool: Pool,
+    broker: Arc<dyn Broker>,
+    events: Events,
+    redeliver: Duration,
+) -> anyhow::Result<()> {
     let db = pool.clone();
-    let (recovered, due) = actix_web::web::block(move || -> anyhow::Result<_> {
+    let (recovered, due, stale) = actix_web::web::block(move || -> anyhow::Result<_> {
         let mut conn = db.get()?;
         let recovered = job::recover_expired(&mut conn)?;
         // Read after the recovery, so the jobs just requeued are published in this pass.
-        let now = job::now();
-        let settled = now - chrono::Duration::from_std(PUBLISH_GRACE).expect("small");
-        let due = job::due_unpublished(&mut conn, now, settled, PUBLISH_BATCH)?;
-        Ok((recovered, due))
+        let due = job::due_unpublished(&mut conn, PUBLISH_GRACE, PUBLISH_BATCH)?;
+        let stale = job::stale_published(&mut conn, redeliver, PUBLISH_BATCH)?;
+        Ok((recovered, due, stale))
     })
     .await??;
     for job in &recovered {
@@ -93,54 +107,37 @@ pub async fn sweep_once(pool: Pool, broker: Arc<dyn Broker>, events: Events) -> 
         );
         events.status(job);
     }
-    let mut published = Vec::with_capacity(due.len());
+    let mut published = Vec::with_capacity(due.len() + stale.len());
     for (id, attempts) in due {
-        let Ok(job_id) = id.parse::<JobId>() else {
-            continue;
-        };
-        broker.publish(&job_id).await.map_err(anyhow::Error::from)?;
+        broker.publish(&id).await.map_err(anyhow::Error::from)?;
         published.push((id, attempts));
     }
     if !published.is_empty() {
         log::info!("reconciler published {} job(s)", published.len());
-        actix_web::web::block(move || -> anyhow::Result<()> {
-            let mut conn = pool.get()?;
-            for (id, attempts) in published {
-                job::mark_published(&mut conn, &id, attempts)?;
-            }
-            Ok(())
+    }
+    if !stale.is_empty() {
+        let ids: Vec<JobId> = stale.iter().map(|(id, _)| *id).collect();
+        let held: HashSet<JobId> = broker.holds(&ids).await?;
+        let lost: Vec<_> = stale.iter().filter(|(id, _)| !held.contains(id)).collect();
+        for (id, _) in &lost {
+            broker.publish(id).await.map_err(anyhow::Error::from)?;
+        }
+        if !lost.is_empty() {
+            log::warn!(
+                "reconciler published again {} job(s) the broker no longer held",
+                lost.len()
+            );
+        }
+        // Held or published again: either way the broker has them as of now.
+        published.extend(stale);
+    }
+    if !published.is_empty() {
+        actix_web::web::block(move || -> anyhow::Result<usize> {
+            Ok(job::mark_published(&mut *pool.get()?, &published)?)
         })
         .await??;
     }
     Ok(())
-}
-
-/// Deletes finished exports older than the time to live. Temporary files are left to
-/// the job that owns them.
-fn expire_files(dir: &std::path::Path, ttl: Duration) -> std::io::Result<usize> {
-    let mut removed = 0;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let now = SystemTime::now();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let Ok(meta) = entry.metadata() else { continue };
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .unwrap_or_default();
-        if meta.is_file() && age > ttl && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }
 
 impl Actor for Sweeper {
@@ -149,44 +146,26 @@ impl Actor for Sweeper {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.sweep(ctx);
         ctx.run_interval(SWEEP_INTERVAL, |act, ctx| act.sweep(ctx));
-        ctx.run_interval(EXPIRY_INTERVAL, |act, _ctx| {
-            let (dir, ttl) = (act.export_dir.clone(), act.export_ttl);
-            actix_web::rt::task::spawn_blocking(move || match expire_files(&dir, ttl) {
-                Ok(0) => {}
-                Ok(n) => log::info!("deleted {n} expired export file(s)"),
-                Err(e) => log::warn!("could not expire exports in {}: {e}", dir.display()),
+        ctx.run_interval(FILE_SWEEP_INTERVAL, |act, _ctx| {
+            let (pool, store) = (act.pool.clone(), act.store.clone());
+            actix_web::rt::task::spawn_blocking(move || {
+                let swept = pool
+                    .get()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut conn| store.sweep(&mut conn, FILE_MIN_AGE));
+                match swept {
+                    Ok(s) if s.expired + s.orphans > 0 => log::info!(
+                        "deleted {} expired export(s) and {} orphaned file(s)",
+                        s.expired,
+                        s.orphans
+                    ),
+                    Ok(_) => {}
+                    Err(e) => log::warn!(
+                        "could not sweep exports in {}: {e:#}",
+                        store.dir().display()
+                    ),
+                }
             });
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_old_finished_exports_are_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("old.csv");
-        let hidden = dir.path().join(".running.csv.part");
-        let fresh = dir.path().join("fresh.csv");
-        for p in [&old, &hidden, &fresh] {
-            std::fs::write(p, "x").unwrap();
-        }
-        let past = SystemTime::now() - Duration::from_secs(3600);
-        for p in [&old, &hidden] {
-            std::fs::File::options()
-                .write(true)
-                .open(p)
-                .unwrap()
-                .set_modified(past)
-                .unwrap();
-        }
-        assert_eq!(
-            expire_files(dir.path(), Duration::from_secs(60)).unwrap(),
-            1
-        );
-        assert!(!old.exists());
-        assert!(hidden.exists() && fresh.exists());
     }
 }

@@ -5,19 +5,19 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::NaiveDateTime;
 
+use super::store::ExportStore;
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::domain::job::{JobId, JobStatus};
 use crate::events::Events;
 use crate::metrics::METRICS;
-use crate::models::job::{self, Ending, Job};
+use crate::models::job::{self, AttemptToken, Beat, Ending, Job, Progress};
 
 /// Progress is written and announced at most this often (the first and last always).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -31,6 +31,15 @@ pub enum Stop {
     Shutdown,
     /// Another worker holds the job now (this one's lease expired).
     LeaseLost,
+}
+
+impl Stop {
+    const ALL: [Stop; 4] = [
+        Stop::Cancelled,
+        Stop::TimedOut,
+        Stop::Shutdown,
+        Stop::LeaseLost,
+    ];
 }
 
 /// Why an attempt did not succeed; carries whether to retry.
@@ -101,8 +110,7 @@ pub struct WorkerContext {
     pub lease: Duration,
     pub timeout: Duration,
     pub retry_backoff: Duration,
-    pub export_dir: PathBuf,
-    pub export_ttl: Duration,
+    pub store: ExportStore,
     pub batch_rows: u32,
 }
 
@@ -124,35 +132,106 @@ impl WorkerContext {
             lease: settings.lease(),
             timeout: settings.job_timeout(),
             retry_backoff: settings.retry_backoff(),
-            export_dir: settings.export_dir.clone(),
-            export_ttl: settings.export_ttl(),
+            store: ExportStore::new(settings.export_dir.clone(), settings.export_ttl()),
             batch_rows: settings.export_batch_rows,
         }
     }
 
-    fn lease_until(&self) -> NaiveDateTime {
-        job::now() + chrono::Duration::from_std(self.lease).expect("lease fits")
-    }
-
     /// Exponential backoff with full jitter: base·2^(attempt-1), then a random half to all.
-    fn retry_at(&self, attempts: i32) -> NaiveDateTime {
+    fn retry_backoff(&self, attempts: i32) -> Duration {
         let exp = self
             .retry_backoff
             .saturating_mul(1 << (attempts - 1).clamp(0, 16));
-        let delay = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
-        job::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
+        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// What an attempt's thread and its lease keeper share.
+struct Shared {
+    /// For the attempt's own writes (progress, checkpoint, lease), apart from the job's
+    /// reads.
+    conn: Mutex<PooledConn>,
+    /// A [`Stop`] the keeper saw (cancel, lost lease), as `Stop as u8 + 1`; 0 for none.
+    stop: AtomicU8,
+    /// When the lease was last renewed, in ms since the attempt started.
+    renewed_ms: AtomicU64,
+    started: Instant,
+}
+
+impl Shared {
+    fn stop(&self, why: Stop) {
+        self.stop.store(why as u8 + 1, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        match self.stop.load(Ordering::SeqCst) {
+            0 => None,
+            n => Stop::ALL.get(usize::from(n - 1)).copied(),
+        }
+    }
+
+    fn renewed(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.renewed_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn since_renewal(&self) -> Duration {
+        let at = Duration::from_millis(self.renewed_ms.load(Ordering::SeqCst));
+        self.started.elapsed().saturating_sub(at)
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, PooledConn> {
+        // A panic while holding it leaves a connection that is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Renews the attempt's lease on a timer, whatever the job is doing (a long query, a
+/// stalled disk), until `done` hangs up; notes a cancel or a lost lease for the attempt
+/// to see. It stops renewing once the attempt is past its time limit.
+fn keep_lease(
+    ctx: &WorkerContext,
+    token: &AttemptToken,
+    shared: &Shared,
+    done: mpsc::Receiver<()>,
+) {
+    let every = (ctx.lease / 3).max(Duration::from_millis(50));
+    loop {
+        match done.recv_timeout(every) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if shared.started.elapsed() > ctx.timeout {
+            return;
+        }
+        if shared.since_renewal() < every {
+            continue;
+        }
+        let renewed = job::renew(&mut shared.conn(), token, ctx.lease, &Beat::default());
+        match renewed {
+            Ok(Some(row)) => {
+                shared.renewed();
+                if row.cancel_requested {
+                    shared.stop(Stop::Cancelled);
+                }
+            }
+            Ok(None) => {
+                shared.stop(Stop::LeaseLost);
+                return;
+            }
+            Err(e) => log::warn!("job {}: could not renew its lease: {e}", token.job),
+        }
     }
 }
 
 /// A running attempt, as the job's code sees it.
 pub struct Attempt<'a> {
     ctx: &'a WorkerContext,
-    id: JobId,
-    owner: String,
-    /// For progress writes, apart from the job's own reads.
-    conn: PooledConn,
-    started: Instant,
-    last_beat: Option<Instant>,
+    token: AttemptToken,
+    shared: &'a Shared,
+    last_write: Option<Instant>,
+    /// Files the attempt produced: removed unless its success is recorded.
+    outputs: Vec<PathBuf>,
 }
 
 impl Attempt<'_> {
@@ -160,27 +239,46 @@ impl Attempt<'_> {
         &self.ctx.pool
     }
 
-    pub fn export_dir(&self) -> &std::path::Path {
-        &self.ctx.export_dir
+    /// The fencing token of this attempt (names its files).
+    pub fn token(&self) -> &AttemptToken {
+        &self.token
     }
 
-    pub fn export_ttl(&self) -> Duration {
-        self.ctx.export_ttl
+    pub fn store(&self) -> &ExportStore {
+        &self.ctx.store
     }
 
     pub fn batch_rows(&self) -> u32 {
         self.ctx.batch_rows
     }
 
-    /// Whether the job should stop now, apart from cancellation (seen at heartbeats).
+    /// A file this attempt produced for its result: it is removed unless the job's
+    /// success is recorded (a cancel won, the lease was lost, the ending failed).
+    pub fn output(&mut self, path: PathBuf) {
+        self.outputs.push(path);
+    }
+
+    /// Whether the job should stop now: cancelled or lost (seen by the lease keeper or
+    /// at a write), past its time limit, or the process is shutting down.
     pub fn check(&self) -> Result<(), Stop> {
+        if let Some(stop) = self.shared.stopped() {
+            return Err(stop);
+        }
         if self.ctx.shutdown.is_aborting() {
             return Err(Stop::Shutdown);
         }
-        if self.started.elapsed() > self.ctx.timeout {
+        if self.shared.started.elapsed() > self.ctx.timeout {
             return Err(Stop::TimedOut);
         }
         Ok(())
+    }
+
+    /// Whether a progress report now would be written (at most every
+    /// [`PROGRESS_INTERVAL`]): the moment for a kind to make its output durable and
+    /// record a [`checkpoint`](Self::checkpoint).
+    pub fn write_due(&self) -> bool {
+        self.last_write
+            .is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL)
     }
 
     /// Reports `done` of `total`. Written and announced at most every
@@ -188,34 +286,56 @@ impl Attempt<'_> {
     /// cancel flag.
     pub fn progress(&mut self, done: u64, total: u64, force: bool) -> Result<(), Stop> {
         self.check()?;
-        let due = self
-            .last_beat
-            .is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL);
-        if !(due || force) {
+        if !(force || self.write_due()) {
             return Ok(());
         }
-        self.last_beat = Some(Instant::now());
-        let beat = job::heartbeat(
-            &mut self.conn,
-            &self.id,
-            &self.owner,
-            done as i64,
-            total as i64,
-            self.ctx.lease_until(),
-        );
-        match beat {
+        self.write(done, total, None)
+    }
+
+    /// Reports progress now, with the checkpoint the next attempt resumes from if this
+    /// one dies. Everything the checkpoint names must already be durable.
+    pub fn checkpoint(
+        &mut self,
+        done: u64,
+        total: u64,
+        checkpoint: &serde_json::Value,
+    ) -> Result<(), Stop> {
+        self.check()?;
+        self.write(done, total, Some(checkpoint))
+    }
+
+    fn write(
+        &mut self,
+        done: u64,
+        total: u64,
+        checkpoint: Option<&serde_json::Value>,
+    ) -> Result<(), Stop> {
+        self.last_write = Some(Instant::now());
+        let beat = Beat {
+            progress: Some(Progress {
+                done: done as i64,
+                total: total as i64,
+            }),
+            checkpoint,
+        };
+        let written = job::renew(&mut self.shared.conn(), &self.token, self.ctx.lease, &beat);
+        match written {
             Ok(Some(row)) => {
+                self.shared.renewed();
                 self.ctx.events.progress(&row);
                 if row.cancel_requested {
                     return Err(Stop::Cancelled);
                 }
                 Ok(())
             }
-            Ok(None) => Err(Stop::LeaseLost),
+            Ok(None) => {
+                self.shared.stop(Stop::LeaseLost);
+                Err(Stop::LeaseLost)
+            }
             Err(e) => {
-                // A lost progress write is not worth failing the job for; the lease
-                // has room for a few of them.
-                log::warn!("job {}: could not record progress: {e}", self.id);
+                // A lost progress write is not worth failing the job for: the lease
+                // keeper renews the lease on its own.
+                log::warn!("job {}: could not record progress: {e}", self.token.job);
                 Ok(())
             }
         }
@@ -288,41 +408,48 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     let mut conn = ctx.pool.get()?;
-    let owner = format!(
-        "{}/{}",
-        ctx.node,
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let Some(job) = job::claim(&mut conn, &id, &owner, ctx.lease_until())? else {
+    let Some((job, token)) = job::claim(&mut conn, &id, &ctx.node, ctx.lease)? else {
         log::debug!("job {id}: delivered but not claimable; dropped");
         return Ok(AttemptOutcome::NotClaimed);
     };
     log::info!(
         "job {id} started: kind={} attempt={}/{}",
-        job.kind,
+        job.kind.as_str(),
         job.attempts,
         job.max_attempts
     );
     ctx.events.status(&job);
-    let started = Instant::now();
     METRICS.jobs_in_flight.inc();
     let _in_flight = scopeguard(|| METRICS.jobs_in_flight.dec());
-    let mut attempt = Attempt {
-        ctx,
-        id,
-        owner: owner.clone(),
-        conn,
-        started,
-        last_beat: None,
+    let shared = Shared {
+        conn: Mutex::new(conn),
+        stop: AtomicU8::new(0),
+        renewed_ms: AtomicU64::new(0),
+        started: Instant::now(),
     };
-    let result = catch_unwind(AssertUnwindSafe(|| ctx.handler.run(&job, &mut attempt)))
-        .unwrap_or_else(|panic| {
-            Err(JobError::Retry(anyhow::anyhow!(
-                "the job panicked: {}",
-                panic_message(&*panic)
-            )))
-        });
-    let mut conn = attempt.conn;
+    let (result, outputs) = std::thread::scope(|scope| {
+        let (done, keeper_done) = mpsc::channel::<()>();
+        scope.spawn(|| keep_lease(ctx, &token, &shared, keeper_done));
+        let mut attempt = Attempt {
+            ctx,
+            token: token.clone(),
+            shared: &shared,
+            last_write: None,
+            outputs: Vec::new(),
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| ctx.handler.run(&job, &mut attempt)))
+            .unwrap_or_else(|panic| {
+                Err(JobError::Retry(anyhow::anyhow!(
+                    "the job panicked: {}",
+                    panic_message(&*panic)
+                )))
+            });
+        drop(done); // the keeper stops; the scope waits for it
+        (result, attempt.outputs)
+    });
+    let mut conn = shared.conn.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Whatever happens next, the outputs stay only if the success is recorded.
+    let mut outputs = Outputs(outputs);
     let ending = match result {
         Ok(value) => Ending::Succeeded {
             rows: value.get("rows").and_then(|r| r.as_i64()).unwrap_or(0),
@@ -342,45 +469,72 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         },
         Err(JobError::Retry(e)) if job.attempts < job.max_attempts => Ending::Retry {
             error: format!("{e:#}"),
-            run_after: ctx.retry_at(job.attempts),
+            backoff: ctx.retry_backoff(job.attempts),
         },
         Err(JobError::Retry(e)) => Ending::Failed {
             error: format!("{e:#}"),
         },
     };
-    let Some(ended) = record(ctx, &mut conn, &id, &owner, &ending)? else {
+    let Some(ended) = record(ctx, &mut conn, &token, &ending)? else {
+        log::warn!("job {id}: lease lost before its end was recorded; another worker has it");
         return Ok(AttemptOutcome::LeaseLost);
     };
-    let elapsed = started.elapsed().as_secs_f64();
-    let outcome = match &ending {
-        Ending::Retry { .. } => "retry",
-        Ending::Release => "released",
-        other => other.status().as_str(),
+    if ended.status == JobStatus::Succeeded {
+        outputs.keep();
+    }
+    let elapsed = shared.started.elapsed().as_secs_f64();
+    let outcome = match (&ending, ended.status) {
+        (_, JobStatus::Cancelled) => "cancelled",
+        (Ending::Retry { .. }, _) => "retry",
+        (Ending::Release, _) => "released",
+        (other, _) => other.status().as_str(),
     };
     METRICS
         .job_duration
-        .with_label_values(&[&job.kind, outcome])
+        .with_label_values(&[job.kind.as_str(), outcome])
         .observe(elapsed);
-    if matches!(ending, Ending::Retry { .. }) {
-        METRICS.job_retries.inc();
-    }
-    match &ending {
-        Ending::Succeeded { rows, .. } => {
+    match (&ending, ended.status) {
+        (_, JobStatus::Cancelled) => log::info!("job {id} cancelled after {elapsed:.3}s"),
+        (Ending::Succeeded { rows, .. }, _) => {
             log::info!("job {id} succeeded: rows={rows} duration={elapsed:.3}s")
         }
-        Ending::Retry { error, run_after } => log::warn!(
-            "job {id} attempt {} failed, retrying at {run_after}: {error}",
-            ended.attempts
-        ),
-        Ending::Failed { error } => log::error!(
+        (Ending::Retry { error, backoff }, _) => {
+            METRICS.job_retries.inc();
+            log::warn!(
+                "job {id} attempt {} failed, retrying in {backoff:.1?}: {error}",
+                ended.attempts
+            )
+        }
+        (Ending::Failed { error }, _) => log::error!(
             "job {id} failed after {} attempt(s): {error}",
             ended.attempts
         ),
-        Ending::Cancelled => log::info!("job {id} cancelled after {elapsed:.3}s"),
-        Ending::Release => log::info!("job {id} released for the next start (shutdown)"),
+        (Ending::Release, _) => log::info!("job {id} released for the next start (shutdown)"),
+        (Ending::Cancelled, _) => unreachable!("a cancel ends the job cancelled"),
     }
     ctx.events.status(&ended);
-    Ok(AttemptOutcome::Ended(ended.status()))
+    Ok(AttemptOutcome::Ended(ended.status))
+}
+
+/// The files an attempt produced; removed on drop unless kept.
+struct Outputs(Vec<PathBuf>);
+
+impl Outputs {
+    fn keep(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("could not remove {}: {e}", path.display());
+                }
+            }
+        }
+    }
 }
 
 /// Records the end of an attempt, retrying a few times: losing it would leave the job
@@ -388,23 +542,25 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
 fn record(
     ctx: &WorkerContext,
     conn: &mut DbConnection,
-    id: &JobId,
-    owner: &str,
+    token: &AttemptToken,
     ending: &Ending,
 ) -> anyhow::Result<Option<Job>> {
     let mut delay = Duration::from_millis(100);
     for _ in 0..5 {
-        match job::finish(conn, id, owner, ending) {
+        match job::finish(conn, token, ending) {
             Ok(row) => return Ok(row),
             Err(e) => {
-                log::warn!("job {id}: recording its end failed ({e}); trying again");
+                log::warn!(
+                    "job {}: recording its end failed ({e}); trying again",
+                    token.job
+                );
                 std::thread::sleep(delay);
                 delay *= 2;
             }
         }
     }
     let mut fresh = ctx.pool.get()?;
-    Ok(job::finish(&mut fresh, id, owner, ending)?)
+    Ok(job::finish(&mut fresh, token, ending)?)
 }
 
 /// Runs `f` when dropped, however the scope is left (a panic included).

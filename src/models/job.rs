@@ -1,72 +1,151 @@
-//! The `jobs` table: the durable record of every job, and the conditional updates that
-//! move a job through its life. Each update is guarded by the state machine in
-//! `domain::job` and bumps the job's `seq`, so every change is one event.
+//! The `jobs` table: the durable record of every job and the only truth about it.
+//!
+//! - Rows are read into typed fields here, at the model's edge ([`Job`]).
+//! - Every change of status goes through [`transition!`], whose filter comes from the
+//!   state machine's table ([`JobStatus::sources`]) and which bumps the job's `seq`, so
+//!   every change is one event.
+//! - Every write an attempt makes is fenced by its [`AttemptToken`]: it changes the row
+//!   only while that attempt still holds the job.
+//! - Every time that decides something (leases, due times, redelivery) is the
+//!   database's ([`clock`]), never a host's.
+//! - A cancel always wins: an attempt that ends in any way while a cancel is requested
+//!   ends the job `cancelled`.
+
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::clock;
 use crate::db::DbConnection;
 use crate::domain::job::{ExportParams, JobId, JobKind, JobStatus};
 use crate::on_backend;
 use crate::schema::jobs;
 
-/// A job as stored.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+/// A job as stored, column for column; only [`Job`] leaves this module.
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = jobs)]
+struct JobRow {
+    id: String,
+    kind: String,
+    params: String,
+    status: String,
+    progress_done: i64,
+    progress_total: i64,
+    attempts: i32,
+    max_attempts: i32,
+    error: Option<String>,
+    result: Option<String>,
+    cancel_requested: bool,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<NaiveDateTime>,
+    run_after: NaiveDateTime,
+    seq: i64,
+    created_at: NaiveDateTime,
+    started_at: Option<NaiveDateTime>,
+    finished_at: Option<NaiveDateTime>,
+    checkpoint: Option<String>,
+    published_at: Option<NaiveDateTime>,
+}
+
+/// A job, read into typed fields.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    pub id: String,
-    pub kind: String,
-    pub params: String,
-    pub status: String,
-    pub progress_done: i64,
-    pub progress_total: i64,
+    pub id: JobId,
+    pub kind: JobKind,
+    pub params: serde_json::Value,
+    pub status: JobStatus,
+    pub progress: Progress,
     pub attempts: i32,
     pub max_attempts: i32,
     pub error: Option<String>,
-    pub result: Option<String>,
+    pub result: Option<serde_json::Value>,
     pub cancel_requested: bool,
+    /// Who runs it, while it runs.
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<NaiveDateTime>,
+    /// How far the last attempt got (the kind's own JSON), for the next one to resume.
+    pub checkpoint: Option<serde_json::Value>,
     pub run_after: NaiveDateTime,
-    pub published: bool,
+    pub published_at: Option<NaiveDateTime>,
     pub seq: i64,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
 }
 
+fn corrupt(what: &str, e: impl std::fmt::Display) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(format!("a job row's {what}: {e}").into())
+}
+
+fn json(what: &str, raw: &str) -> QueryResult<serde_json::Value> {
+    serde_json::from_str(raw).map_err(|e| corrupt(what, e))
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = diesel::result::Error;
+
+    fn try_from(row: JobRow) -> QueryResult<Job> {
+        Ok(Job {
+            id: row.id.parse().map_err(|e| corrupt("id", e))?,
+            kind: row.kind.parse().map_err(|e| corrupt("kind", e))?,
+            params: json("params", &row.params)?,
+            status: row.status.parse().map_err(|e| corrupt("status", e))?,
+            progress: Progress {
+                done: row.progress_done,
+                total: row.progress_total,
+            },
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            error: row.error,
+            result: row
+                .result
+                .as_deref()
+                .map(|r| json("result", r))
+                .transpose()?,
+            cancel_requested: row.cancel_requested,
+            lease_owner: row.lease_owner,
+            lease_expires_at: row.lease_expires_at,
+            checkpoint: row
+                .checkpoint
+                .as_deref()
+                .map(|c| json("checkpoint", c))
+                .transpose()?,
+            run_after: row.run_after,
+            published_at: row.published_at,
+            seq: row.seq,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+fn typed(rows: Vec<JobRow>) -> QueryResult<Vec<Job>> {
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+fn typed_one(row: Option<JobRow>) -> QueryResult<Option<Job>> {
+    row.map(Job::try_from).transpose()
+}
+
 impl Job {
-    pub fn status(&self) -> JobStatus {
-        // Only this module writes the column, always from a JobStatus.
-        self.status.parse().unwrap_or(JobStatus::Failed)
-    }
-
-    pub fn job_id(&self) -> JobId {
-        self.id.parse().expect("job ids are written as UUIDs")
-    }
-
     pub fn export_params(&self) -> Result<ExportParams, serde_json::Error> {
-        serde_json::from_str(&self.params)
+        ExportParams::deserialize(&self.params)
     }
 
     pub fn view(&self) -> JobView {
         JobView {
-            id: self.id.clone(),
-            kind: self.kind.clone(),
-            params: serde_json::from_str(&self.params).unwrap_or(serde_json::Value::Null),
-            status: self.status(),
-            progress: Progress {
-                done: self.progress_done,
-                total: self.progress_total,
-            },
+            id: self.id,
+            kind: self.kind,
+            params: self.params.clone(),
+            status: self.status,
+            progress: self.progress,
             attempts: self.attempts,
             max_attempts: self.max_attempts,
             error: self.error.clone(),
-            result: self
-                .result
-                .as_deref()
-                .and_then(|r| serde_json::from_str(r).ok()),
+            result: self.result.clone(),
             cancel_requested: self.cancel_requested,
             seq: self.seq,
             created_at: self.created_at.and_utc(),
@@ -77,11 +156,13 @@ impl Job {
     }
 }
 
+use serde::Deserialize as _;
+
 /// A job as the API and the WebSocket show it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct JobView {
-    pub id: String,
-    pub kind: String,
+    pub id: JobId,
+    pub kind: JobKind,
     pub params: serde_json::Value,
     pub status: JobStatus,
     pub progress: Progress,
@@ -103,6 +184,53 @@ pub struct Progress {
     pub total: i64,
 }
 
+/// The fencing token of one attempt: the job, the attempt's number and its lease owner
+/// (unique to the attempt). Every write of the attempt is conditional on all three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptToken {
+    pub job: JobId,
+    pub number: i32,
+    /// `{node}/{tag}`: the process, then a tag no other attempt has.
+    pub owner: String,
+}
+
+impl AttemptToken {
+    /// The part of the owner unique to this attempt (used in its file names).
+    pub fn tag(&self) -> &str {
+        self.owner.rsplit('/').next().unwrap_or(&self.owner)
+    }
+}
+
+/// Moves the jobs matching `$filter` whose status may become `$to` (per the state
+/// machine's table) to `$to`, bumping `seq` and applying `$changes`; returns the rows it
+/// changed. The only statement that changes a job's status.
+macro_rules! transition {
+    ($conn:expr, $to:expr, $filter:expr, $changes:expr) => {{
+        let to: JobStatus = $to;
+        let rows: QueryResult<Vec<JobRow>> = on_backend!($conn, |c| diesel::update(jobs::table)
+            .filter(jobs::status.eq_any(JobStatus::sources(to)))
+            .filter($filter)
+            .set((
+                jobs::status.eq(to.as_str()),
+                jobs::seq.eq(jobs::seq + 1),
+                $changes,
+            ))
+            .returning(jobs::all_columns)
+            .get_results(c));
+        rows.and_then(typed)
+    }};
+}
+
+/// The rows an attempt holds: its job, under its lease owner, at its number.
+macro_rules! fenced {
+    ($token:expr) => {
+        jobs::id
+            .eq($token.job.to_string())
+            .and(jobs::lease_owner.eq($token.owner.clone()))
+            .and(jobs::attempts.eq($token.number))
+    };
+}
+
 #[derive(Debug, Insertable)]
 #[diesel(table_name = jobs)]
 struct NewJob<'a> {
@@ -111,11 +239,10 @@ struct NewJob<'a> {
     params: String,
     status: &'a str,
     max_attempts: i32,
-    run_after: NaiveDateTime,
     seq: i64,
-    created_at: NaiveDateTime,
 }
 
+/// The host's clock, for what only people read (students' timestamps).
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
@@ -126,29 +253,43 @@ pub fn insert_export(
     params: &ExportParams,
     max_attempts: u16,
 ) -> QueryResult<Job> {
-    let now = now();
     let new = NewJob {
         id: JobId::new().to_string(),
         kind: JobKind::StudentsByAge.as_str(),
         params: serde_json::to_string(params).expect("params serialize"),
         status: JobStatus::Queued.as_str(),
         max_attempts: i32::from(max_attempts),
-        run_after: now,
         seq: 1,
-        created_at: now,
     };
-    on_backend!(conn, |c| diesel::insert_into(jobs::table)
-        .values(&new)
+    let now = clock::now(conn);
+    let row: JobRow = on_backend!(conn, |c| diesel::insert_into(jobs::table)
+        .values((
+            &new,
+            jobs::run_after.eq(now.clone()),
+            jobs::created_at.eq(now)
+        ))
         .returning(jobs::all_columns)
-        .get_result(c))
+        .get_result(c))?;
+    Job::try_from(row)
 }
 
 pub fn find(conn: &mut DbConnection, id: &JobId) -> QueryResult<Option<Job>> {
-    jobs::table
+    let row = jobs::table
         .find(id.to_string())
-        .select(Job::as_select())
+        .select(JobRow::as_select())
         .first(conn)
-        .optional()
+        .optional()?;
+    typed_one(row)
+}
+
+/// The jobs with these ids (those that exist).
+pub fn find_many(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<Job>> {
+    let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+    let rows = jobs::table
+        .filter(jobs::id.eq_any(ids))
+        .select(JobRow::as_select())
+        .load(conn)?;
+    typed(rows)
 }
 
 /// The newest jobs first.
@@ -161,11 +302,12 @@ pub fn recent(
     if let Some(status) = status {
         query = query.filter(jobs::status.eq(status.as_str()));
     }
-    query
+    let rows = query
         .order((jobs::created_at.desc(), jobs::id.desc()))
         .limit(limit)
-        .select(Job::as_select())
-        .load(conn)
+        .select(JobRow::as_select())
+        .load(conn)?;
+    typed(rows)
 }
 
 /// Jobs of each kind in each status, for metrics.
@@ -178,119 +320,194 @@ pub fn count_by_kind_and_status(
         .load(conn)
 }
 
-/// Notes that the broker was told about a queued job. `attempts` pins the queued stint
-/// that was published: a job that ran and was requeued since then stays unpublished.
-pub fn mark_published(conn: &mut DbConnection, id: &str, attempts: i32) -> QueryResult<bool> {
-    diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(id))
-            .filter(jobs::status.eq(JobStatus::Queued.as_str()))
-            .filter(jobs::attempts.eq(attempts)),
-    )
-    .set(jobs::published.eq(true))
-    .execute(conn)
-    .map(|n| n > 0)
+/// Notes that the broker holds the job's current queued stint (published it, or was
+/// seen to hold it). `attempts` pins the stint: a job that ran and was requeued since
+/// stays as it is.
+pub fn mark_published(conn: &mut DbConnection, jobs_: &[(JobId, i32)]) -> QueryResult<usize> {
+    let mut marked = 0;
+    for (id, attempts) in jobs_ {
+        let now = clock::now_nullable(conn);
+        marked += diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(id.to_string()))
+                .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+                .filter(jobs::attempts.eq(attempts)),
+        )
+        .set(jobs::published_at.eq(now))
+        .execute(conn)?;
+    }
+    Ok(marked)
 }
 
-/// Queued jobs that are due and that the broker was not told about: (id, attempts).
-/// `settled_before` leaves alone jobs the accepting handler is still publishing.
+/// Queued jobs that are due and that the broker was never told about: (id, attempts).
+/// `settle` leaves alone new jobs the accepting handler is still publishing.
 pub fn due_unpublished(
     conn: &mut DbConnection,
-    now: NaiveDateTime,
-    settled_before: NaiveDateTime,
+    settle: Duration,
     limit: i64,
-) -> QueryResult<Vec<(String, i32)>> {
-    jobs::table
+) -> QueryResult<Vec<(JobId, i32)>> {
+    let (now, settled) = (clock::now(conn), clock::before(conn, settle));
+    let rows: Vec<(String, i32)> = jobs::table
         .filter(jobs::status.eq(JobStatus::Queued.as_str()))
-        .filter(jobs::published.eq(false))
+        .filter(jobs::published_at.is_null())
         .filter(jobs::run_after.le(now))
-        .filter(jobs::created_at.lt(settled_before).or(jobs::attempts.gt(0)))
+        .filter(BoolExpressionMethods::or(
+            jobs::created_at.lt(settled),
+            jobs::attempts.gt(0),
+        ))
         .order(jobs::run_after)
         .limit(limit)
         .select((jobs::id, jobs::attempts))
-        .load(conn)
+        .load(conn)?;
+    parse_ids(rows)
+}
+
+/// Queued, due jobs published longer than `redeliver` ago and still not running: the
+/// reconciler asks the broker whether it still holds them.
+pub fn stale_published(
+    conn: &mut DbConnection,
+    redeliver: Duration,
+    limit: i64,
+) -> QueryResult<Vec<(JobId, i32)>> {
+    let (now, stale) = (clock::now(conn), clock::before_nullable(conn, redeliver));
+    let rows: Vec<(String, i32)> = jobs::table
+        .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+        .filter(jobs::published_at.lt(stale))
+        .filter(jobs::run_after.le(now))
+        .order(jobs::published_at)
+        .limit(limit)
+        .select((jobs::id, jobs::attempts))
+        .load(conn)?;
+    parse_ids(rows)
+}
+
+fn parse_ids(rows: Vec<(String, i32)>) -> QueryResult<Vec<(JobId, i32)>> {
+    rows.into_iter()
+        .map(|(id, n)| Ok((id.parse().map_err(|e| corrupt("id", e))?, n)))
+        .collect()
 }
 
 /// Marks queued jobs (those in `only`, or all) as not published, so that the reconciler
-/// publishes them again: after the broker lost its queue (Redis restarted empty), or for
-/// deliveries handed back at shutdown.
-pub fn unpublish_queued(conn: &mut DbConnection, only: Option<&[String]>) -> QueryResult<usize> {
+/// publishes them again: after the broker lost its queue, or for deliveries handed back
+/// at shutdown.
+pub fn unpublish_queued(conn: &mut DbConnection, only: Option<&[JobId]>) -> QueryResult<usize> {
     let mut query = diesel::update(jobs::table)
         .filter(jobs::status.eq(JobStatus::Queued.as_str()))
         .into_boxed();
     if let Some(ids) = only {
-        query = query.filter(jobs::id.eq_any(ids));
+        query = query.filter(jobs::id.eq_any(ids.iter().map(JobId::to_string)));
     }
-    query.set(jobs::published.eq(false)).execute(conn)
+    query
+        .set(jobs::published_at.eq(None::<NaiveDateTime>))
+        .execute(conn)
 }
 
-/// Due queued jobs, oldest first, leaving out `exclude` (the in-process broker's queue).
+/// Due queued jobs, oldest first, leaving out `exclude` (deliveries in flight).
 pub fn next_due(
     conn: &mut DbConnection,
-    now: NaiveDateTime,
     exclude: &[String],
     limit: i64,
-) -> QueryResult<Vec<String>> {
-    jobs::table
+) -> QueryResult<Vec<JobId>> {
+    let now = clock::now(conn);
+    let ids: Vec<String> = jobs::table
         .filter(jobs::status.eq(JobStatus::Queued.as_str()))
         .filter(jobs::run_after.le(now))
         .filter(jobs::id.ne_all(exclude))
         .order((jobs::run_after, jobs::created_at))
         .limit(limit)
         .select(jobs::id)
-        .load(conn)
+        .load(conn)?;
+    ids.into_iter()
+        .map(|id| id.parse().map_err(|e| corrupt("id", e)))
+        .collect()
 }
 
-/// Moves a due queued job to running under a fresh lease held by `owner`. `None` when the
-/// job is not there to take: running elsewhere, finished, cancelled or not yet due.
+/// Moves a due queued job to running under a fresh lease owned by a new attempt of
+/// `node`. `None` when the job is not there to take: running elsewhere, ended, or not
+/// yet due.
 pub fn claim(
     conn: &mut DbConnection,
     id: &JobId,
-    owner: &str,
-    lease_until: NaiveDateTime,
-) -> QueryResult<Option<Job>> {
-    let now = now();
-    on_backend!(conn, |c| diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(id.to_string()))
-            .filter(jobs::status.eq_any(JobStatus::sources(JobStatus::Running)))
-            .filter(jobs::run_after.le(now))
-            .filter(jobs::cancel_requested.eq(false))
-    )
-    .set((
-        jobs::status.eq(JobStatus::Running.as_str()),
-        jobs::lease_owner.eq(owner),
-        jobs::lease_expires_at.eq(lease_until),
-        jobs::attempts.eq(jobs::attempts + 1),
-        jobs::started_at.eq(now),
-        jobs::progress_done.eq(0),
-        jobs::published.eq(false),
-        jobs::seq.eq(jobs::seq + 1),
-    ))
-    .returning(jobs::all_columns)
-    .get_result(c)
-    .optional())
+    node: &str,
+    lease: Duration,
+) -> QueryResult<Option<(Job, AttemptToken)>> {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let owner = format!("{node}/{tag}");
+    let (now, started, until) = (
+        clock::now(conn),
+        clock::now_nullable(conn),
+        clock::after_nullable(conn, lease),
+    );
+    let claimed = transition!(
+        conn,
+        JobStatus::Running,
+        BoolExpressionMethods::and(
+            jobs::id
+                .eq(id.to_string())
+                .and(jobs::cancel_requested.eq(false)),
+            jobs::run_after.le(now)
+        ),
+        (
+            jobs::lease_owner.eq(&owner),
+            jobs::lease_expires_at.eq(until),
+            jobs::attempts.eq(jobs::attempts + 1),
+            jobs::started_at.eq(started),
+            jobs::published_at.eq(None::<NaiveDateTime>),
+        )
+    )?;
+    Ok(claimed.into_iter().next().map(|job| {
+        let token = AttemptToken {
+            job: job.id,
+            number: job.attempts,
+            owner: owner.clone(),
+        };
+        (job, token)
+    }))
 }
 
-/// Records progress and renews the lease. `None` when `owner` no longer holds the job.
-pub fn heartbeat(
+/// What an attempt records as it goes.
+#[derive(Debug, Clone, Default)]
+pub struct Beat<'a> {
+    /// Progress to record (bumps `seq`: it is an event).
+    pub progress: Option<Progress>,
+    /// The kind's checkpoint to record with it.
+    pub checkpoint: Option<&'a serde_json::Value>,
+}
+
+/// Renews the attempt's lease on the database's clock, recording `beat`. `None` when the
+/// attempt no longer holds the job.
+pub fn renew(
     conn: &mut DbConnection,
-    id: &JobId,
-    owner: &str,
-    done: i64,
-    total: i64,
-    lease_until: NaiveDateTime,
+    token: &AttemptToken,
+    lease: Duration,
+    beat: &Beat<'_>,
 ) -> QueryResult<Option<Job>> {
-    on_backend!(conn, |c| diesel::update(held(id, owner))
-        .set((
-            jobs::progress_done.eq(done),
-            jobs::progress_total.eq(total),
-            jobs::lease_expires_at.eq(lease_until),
-            jobs::seq.eq(jobs::seq + 1),
-        ))
-        .returning(jobs::all_columns)
-        .get_result(c)
-        .optional())
+    let until = clock::after_nullable(conn, lease);
+    let held = fenced!(token).and(jobs::status.eq(JobStatus::Running.as_str()));
+    let row: Option<JobRow> = match (beat.progress, beat.checkpoint) {
+        (None, _) => on_backend!(conn, |c| diesel::update(jobs::table)
+            .filter(held)
+            .set(jobs::lease_expires_at.eq(until))
+            .returning(jobs::all_columns)
+            .get_result(c)
+            .optional())?,
+        (Some(p), checkpoint) => {
+            let checkpoint = checkpoint.map(|c| c.to_string());
+            on_backend!(conn, |c| diesel::update(jobs::table)
+                .filter(held)
+                .set((
+                    jobs::lease_expires_at.eq(until),
+                    jobs::progress_done.eq(p.done),
+                    jobs::progress_total.eq(p.total),
+                    jobs::seq.eq(jobs::seq + 1),
+                    checkpoint.map(|c| jobs::checkpoint.eq(c)),
+                ))
+                .returning(jobs::all_columns)
+                .get_result(c)
+                .optional())?
+        }
+    };
+    typed_one(row)
 }
 
 /// How an attempt ended, as far as the jobs table is concerned.
@@ -304,12 +521,13 @@ pub enum Ending {
         error: String,
     },
     Cancelled,
-    /// Try again at `run_after`.
+    /// Try again after `backoff`.
     Retry {
         error: String,
-        run_after: NaiveDateTime,
+        backoff: Duration,
     },
-    /// Hand the job back without using up an attempt (shutdown).
+    /// Hand the job back without using up an attempt (shutdown); its checkpoint stays
+    /// for the next attempt.
     Release,
 }
 
@@ -324,87 +542,106 @@ impl Ending {
     }
 }
 
-type HeldBy = diesel::dsl::Filter<
-    diesel::dsl::Filter<
-        diesel::dsl::Filter<jobs::table, diesel::dsl::Eq<jobs::id, String>>,
-        diesel::dsl::Eq<jobs::status, &'static str>,
-    >,
-    diesel::dsl::Eq<jobs::lease_owner, String>,
->;
-
-/// The job, if it is running under `owner`'s lease.
-fn held(id: &JobId, owner: &str) -> HeldBy {
-    jobs::table
-        .filter(jobs::id.eq(id.to_string()))
-        .filter(jobs::status.eq(JobStatus::Running.as_str()))
-        .filter(jobs::lease_owner.eq(owner.to_owned()))
-}
-
-/// Ends the attempt `owner` holds. `None` when the lease was lost meanwhile.
+/// Ends the attempt `token` holds. A requested cancel wins over any other ending: the
+/// job ends `cancelled`. `None` when the attempt no longer holds the job.
 pub fn finish(
     conn: &mut DbConnection,
-    id: &JobId,
-    owner: &str,
+    token: &AttemptToken,
     ending: &Ending,
 ) -> QueryResult<Option<Job>> {
     debug_assert!(JobStatus::Running.can_become(ending.status()));
-    let now = now();
-    let target = held(id, owner);
-    let no_owner: Option<String> = None;
-    let no_lease: Option<NaiveDateTime> = None;
-    let release = (
-        jobs::status.eq(ending.status().as_str()),
-        jobs::lease_owner.eq(no_owner),
-        jobs::lease_expires_at.eq(no_lease),
-        jobs::seq.eq(jobs::seq + 1),
+    let ended = match ending {
+        Ending::Cancelled => vec![],
+        _ => end_unless_cancelled(conn, token, ending)?,
+    };
+    if let Some(job) = ended.into_iter().next() {
+        return Ok(Some(job));
+    }
+    // Either a cancel was requested (it wins) or the attempt lost the job.
+    let finished = clock::now_nullable(conn);
+    let cancelled = transition!(
+        conn,
+        JobStatus::Cancelled,
+        fenced!(token),
+        (
+            jobs::lease_owner.eq(None::<String>),
+            jobs::lease_expires_at.eq(None::<NaiveDateTime>),
+            jobs::finished_at.eq(finished),
+            jobs::checkpoint.eq(None::<String>),
+        )
+    )?;
+    Ok(cancelled.into_iter().next())
+}
+
+fn end_unless_cancelled(
+    conn: &mut DbConnection,
+    token: &AttemptToken,
+    ending: &Ending,
+) -> QueryResult<Vec<Job>> {
+    let held = fenced!(token).and(jobs::cancel_requested.eq(false));
+    let released = (
+        jobs::lease_owner.eq(None::<String>),
+        jobs::lease_expires_at.eq(None::<NaiveDateTime>),
     );
-    on_backend!(conn, |c| {
-        let update = diesel::update(target);
-        match ending {
-            Ending::Succeeded { result, rows } => update
-                .set((
-                    release,
-                    jobs::result.eq(Some(result.as_str())),
-                    jobs::error.eq(None::<String>),
-                    jobs::progress_done.eq(rows),
-                    jobs::progress_total.eq(rows),
-                    jobs::finished_at.eq(now),
-                ))
-                .returning(jobs::all_columns)
-                .get_result(c),
-            Ending::Failed { error } => update
-                .set((
-                    release,
-                    jobs::error.eq(Some(error.as_str())),
-                    jobs::finished_at.eq(now),
-                ))
-                .returning(jobs::all_columns)
-                .get_result(c),
-            Ending::Cancelled => update
-                .set((release, jobs::finished_at.eq(now)))
-                .returning(jobs::all_columns)
-                .get_result(c),
-            Ending::Retry { error, run_after } => update
-                .set((
-                    release,
+    let finished = clock::now_nullable(conn);
+    match ending {
+        Ending::Succeeded { result, rows } => transition!(
+            conn,
+            JobStatus::Succeeded,
+            held,
+            (
+                released,
+                jobs::result.eq(Some(result.as_str())),
+                jobs::error.eq(None::<String>),
+                jobs::progress_done.eq(rows),
+                jobs::progress_total.eq(rows),
+                jobs::finished_at.eq(finished),
+                jobs::checkpoint.eq(None::<String>),
+            )
+        ),
+        Ending::Failed { error } => transition!(
+            conn,
+            JobStatus::Failed,
+            held,
+            (
+                released,
+                jobs::error.eq(Some(error.as_str())),
+                jobs::finished_at.eq(finished),
+                jobs::checkpoint.eq(None::<String>),
+            )
+        ),
+        Ending::Retry { error, backoff } => {
+            let run_after = clock::after(conn, *backoff);
+            transition!(
+                conn,
+                JobStatus::Queued,
+                held,
+                (
+                    released,
                     jobs::error.eq(Some(error.as_str())),
                     jobs::run_after.eq(run_after),
-                    jobs::published.eq(false),
-                ))
-                .returning(jobs::all_columns)
-                .get_result(c),
-            Ending::Release => update
-                .set((
-                    release,
+                    jobs::published_at.eq(None::<NaiveDateTime>),
+                    // The failed attempt removed its file: nothing to resume from.
+                    jobs::checkpoint.eq(None::<String>),
+                )
+            )
+        }
+        Ending::Release => {
+            let now = clock::now(conn);
+            transition!(
+                conn,
+                JobStatus::Queued,
+                held,
+                (
+                    released,
                     jobs::attempts.eq(jobs::attempts - 1),
                     jobs::run_after.eq(now),
-                    jobs::published.eq(false),
-                ))
-                .returning(jobs::all_columns)
-                .get_result(c),
+                    jobs::published_at.eq(None::<NaiveDateTime>),
+                )
+            )
         }
-        .optional()
-    })
+        Ending::Cancelled => unreachable!("a cancel is recorded by `finish` itself"),
+    }
 }
 
 /// What a cancel request did.
@@ -412,7 +649,8 @@ pub fn finish(
 pub enum CancelOutcome {
     /// It was queued and is now cancelled.
     Cancelled(Job),
-    /// It is running; its worker will stop it.
+    /// It is running; its worker will stop it (or, if the worker is gone, whoever
+    /// ends the attempt ends the job `cancelled`).
     Requested(Job),
     /// It had already ended.
     AlreadyFinished(Job),
@@ -426,38 +664,35 @@ pub fn request_cancel(conn: &mut DbConnection, id: &JobId) -> QueryResult<Cancel
         let Some(job) = find(conn, id)? else {
             return Ok(CancelOutcome::NotFound);
         };
-        match job.status() {
+        match job.status {
             JobStatus::Queued => {
-                let now = now();
-                let done: Option<Job> = on_backend!(conn, |c| diesel::update(
-                    jobs::table
-                        .filter(jobs::id.eq(&job.id))
-                        .filter(jobs::status.eq(JobStatus::Queued.as_str()))
-                )
-                .set((
-                    jobs::status.eq(JobStatus::Cancelled.as_str()),
-                    jobs::cancel_requested.eq(true),
-                    jobs::finished_at.eq(now),
-                    jobs::seq.eq(jobs::seq + 1),
-                ))
-                .returning(jobs::all_columns)
-                .get_result(c)
-                .optional())?;
-                if let Some(job) = done {
+                let finished = clock::now_nullable(conn);
+                let done = transition!(
+                    conn,
+                    JobStatus::Cancelled,
+                    jobs::id
+                        .eq(id.to_string())
+                        .and(jobs::status.eq(JobStatus::Queued.as_str())),
+                    (
+                        jobs::cancel_requested.eq(true),
+                        jobs::finished_at.eq(finished),
+                        jobs::checkpoint.eq(None::<String>),
+                    )
+                )?;
+                if let Some(job) = done.into_iter().next() {
                     return Ok(CancelOutcome::Cancelled(job));
                 }
             }
             JobStatus::Running => {
-                let done: Option<Job> = on_backend!(conn, |c| diesel::update(
-                    jobs::table
-                        .filter(jobs::id.eq(&job.id))
-                        .filter(jobs::status.eq(JobStatus::Running.as_str()))
-                )
-                .set(jobs::cancel_requested.eq(true))
-                .returning(jobs::all_columns)
-                .get_result(c)
-                .optional())?;
-                if let Some(job) = done {
+                // Not a change of status, but a change of the job: an event of its own.
+                let row: Option<JobRow> = on_backend!(conn, |c| diesel::update(jobs::table)
+                    .filter(jobs::id.eq(id.to_string()))
+                    .filter(jobs::status.eq(JobStatus::Running.as_str()))
+                    .set((jobs::cancel_requested.eq(true), jobs::seq.eq(jobs::seq + 1)))
+                    .returning(jobs::all_columns)
+                    .get_result(c)
+                    .optional())?;
+                if let Some(job) = typed_one(row)? {
                     return Ok(CancelOutcome::Requested(job));
                 }
             }
@@ -466,44 +701,55 @@ pub fn request_cancel(conn: &mut DbConnection, id: &JobId) -> QueryResult<Cancel
     }
 }
 
-/// Running jobs whose lease ran out (their worker died): back to the queue, or `failed`
-/// when they have no attempt left.
+/// Running jobs whose lease ran out on the database's clock (their worker died or
+/// stalled): cancelled when a cancel was requested, failed when they have no attempt
+/// left, else back to the queue with their checkpoint kept for the next attempt.
 pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
-    let now = now();
-    let expired = jobs::lease_expires_at.lt(now);
-    let running = jobs::status.eq(JobStatus::Running.as_str());
-    let no_owner: Option<String> = None;
-    let no_lease: Option<NaiveDateTime> = None;
-    let mut changed: Vec<Job> = on_backend!(conn, |c| diesel::update(
-        jobs::table
-            .filter(running)
-            .filter(expired)
-            .filter(jobs::attempts.ge(jobs::max_attempts))
-    )
-    .set((
-        jobs::status.eq(JobStatus::Failed.as_str()),
-        jobs::error.eq("the worker running it was lost (lease expired) on its last attempt"),
-        jobs::finished_at.eq(now),
-        jobs::lease_owner.eq(&no_owner),
-        jobs::lease_expires_at.eq(no_lease),
-        jobs::seq.eq(jobs::seq + 1),
-    ))
-    .returning(jobs::all_columns)
-    .get_results(c))?;
-    let requeued: Vec<Job> = on_backend!(conn, |c| diesel::update(
-        jobs::table.filter(running).filter(expired)
-    )
-    .set((
-        jobs::status.eq(JobStatus::Queued.as_str()),
-        jobs::error.eq("the worker running it was lost (lease expired)"),
-        jobs::run_after.eq(now),
-        jobs::published.eq(false),
-        jobs::lease_owner.eq(&no_owner),
-        jobs::lease_expires_at.eq(no_lease),
-        jobs::seq.eq(jobs::seq + 1),
-    ))
-    .returning(jobs::all_columns)
-    .get_results(c))?;
-    changed.extend(requeued);
+    let expired = || {
+        jobs::status
+            .eq(JobStatus::Running.as_str())
+            .and(jobs::lease_expires_at.lt(clock::now_nullable(conn)))
+    };
+    let released = || {
+        (
+            jobs::lease_owner.eq(None::<String>),
+            jobs::lease_expires_at.eq(None::<NaiveDateTime>),
+        )
+    };
+    let (e1, e2, e3) = (expired(), expired(), expired());
+    let finished = clock::now_nullable(conn);
+    let mut changed = transition!(
+        conn,
+        JobStatus::Cancelled,
+        e1.and(jobs::cancel_requested.eq(true)),
+        (
+            released(),
+            jobs::finished_at.eq(finished.clone()),
+            jobs::checkpoint.eq(None::<String>),
+        )
+    )?;
+    changed.extend(transition!(
+        conn,
+        JobStatus::Failed,
+        e2.and(jobs::attempts.ge(jobs::max_attempts)),
+        (
+            released(),
+            jobs::error.eq("the worker running it was lost (lease expired) on its last attempt"),
+            jobs::finished_at.eq(finished),
+            jobs::checkpoint.eq(None::<String>),
+        )
+    )?);
+    let now = clock::now(conn);
+    changed.extend(transition!(
+        conn,
+        JobStatus::Queued,
+        e3,
+        (
+            released(),
+            jobs::error.eq("the worker running it was lost (lease expired)"),
+            jobs::run_after.eq(now),
+            jobs::published_at.eq(None::<NaiveDateTime>),
+        )
+    )?);
     Ok(changed)
 }

@@ -1,4 +1,5 @@
 //! The tables, one module each: row types and the queries on them.
 
+pub mod clock;
 pub mod job;
 pub mod student;

@@ -180,12 +180,11 @@ pub fn delete(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
 
 /// The next keyset batch of an export: students in `filter` after `(age, id)`, in
 /// (age, id) order. The row-value comparison lets both databases seek the (age, id) index.
-pub fn export_batch(
-    conn: &mut DbConnection,
+/// The students of `filter` after the key `after` (age, id), in export order.
+fn export_query(
     filter: &StudentFilter,
     after: Option<(i32, i64)>,
-    limit: i64,
-) -> QueryResult<Vec<ExportRow>> {
+) -> students::BoxedQuery<'static, Db> {
     let mut query = filtered(filter);
     if let Some((age, id)) = after {
         query = query.filter(
@@ -197,6 +196,24 @@ pub fn export_batch(
         );
     }
     query
+}
+
+/// How many students an export still has to write after the key `after`.
+pub fn export_count(
+    conn: &mut DbConnection,
+    filter: &StudentFilter,
+    after: Option<(i32, i64)>,
+) -> QueryResult<i64> {
+    export_query(filter, after).count().get_result(conn)
+}
+
+pub fn export_batch(
+    conn: &mut DbConnection,
+    filter: &StudentFilter,
+    after: Option<(i32, i64)>,
+    limit: i64,
+) -> QueryResult<Vec<ExportRow>> {
+    export_query(filter, after)
         .order((students::age, students::id))
         .limit(limit)
         .select((students::id, students::name, students::age))

@@ -4,6 +4,7 @@ use actix_files::NamedFile;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use super::input::{self, Fields, Query, JSON_LIMIT};
@@ -11,7 +12,7 @@ use super::students::age_range;
 use super::with_conn;
 use crate::domain::job::{ExportFormat, ExportParams, ExportResult, JobId, JobKind, JobStatus};
 use crate::error::ApiError;
-use crate::jobs::export::final_path;
+use crate::jobs::store::ExportStore;
 use crate::models::job::{self, CancelOutcome, Job};
 use crate::startup::AppState;
 
@@ -96,7 +97,7 @@ pub async fn create_export(
     log::info!(
         "job {} queued: kind={} params={}",
         created.id,
-        created.kind,
+        created.kind.as_str(),
         created.params
     );
     state.events.status(&created);
@@ -109,10 +110,13 @@ pub async fn create_export(
 /// Tells the broker about a committed job. If that fails the job stays unpublished and
 /// the sweeper's reconciler publishes it: the request still succeeds.
 async fn publish(state: &AppState, created: &Job) {
-    match state.broker.publish(&created.job_id()).await {
+    match state.broker.publish(&created.id).await {
         Ok(()) => {
-            let id = created.id.clone();
-            let marked = with_conn(state, move |conn| Ok(job::mark_published(conn, &id, 0)?)).await;
+            let id = created.id;
+            let marked = with_conn(state, move |conn| {
+                Ok(job::mark_published(conn, &[(id, 0)])?)
+            })
+            .await;
             if let Err(e) = marked {
                 log::warn!("job {}: published, but not marked so: {e}", created.id);
             }
@@ -176,6 +180,7 @@ pub async fn cancel(
         }
         CancelOutcome::Requested(job) => {
             log::info!("job {}: cancel requested while running", job.id);
+            state.events.status(&job);
             Ok(HttpResponse::Accepted().json(job.view()))
         }
         CancelOutcome::AlreadyFinished(job) => Err(ApiError::Conflict(format!(
@@ -193,30 +198,41 @@ pub async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&path)?;
     let found = load(&state, id).await?;
-    if found.status() != JobStatus::Succeeded {
+    if found.status != JobStatus::Succeeded {
         return Err(ApiError::Conflict(format!(
             "the export is not ready: the job is {}",
             found.status
         )));
     }
-    let result: ExportResult = found
+    let result = found
         .result
-        .as_deref()
-        .and_then(|r| serde_json::from_str(r).ok())
+        .as_ref()
+        .and_then(|r| ExportResult::deserialize(r).ok())
         .ok_or_else(|| anyhow::anyhow!("job {id} succeeded without a readable result"))?;
-    if result.expires_at < chrono::Utc::now() {
+    if ExportStore::is_expired(&result) {
         return Err(ApiError::Gone("the export has expired".into()));
     }
     let params = found
         .export_params()
         .map_err(|e| anyhow::anyhow!("job {id}: unreadable params: {e}"))?;
-    let path = final_path(&state.settings.export_dir, &id, params.format);
+    // Only the file the result names: never one rebuilt from the id.
+    let store = ExportStore::new(
+        state.settings.export_dir.clone(),
+        state.settings.export_ttl(),
+    );
+    let path = store
+        .path_of(&result)
+        .ok_or_else(|| anyhow::anyhow!("job {id}: its result names no export file"))?;
     let file = NamedFile::open_async(&path)
         .await
         .map_err(|_| ApiError::Gone("the export file is no longer available".into()))?;
     let filename = format!("students-by-age-{id}.{}", params.format.extension());
+    let content_type = result
+        .content_type
+        .parse()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
     Ok(file
-        .set_content_type(params.format.content_type().parse().expect("valid mime"))
+        .set_content_type(content_type)
         .set_content_disposition(ContentDisposition {
             disposition: DispositionType::Attachment,
             parameters: vec![DispositionParam::Filename(filename)],

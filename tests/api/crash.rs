@@ -60,7 +60,12 @@ async fn crash_mid_export_then_recover(deployment: Deployment) {
         done["attempts"], 2,
         "ran again after its lease expired: {done}"
     );
-    let file = fs::read(export_dir.join(format!("{big_id}.csv"))).unwrap();
+    let resumed = done["result"]["resumed_rows"].as_i64().unwrap();
+    assert!(
+        resumed >= running["progress"]["done"].as_i64().unwrap() && resumed < 150_000,
+        "resumed from its last checkpoint, not from zero: {done}"
+    );
+    let file = fs::read(export_dir.join(done["result"]["file"].as_str().unwrap())).unwrap();
     assert_eq!(done["result"]["sha256"], hex::encode(Sha256::digest(&file)));
     let mut reader = csv::Reader::from_reader(file.as_slice());
     let rows: Vec<(i64, String, i32)> = reader.deserialize().map(Result::unwrap).collect();

@@ -1,6 +1,7 @@
 //! Background exports: the job routes, the export file, and guarantees 1, 2, 4, 5 and 6
 //! of DESIGN.md on both deployments (3, crash recovery, is in `crash`).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::{Method, StatusCode};
 use async_trait::async_trait;
 use roster::broker::{Broker, BrokerError, Delivery, QueueStats};
-use roster::domain::job::JobId;
+use roster::domain::job::{JobId, JobStatus};
 use roster::jobs::export::StudentsByAge;
 use roster::jobs::{Attempt, JobError, JobHandler};
 use roster::models::job::Job;
@@ -253,6 +254,9 @@ impl Broker for FailingPublishes {
     async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError> {
         self.inner.ack(delivery).await
     }
+    async fn holds(&self, jobs: &[JobId]) -> Result<HashSet<JobId>, BrokerError> {
+        self.inner.holds(jobs).await
+    }
     async fn ping(&self) -> anyhow::Result<()> {
         self.inner.ping().await
     }
@@ -350,12 +354,12 @@ both_deployments!(
 
 /// Panics on the first attempt of every job, then does the real export.
 struct PanicsOnce {
-    panicked: std::sync::Mutex<std::collections::HashSet<String>>,
+    panicked: std::sync::Mutex<HashSet<JobId>>,
 }
 
 impl JobHandler for PanicsOnce {
     fn run(&self, job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
-        if self.panicked.lock().unwrap().insert(job.id.clone()) {
+        if self.panicked.lock().unwrap().insert(job.id) {
             panic!("injected panic in job {}", job.id);
         }
         StudentsByAge.run(job, attempt)
@@ -560,13 +564,14 @@ both_deployments!(a_job_can_be_claimed_only_once, |app| async move {
         .await;
     let job_id: JobId = id(&job).parse().unwrap();
     let mut conn = web_only.pool.get().unwrap();
-    let lease = roster::models::job::now() + chrono::Duration::seconds(30);
+    let lease = std::time::Duration::from_secs(30);
     // The app's own workers may take it first; then both hand claims must fail.
     let first = roster::models::job::claim(&mut conn, &job_id, "a", lease).unwrap();
     let second = roster::models::job::claim(&mut conn, &job_id, "b", lease).unwrap();
     assert!(second.is_none(), "a second claim must fail");
-    if let Some(claimed) = first {
-        assert_eq!(claimed.status, "running");
-        assert_eq!(claimed.lease_owner.as_deref(), Some("a"));
+    if let Some((claimed, token)) = first {
+        assert_eq!(claimed.status, JobStatus::Running);
+        assert_eq!(claimed.lease_owner, Some(token.owner.clone()));
+        assert!(token.owner.starts_with("a/"));
     }
 });

@@ -178,6 +178,10 @@ async fn sigterm_with_a_short_grace_exits_in_time_and_the_job_runs_on_the_next_s
         "a released job does not use up an attempt: {done}"
     );
     assert_eq!(done["result"]["rows"], 400_000);
+    assert!(
+        done["result"]["resumed_rows"].as_i64() > Some(0),
+        "the next start resumes where the released attempt stopped: {done}"
+    );
     let other = restarted
         .wait_for(&id(&queued_behind), |j| j["status"] == "succeeded")
         .await;

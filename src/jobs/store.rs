@@ -1,0 +1,370 @@
+//! The export store: the one place that knows export files. It names them (each attempt
+//! writes its own temporary file, created exclusively, and commits it under a final
+//! name of its own), says when a finished file expires, finds the file a job's result
+//! names, and decides which files the sweeper may delete: only roster's own, and only
+//! once no attempt can own them.
+//!
+//! Names: `.{job}.{attempt}.{tag}.{ext}.part` while an attempt writes, then
+//! `{job}.{attempt}.{tag}.{ext}`; `tag` is unique to the attempt (its fencing token's).
+//! A kind's checkpoint that resumes from a temporary file names it in its `file` field.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use crate::db::DbConnection;
+use crate::domain::job::{ExportResult, JobId, JobStatus};
+use crate::models::job::{self, AttemptToken, Job};
+
+/// Where exports live, and for how long.
+#[derive(Debug, Clone)]
+pub struct ExportStore {
+    dir: PathBuf,
+    ttl: Duration,
+}
+
+/// A file name of roster's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName {
+    pub job: JobId,
+    pub attempt: i32,
+    pub tag: String,
+    pub ext: String,
+    /// Still being written (hidden, `.part`).
+    pub temp: bool,
+}
+
+impl FileName {
+    fn of(token: &AttemptToken, ext: &str, temp: bool) -> Self {
+        Self {
+            job: token.job,
+            attempt: token.number,
+            tag: token.tag().to_owned(),
+            ext: ext.to_owned(),
+            temp,
+        }
+    }
+
+    /// Reads a name roster wrote; `None` for any other file.
+    pub fn parse(name: &str) -> Option<Self> {
+        let (temp, stem) = match name.strip_prefix('.') {
+            Some(hidden) => (true, hidden.strip_suffix(".part")?),
+            None => (false, name),
+        };
+        let mut parts = stem.split('.');
+        let job = parts.next()?.parse().ok()?;
+        let attempt = parts.next()?.parse().ok()?;
+        let tag = parts.next()?;
+        let ext = parts.next()?;
+        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        if parts.next().is_some() || !plain(tag) || !plain(ext) {
+            return None;
+        }
+        Some(Self {
+            job,
+            attempt,
+            tag: tag.to_owned(),
+            ext: ext.to_owned(),
+            temp,
+        })
+    }
+
+    fn finished(&self) -> Self {
+        Self {
+            temp: false,
+            ..self.clone()
+        }
+    }
+}
+
+impl std::fmt::Display for FileName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            job,
+            attempt,
+            tag,
+            ext,
+            temp,
+        } = self;
+        if *temp {
+            write!(f, ".{job}.{attempt}.{tag}.{ext}.part")
+        } else {
+            write!(f, "{job}.{attempt}.{tag}.{ext}")
+        }
+    }
+}
+
+/// An attempt's temporary file: removed when dropped unless committed or kept.
+pub struct TempFile {
+    pub name: FileName,
+    path: PathBuf,
+    file: Option<File>,
+    kept: bool,
+}
+
+impl TempFile {
+    /// The open file (taken once, to write to).
+    pub fn take_file(&mut self) -> Option<File> {
+        self.file.take()
+    }
+
+    /// Leaves the file for the next attempt to resume from (a shutdown).
+    pub fn keep(&mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What a sweep of the store removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub expired: usize,
+    pub orphans: usize,
+}
+
+impl ExportStore {
+    pub fn new(dir: PathBuf, ttl: Duration) -> Self {
+        Self { dir, ttl }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the attempt's temporary file; fails if it exists, so no two attempts can
+    /// ever write one file.
+    pub fn create_temp(&self, token: &AttemptToken, ext: &str) -> io::Result<TempFile> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| with_path(e, "creating the export directory", &self.dir))?;
+        let name = FileName::of(token, ext, true);
+        let path = self.dir.join(name.to_string());
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| with_path(e, "creating", &path))?;
+        Ok(TempFile {
+            name,
+            path,
+            file: Some(file),
+            kept: false,
+        })
+    }
+
+    /// Opens the temporary file an earlier attempt's checkpoint names, to resume from.
+    pub fn open_temp(&self, name: &str) -> io::Result<File> {
+        match FileName::parse(name) {
+            Some(parsed) if parsed.temp => File::open(self.dir.join(name)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a temporary export file"),
+            )),
+        }
+    }
+
+    /// Removes an earlier attempt's temporary file once its content was taken over.
+    pub fn remove_temp(&self, name: &str) {
+        if FileName::parse(name).is_some_and(|n| n.temp) {
+            let _ = fs::remove_file(self.dir.join(name));
+        }
+    }
+
+    /// Gives a complete temporary file (already synced) its final name; returns it with
+    /// its path. The name is the attempt's own, so nothing else is ever replaced.
+    pub fn commit(&self, mut temp: TempFile) -> io::Result<(String, PathBuf)> {
+        let name = temp.name.finished().to_string();
+        let path = self.dir.join(&name);
+        fs::rename(&temp.path, &path).map_err(|e| with_path(e, "renaming", &temp.path))?;
+        temp.kept = true;
+        Ok((name, path))
+    }
+
+    /// When a file finished now expires.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(1))
+    }
+
+    /// Whether a finished export has expired: the one rule for downloads and the sweeper.
+    pub fn is_expired(result: &ExportResult) -> bool {
+        result.expires_at <= Utc::now()
+    }
+
+    /// The path of the file a result names; `None` when the name is not roster's.
+    pub fn path_of(&self, result: &ExportResult) -> Option<PathBuf> {
+        FileName::parse(&result.file)
+            .filter(|name| !name.temp)
+            .map(|_| self.dir.join(&result.file))
+    }
+
+    /// Deletes expired exports and files no attempt can own any more: those of jobs that
+    /// ended (but a succeeded job's unexpired result), of jobs that are gone, and those
+    /// of earlier attempts that no checkpoint names. Files that are not roster's are left
+    /// alone. Files younger than `min_age` are left too, as a margin.
+    pub fn sweep(&self, conn: &mut DbConnection, min_age: Duration) -> anyhow::Result<Swept> {
+        let mut files: Vec<(FileName, PathBuf)> = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Swept::default()),
+            Err(e) => return Err(with_path(e, "listing", &self.dir).into()),
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().and_then(FileName::parse) else {
+                continue;
+            };
+            let old_enough = entry
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= min_age);
+            if old_enough {
+                files.push((name, entry.path()));
+            }
+        }
+        // Listed first, read second: a file in the listing was created after its
+        // attempt's claim committed, so the rows read now know that attempt.
+        let mut ids: Vec<JobId> = files.iter().map(|(n, _)| n.job).collect();
+        ids.sort_by_key(|id| id.to_string());
+        ids.dedup();
+        let mut jobs: HashMap<JobId, Job> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            for job in job::find_many(conn, chunk)? {
+                jobs.insert(job.id, job);
+            }
+        }
+        let mut swept = Swept::default();
+        for (name, path) in files {
+            let verdict = verdict(jobs.get(&name.job), &name);
+            if verdict == Verdict::Keep {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) if verdict == Verdict::Expired => swept.expired += 1,
+                Ok(()) => swept.orphans += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("could not remove {}: {e}", path.display()),
+            }
+        }
+        Ok(swept)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Expired,
+    Orphan,
+}
+
+/// Whether a file of roster's may still be owned by its job.
+fn verdict(job: Option<&Job>, name: &FileName) -> Verdict {
+    let Some(job) = job else {
+        return Verdict::Orphan;
+    };
+    let file = name.to_string();
+    match job.status {
+        JobStatus::Succeeded => {
+            let result = job
+                .result
+                .as_ref()
+                .and_then(|r| ExportResult::deserialize(r).ok());
+            match result {
+                Some(r) if r.file == file && ExportStore::is_expired(&r) => Verdict::Expired,
+                Some(r) if r.file == file => Verdict::Keep,
+                _ => Verdict::Orphan,
+            }
+        }
+        JobStatus::Failed | JobStatus::Cancelled => Verdict::Orphan,
+        JobStatus::Queued | JobStatus::Running => {
+            let checkpointed = job
+                .checkpoint
+                .as_ref()
+                .and_then(|c| c.get("file"))
+                .and_then(|f| f.as_str())
+                == Some(file.as_str());
+            let running_attempt = job.status == JobStatus::Running
+                && job.attempts == name.attempt
+                && job
+                    .lease_owner
+                    .as_deref()
+                    .is_some_and(|owner| owner.rsplit('/').next() == Some(name.tag.as_str()));
+            if checkpointed || running_attempt {
+                Verdict::Keep
+            } else {
+                Verdict::Orphan
+            }
+        }
+    }
+}
+
+use serde::Deserialize as _;
+
+/// An I/O error that names the path it happened on.
+fn with_path(e: io::Error, doing: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> AttemptToken {
+        AttemptToken {
+            job: JobId::new(),
+            number: 2,
+            owner: "host-1-abc/1a2b3c4d".into(),
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_foreign_files_are_not_ours() {
+        let t = token();
+        for temp in [true, false] {
+            let name = FileName::of(&t, "csv", temp);
+            assert_eq!(FileName::parse(&name.to_string()), Some(name));
+        }
+        for foreign in [
+            "notes.txt",
+            ".bashrc",
+            "report.csv",
+            &format!("{}.csv", t.job),
+            &format!(".{}.csv.part", t.job),
+            &format!("{}.2.x/y.csv", t.job),
+        ] {
+            assert_eq!(FileName::parse(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn each_attempt_gets_a_file_no_other_attempt_can_open_for_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ExportStore::new(dir.path().into(), Duration::from_secs(60));
+        let t = token();
+        let first = store.create_temp(&t, "csv").unwrap();
+        assert!(store.create_temp(&t, "csv").is_err(), "created exclusively");
+        let (name, path) = store.commit(first).unwrap();
+        assert!(path.exists());
+        assert_eq!(FileName::parse(&name).map(|n| n.temp), Some(false));
+        let dropped = store.create_temp(&token(), "csv").unwrap();
+        let temp_path = dir.path().join(dropped.name.to_string());
+        assert!(temp_path.exists());
+        drop(dropped);
+        assert!(
+            !temp_path.exists(),
+            "an abandoned temporary file is removed"
+        );
+    }
+}
