@@ -55,7 +55,8 @@ pub struct Publish(pub JobEvent);
 #[rtype(result = "()")]
 struct Remote(JobEvent);
 
-/// The link to other processes came back after a gap.
+/// Events from other processes may have been missed (the link came back after a gap, or
+/// another process could not relay some): every session re-reads its snapshots.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Reconnected;
@@ -108,12 +109,20 @@ pub struct RedisLink {
     pub node: String,
 }
 
-/// An event on the wire between processes.
+/// An event on the wire between processes; without an event, a notice that some of
+/// `origin`'s events were lost, so that every subscriber re-reads its snapshots.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     origin: String,
-    event: JobEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<JobEvent>,
 }
+
+/// Events waiting for Redis to come back; beyond this they are dropped, and the other
+/// processes are told to resync once it is back.
+const MAX_OUTBOX: usize = 10_000;
+/// The longest wait between two tries of a publish while Redis is down.
+const MAX_PUBLISH_BACKOFF: Duration = Duration::from_secs(2);
 
 /// How often events that a session's full mailbox refused are offered again.
 pub const BACKLOG_RETRY: Duration = Duration::from_millis(20);
@@ -249,20 +258,51 @@ impl EventRegistry {
         }
     }
 
-    /// Publishes this process's events to Redis, in order, from one task.
+    /// Publishes this process's events to Redis, in order, from one task. A publish that
+    /// fails (Redis restarting, the connection manager's dead connection) is tried again
+    /// until it goes out; if events had to be dropped meanwhile, the other processes are
+    /// then told to resync their subscribers from snapshots.
     fn start_outbox(&mut self, link: RedisLink) {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         self.outbox = Some(tx);
         actix::spawn(async move {
             let mut conn = link.manager.clone();
+            let mut lost = false;
+            let resync = serde_json::to_string(&Envelope {
+                origin: link.node.clone(),
+                event: None,
+            })
+            .expect("envelopes serialize");
             while let Some(payload) = rx.recv().await {
-                let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                    .arg(&link.channel)
-                    .arg(&payload)
-                    .query_async(&mut conn)
-                    .await;
-                if let Err(e) = sent {
-                    log::warn!("could not publish a job event to Redis: {e}");
+                let mut delay = Duration::from_millis(50);
+                loop {
+                    let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                        .arg(&link.channel)
+                        .arg(&payload)
+                        .query_async(&mut conn)
+                        .await;
+                    match sent {
+                        Ok(_) => break,
+                        Err(e) if rx.len() >= MAX_OUTBOX => {
+                            log::warn!("dropping job events while Redis is away ({e})");
+                            while rx.try_recv().is_ok() {}
+                            lost = true;
+                            break;
+                        }
+                        Err(e) => {
+                            log::debug!("could not publish a job event to Redis ({e}); retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(MAX_PUBLISH_BACKOFF);
+                        }
+                    }
+                }
+                if lost {
+                    let told: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                        .arg(&link.channel)
+                        .arg(&resync)
+                        .query_async(&mut conn)
+                        .await;
+                    lost = told.is_err();
                 }
             }
         });
@@ -287,10 +327,11 @@ impl EventRegistry {
                                     continue;
                                 };
                                 match serde_json::from_str::<Envelope>(&payload) {
-                                    Ok(env) if env.origin != link.node => {
-                                        me.do_send(Remote(env.event))
-                                    }
-                                    Ok(_) => {}
+                                    Ok(env) if env.origin == link.node => {}
+                                    Ok(Envelope {
+                                        event: Some(event), ..
+                                    }) => me.do_send(Remote(event)),
+                                    Ok(Envelope { event: None, .. }) => me.do_send(Reconnected),
                                     Err(e) => log::warn!("unreadable event from Redis: {e}"),
                                 }
                             }
@@ -340,7 +381,7 @@ impl Handler<Publish> for EventRegistry {
         if let (Some(outbox), Some(link)) = (&self.outbox, &self.link) {
             let envelope = Envelope {
                 origin: link.node.clone(),
-                event: event.clone(),
+                event: Some(event.clone()),
             };
             if let Ok(payload) = serde_json::to_string(&envelope) {
                 let _ = outbox.send(payload);

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod deploy;
 mod exports;
+mod faults;
 mod health;
 pub mod helpers;
 mod outages;

@@ -1,0 +1,402 @@
+//! Faults that used to lose, strand or corrupt a job (each test here failed on 4fd5004):
+//! a paused attempt resuming after another finished the job, a cancel meeting a retry, a
+//! shutdown or a crash, a delivery whose claim failed, a broker that lost its queue, a
+//! job that makes no progress for longer than its lease, a worker whose clock is wrong,
+//! files the sweeper must and must not delete, and a second SIGTERM.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use roster::domain::job::{JobId, JobStatus};
+use roster::jobs::store::ExportStore;
+use roster::jobs::{Attempt, JobError, JobHandler};
+use roster::models::job::{self, Ending, Job};
+use roster::startup::Hooks;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::both_deployments;
+use crate::helpers::{self, Deployment, Sandbox, TestApp};
+use crate::process::{seed, Roster};
+
+fn id(job: &Value) -> JobId {
+    job["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// roster served without workers: the test plays the worker.
+async fn web_only(deployment: Deployment) -> Option<TestApp> {
+    let sandbox = Sandbox::new(deployment)?;
+    let mut settings = sandbox.settings();
+    settings.redeliver_secs = 1;
+    Some(helpers::start_in(sandbox, settings, Hooks::default(), false).await)
+}
+
+/// Files in a directory, by name.
+fn files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn a_cancel_that_meets_any_other_ending_ends_the_job_cancelled_on_sqlite() {
+    cancel_meets_every_ending(Deployment::Embedded).await;
+}
+
+#[actix_web::test]
+async fn a_cancel_that_meets_any_other_ending_ends_the_job_cancelled_on_postgres() {
+    cancel_meets_every_ending(Deployment::Production).await;
+}
+
+async fn cancel_meets_every_ending(deployment: Deployment) {
+    let Some(web) = web_only(deployment).await else {
+        return;
+    };
+    let endings = [
+        Ending::Retry {
+            error: "disk full".into(),
+            backoff: Duration::ZERO,
+        },
+        Ending::Release,
+        Ending::Failed {
+            error: "bad".into(),
+        },
+        Ending::Succeeded {
+            result: "{}".into(),
+            rows: 0,
+        },
+    ];
+    for ending in endings {
+        let accepted = web.start_export(json!({"min_age": 150})).await;
+        let mut conn = web.pool.get().unwrap();
+        let (running, token) =
+            job::claim(&mut conn, &id(&accepted), "test", Duration::from_secs(30))
+                .unwrap()
+                .expect("claimed by hand before any worker");
+        let cancel = web.cancel(&id(&accepted).to_string()).await;
+        assert_eq!(cancel.status, StatusCode::ACCEPTED);
+        assert!(
+            cancel.json()["seq"].as_i64() > Some(running.seq),
+            "the request is an event of its own"
+        );
+        let ended = job::finish(&mut conn, &token, &ending).unwrap().unwrap();
+        assert_eq!(
+            ended.status,
+            JobStatus::Cancelled,
+            "{ending:?} met a cancel"
+        );
+        assert!(ended.result.is_none() && ended.finished_at.is_some());
+    }
+    // A crash: the lease runs out with the cancel requested.
+    let accepted = web.start_export(json!({"min_age": 150})).await;
+    let mut conn = web.pool.get().unwrap();
+    job::claim(&mut conn, &id(&accepted), "gone", Duration::from_millis(1))
+        .unwrap()
+        .unwrap();
+    web.cancel(&id(&accepted).to_string()).await;
+    actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    let recovered = job::recover_expired(&mut conn).unwrap();
+    let ours = recovered.iter().find(|j| j.id == id(&accepted)).unwrap();
+    assert_eq!(ours.status, JobStatus::Cancelled, "{ours:?}");
+}
+
+#[actix_web::test]
+async fn an_in_process_delivery_that_is_never_acknowledged_is_delivered_again() {
+    // The consumer acknowledges every delivery now, but the broker itself must not be
+    // able to strand a job: a claim that failed on a locked database left it
+    // "handed out" forever.
+    let web = web_only(Deployment::Embedded).await.unwrap();
+    let accepted = web.start_export(json!({"min_age": 150})).await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "delivered {} time(s)",
+            seen.len()
+        );
+        for delivery in web.broker.receive(8).await.unwrap() {
+            if delivery.job_id == Some(id(&accepted)) {
+                seen.push(Instant::now());
+            }
+        }
+    }
+    assert!(
+        seen[1] - seen[0] >= Duration::from_millis(900),
+        "not while the first delivery is in flight"
+    );
+}
+
+#[actix_web::test]
+async fn jobs_a_redis_that_lost_its_queue_forgot_run_once_the_workers_start() {
+    let Some(sandbox) = Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let settings = sandbox.settings();
+    let web = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        accepted.push(
+            web.start_export(json!({"min_age": 30, "max_age": 30}))
+                .await,
+        );
+    }
+    // Redis restarted empty (or a replica without the last writes took over): the stream
+    // and its group are gone, and the workers that start now create them afresh, so
+    // no consumer ever sees NOGROUP.
+    let mut redis = redis::Client::open(helpers::redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("roster:{}:jobs", web.sandbox.queue))
+        .query(&mut redis)
+        .unwrap();
+    let mut settings = web.sandbox.settings();
+    settings.redeliver_secs = 1;
+    let workers = helpers::start_in(web.sandbox.sharing(), settings, Hooks::default(), true).await;
+    for job in &accepted {
+        let id = job["id"].as_str().unwrap();
+        let done = workers
+            .wait_for(id, Duration::from_secs(20), |j| j["status"] == "succeeded")
+            .await;
+        assert_eq!(done["attempts"], 1);
+    }
+}
+
+/// Sleeps longer than several leases without reporting progress, then succeeds.
+struct Silent(Duration);
+
+impl JobHandler for Silent {
+    fn run(&self, _job: &Job, _attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
+        std::thread::sleep(self.0);
+        Ok(json!({"rows": 0}))
+    }
+}
+
+both_deployments!(
+    a_job_that_reports_no_progress_for_several_leases_keeps_its_lease,
+    |app| async move {
+        let other = app.sandbox.sharing();
+        let mut settings = other.settings();
+        settings.lease_secs = 1;
+        let hooks = Hooks {
+            handler: Some(Arc::new(Silent(Duration::from_millis(4_000)))),
+            ..Hooks::default()
+        };
+        let quiet = helpers::start_in(other, settings, hooks, true).await;
+        let job = quiet.start_export(json!({})).await;
+        let done = quiet
+            .wait_for(&id(&job).to_string(), Duration::from_secs(30), |j| {
+                j["status"] == "succeeded"
+            })
+            .await;
+        assert_eq!(done["attempts"], 1, "never taken for dead: {done}");
+    }
+);
+
+/// Where Debian's libfaketime lives, if it is installed.
+fn libfaketime() -> Option<PathBuf> {
+    let found = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| PathBuf::from(format!("/usr/lib/{arch}/faketime/libfaketime.so.1")))
+        .find(|p| p.exists());
+    if found.is_none() && std::env::var("ROSTER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        panic!("libfaketime is required (apt-get install faketime)");
+    }
+    found
+}
+
+#[actix_web::test]
+async fn a_worker_whose_clock_is_a_minute_slow_keeps_its_lease() {
+    let Some(sandbox) = Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let Some(faketime) = libfaketime() else {
+        eprintln!("skipped: libfaketime is not installed");
+        return;
+    };
+    seed(&sandbox, 100_000);
+    let faketime = faketime.display().to_string();
+    let slow_clock = [
+        ("LD_PRELOAD", faketime.as_str()),
+        ("FAKETIME", "-60s"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("ROSTER_EXPORT_BATCH_ROWS", "500"),
+        ("ROSTER_CONCURRENCY", "1"),
+    ];
+    let _worker = Roster::worker(&sandbox, &slow_clock, "slow-clock.log");
+    // This process's sweeper reads leases with the right time.
+    let settings = sandbox.settings();
+    let web = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
+    let job = web.start_export(json!({})).await;
+    let done = web
+        .wait_for(&id(&job).to_string(), Duration::from_secs(60), |j| {
+            matches!(j["status"].as_str(), Some("succeeded" | "failed"))
+        })
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["attempts"], 1,
+        "no live lease taken for expired: {done}"
+    );
+}
+
+#[actix_web::test]
+async fn an_attempt_paused_past_its_lease_cannot_touch_the_finished_export() {
+    let Some(sandbox) = Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    seed(&sandbox, 300_000);
+    let slow = [
+        ("ROSTER_EXPORT_BATCH_ROWS", "1000"),
+        ("ROSTER_CONCURRENCY", "1"),
+    ];
+    let paused = Roster::serve(&sandbox, &slow).await;
+    let job = paused.post("/api/exports", json!({})).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    paused
+        .wait_for(&job_id, |j| j["progress"]["done"].as_i64() > Some(0))
+        .await;
+    unsafe { libc::kill(paused.child.id() as i32, libc::SIGSTOP) };
+    let other = Roster::serve(&sandbox, &slow).await;
+    let done = other
+        .wait_for(&job_id, |j| j["status"] == "succeeded")
+        .await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    unsafe { libc::kill(paused.child.id() as i32, libc::SIGCONT) };
+    // The paused attempt wakes with buffered rows to write; give it time to try.
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+
+    let dir = sandbox.dir.path().join("exports");
+    let result = &done["result"];
+    let file = std::fs::read(dir.join(result["file"].as_str().unwrap())).unwrap();
+    assert_eq!(result["bytes"], file.len());
+    assert_eq!(result["sha256"], hex::encode(Sha256::digest(&file)));
+    let rows: Vec<(i64, String, i32)> = csv::Reader::from_reader(file.as_slice())
+        .deserialize()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 300_000);
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<HashSet<_>>().len(),
+        300_000
+    );
+    let after = other.get(&format!("/api/jobs/{job_id}")).await;
+    assert_eq!(
+        after["seq"], done["seq"],
+        "the paused attempt changed nothing"
+    );
+    assert_eq!(
+        files(&dir),
+        vec![result["file"].as_str().unwrap().to_owned()],
+        "the paused attempt removed its own temporary file and nothing else"
+    );
+    other.stop();
+}
+
+#[actix_web::test]
+async fn the_sweeper_deletes_only_roster_s_files_that_no_attempt_can_own() {
+    let web = web_only(Deployment::Embedded).await.unwrap();
+    let dir = web.settings.export_dir.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = ExportStore::new(dir.clone(), Duration::from_secs(60));
+    let queued = id(&web.start_export(json!({"min_age": 150})).await);
+    let running = id(&web.start_export(json!({"min_age": 150})).await);
+    let mut conn = web.pool.get().unwrap();
+    let (_, token) = job::claim(&mut conn, &running, "node", Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    let tag = token.tag().to_owned();
+    let gone = JobId::new();
+    let keep = [
+        "notes.txt".to_owned(),
+        ".bashrc".to_owned(),
+        format!("{running}.csv"), // an old-style name: not roster's any more
+        format!(".{running}.1.{tag}.csv.part"),
+        format!("{running}.1.{tag}.csv"),
+    ];
+    let drop = [
+        format!(".{queued}.1.deadbeef.csv.part"), // an attempt no checkpoint names
+        format!(".{running}.1.deadbeef.csv.part"), // an earlier attempt's
+        format!(".{gone}.1.deadbeef.csv.part"),   // a job that is gone
+        format!("{gone}.1.deadbeef.jsonl"),
+    ];
+    for name in keep.iter().chain(&drop) {
+        std::fs::write(dir.join(name), "x").unwrap();
+    }
+    let swept = store.sweep(&mut conn, Duration::ZERO).unwrap();
+    assert_eq!(swept.orphans, drop.len());
+    let mut left = files(&dir);
+    left.sort();
+    let mut expected = keep.to_vec();
+    expected.sort();
+    assert_eq!(left, expected);
+
+    // Ended: only a succeeded job's unexpired result stays, and it goes once expired.
+    std::fs::remove_file(dir.join(format!(".{running}.1.{tag}.csv.part"))).unwrap();
+    let finished = store.create_temp(&token, "csv").unwrap();
+    let (name, path) = store.commit(finished).unwrap();
+    let result = |expires_at: chrono::DateTime<chrono::Utc>| Ending::Succeeded {
+        result: json!({"rows": 0, "bytes": 1, "sha256": "", "file": name,
+            "content_type": "text/csv", "expires_at": expires_at})
+        .to_string(),
+        rows: 0,
+    };
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    job::finish(&mut conn, &token, &result(past))
+        .unwrap()
+        .unwrap();
+    let download = web.get(&format!("/api/jobs/{running}/download")).await;
+    assert_eq!(download.status, StatusCode::GONE);
+    let swept = store.sweep(&mut conn, Duration::ZERO).unwrap();
+    assert_eq!(swept.expired, 1);
+    assert!(!path.exists());
+    let left = files(&dir);
+    assert!(
+        left.iter().all(|f| !f.contains(&tag)),
+        "the ended job's files are gone: {left:?}"
+    );
+    assert!(left.contains(&"notes.txt".to_owned()));
+}
+
+#[actix_web::test]
+async fn a_second_sigterm_stops_at_once_and_the_job_runs_again() {
+    let sandbox = Sandbox::new(Deployment::Embedded).unwrap();
+    seed(&sandbox, 300_000);
+    let env = [
+        ("ROSTER_EXPORT_BATCH_ROWS", "50"),
+        ("ROSTER_SHUTDOWN_GRACE_SECS", "120"),
+    ];
+    let mut server = Roster::serve(&sandbox, &env).await;
+    let job = server.post("/api/exports", json!({})).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    server
+        .wait_for(&job_id, |j| j["progress"]["done"].as_i64() > Some(0))
+        .await;
+    server.signal_term();
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        server.wait_exit(Duration::ZERO).is_none(),
+        "still in its grace"
+    );
+    let asked = Instant::now();
+    server.signal_term();
+    server
+        .wait_exit(Duration::from_secs(3))
+        .expect("the second SIGTERM stops it at once");
+    assert!(asked.elapsed() < Duration::from_secs(3));
+
+    let restarted = Roster::serve(&sandbox, &[]).await;
+    let done = restarted
+        .wait_for(&job_id, |j| j["status"] == "succeeded")
+        .await;
+    assert_eq!(done["result"]["rows"], 300_000);
+    restarted.stop();
+}
