@@ -1,16 +1,21 @@
 //! Dependencies going away and coming back, for real: a private Redis server is stopped
-//! and started again under a running roster.
+//! and started again under a running roster (and, here, under two of them).
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use roster::config::BrokerUrl;
+use roster::jobs::{Attempt, JobError, JobHandler};
+use roster::models::job::Job;
 use roster::startup::Hooks;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{self, Deployment, Sandbox};
 use crate::process::free_port;
+use crate::websocket::WsClient;
 
 /// A Redis server of the test's own, with no persistence: a restart loses everything.
 struct PrivateRedis {
@@ -97,4 +102,56 @@ async fn redis_going_away_makes_readyz_503_and_nothing_accepted_meanwhile_is_los
         done["status"], "succeeded",
         "the consumer reconnected: {done}"
     );
+}
+
+/// Holds every job until the test opens the gate, reporting nothing meanwhile.
+struct Gate(Arc<AtomicBool>);
+
+impl JobHandler for Gate {
+    fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
+        while !self.0.load(Ordering::SeqCst) {
+            attempt.check()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(json!({"rows": 0}))
+    }
+}
+
+#[actix_web::test]
+async fn the_first_event_after_a_redis_restart_reaches_the_other_processes() {
+    let Some(mut sandbox) = Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let redis = PrivateRedis::start();
+    sandbox.broker_url = Some(BrokerUrl::parse(&redis.url()).unwrap());
+    let mut redis = redis;
+    let web_sandbox = sandbox.sharing();
+    let gate = Arc::new(AtomicBool::new(false));
+    let hooks = Hooks {
+        handler: Some(Arc::new(Gate(gate.clone()))),
+        ..Hooks::default()
+    };
+    let settings = sandbox.settings();
+    let worker = helpers::start_in(sandbox, settings, hooks, true).await;
+    let settings = web_sandbox.settings();
+    let web = helpers::start_in(web_sandbox, settings, Hooks::default(), false).await;
+    let job = web.start_export(json!({})).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    worker
+        .wait_for(&id, Duration::from_secs(20), |j| j["status"] == "running")
+        .await;
+    let mut watcher = WsClient::connect(&web.address, &format!("/ws/jobs/{id}")).await;
+    let snapshot = watcher.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(snapshot["job"]["status"], "running");
+
+    // Redis restarts while the job runs silently: every connection to it is dead, and
+    // the web process resubscribes (and resyncs its sessions) before the job ends.
+    redis.stop();
+    redis.restart();
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    gate.store(true, Ordering::SeqCst);
+    // The ending is the first event the worker's process publishes after the restart.
+    let frames = watcher.until_ended(&id).await;
+    let last = frames.last().unwrap();
+    assert_eq!(last["status"], "succeeded", "{frames:?}");
 }
