@@ -50,10 +50,13 @@ impl WsClient {
             .unwrap();
     }
 
-    /// The next JSON frame; `None` once the server closed the connection.
+    /// The next JSON frame; `None` once the server closed the connection. Panics after
+    /// `limit`, pings included: a server that only pings must not hold a test forever.
     pub async fn next(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = std::time::Instant::now() + limit;
         loop {
-            let frame = actix_web::rt::time::timeout(limit, self.framed.next())
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let frame = actix_web::rt::time::timeout(left, self.framed.next())
                 .await
                 .expect("a frame in time");
             match frame {
