@@ -637,7 +637,8 @@
     download.hidden = !(status === 'succeeded' && result && !expired);
     if (!download.hidden) {
       download.href = `/api/jobs/${encodeURIComponent(job.id)}/download`;
-      download.setAttribute('download', result.file || '');
+      // The server names the download (Content-Disposition); result.file is internal.
+      download.setAttribute('download', '');
       download.setAttribute('aria-label', `Download ${name} ${shortId}`);
     } else {
       download.removeAttribute('href');
@@ -673,6 +674,7 @@
         const rows = result.rows != null ? result.rows : done;
         const parts = [`${n(rows)} rows`];
         if (result.bytes != null) parts.push(formatBytes(result.bytes));
+        if (result.resumed_rows > 0) parts.push(`resumed after ${n(result.resumed_rows)}`);
         const took = seconds(job.started_at, job.finished_at);
         if (Number.isFinite(took)) {
           parts.push(`in ${formatDuration(took)}`);
