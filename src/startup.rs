@@ -315,7 +315,6 @@ impl Application {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         wait_for_signal().await;
-        stop_at_once_on_second_signal();
         let _ = self
             .services
             .events
@@ -340,23 +339,23 @@ impl Application {
     }
 }
 
-/// After the first signal began a graceful shutdown, a second one ends the process at
-/// once: jobs still running are recovered from their leases, as after a crash.
-pub fn stop_at_once_on_second_signal() {
-    actix_web::rt::spawn(async {
-        wait_for_signal().await;
-        log::warn!("second signal: stopping now, without waiting for running jobs");
-        std::process::exit(130);
-    });
-}
-
-/// Resolves on the first SIGINT or SIGTERM.
+/// Resolves on the first SIGINT or SIGTERM, which begins a graceful shutdown. From then
+/// on a second one ends the process at once, from the signal handler itself: nothing on
+/// the runtime has to run for it, and nothing can miss it. Jobs still running are then
+/// recovered from their leases, as after a crash.
 pub async fn wait_for_signal() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     use tokio::signal::unix::{signal, SignalKind};
+    let second_stops_at_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for (sig, status) in [(SIGINT, 130), (SIGTERM, 143)] {
+        signal_hook::flag::register_conditional_shutdown(sig, status, second_stops_at_once.clone())
+            .expect("signal handler");
+    }
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM received"),
-        _ = int.recv() => log::info!("SIGINT received"),
+        _ = term.recv() => log::info!("SIGTERM received; a second one stops at once"),
+        _ = int.recv() => log::info!("SIGINT received; a second one stops at once"),
     }
+    second_stops_at_once.store(true, std::sync::atomic::Ordering::SeqCst);
 }

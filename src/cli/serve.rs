@@ -3,9 +3,7 @@
 use clap::Args;
 
 use crate::config::Settings;
-use crate::startup::{
-    stop_at_once_on_second_signal, wait_for_signal, Application, Hooks, Services,
-};
+use crate::startup::{wait_for_signal, Application, Hooks, Services};
 
 #[derive(Debug, Default, Args)]
 pub struct Opts {
@@ -27,7 +25,6 @@ pub fn run_worker(settings: Settings) -> anyhow::Result<i32> {
         let services = Services::start(settings, Hooks::default(), true).await?;
         log::info!("worker {} ready", services.node);
         wait_for_signal().await;
-        stop_at_once_on_second_signal();
         services.shutdown().await;
         Ok(0)
     })

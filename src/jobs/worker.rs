@@ -1,7 +1,10 @@
 //! The ExportWorker pool: a SyncArbiter of blocking workers. A worker claims the job it is
-//! given (a conditional update under a lease), runs it with a heartbeat that records
-//! progress, renews the lease and notices cancellation, time limit and shutdown, then
-//! records how the attempt ended. A panic in a job is caught and fails that attempt.
+//! given (a conditional update that takes a lease and hands the attempt its fencing
+//! token), runs it while a keeper thread renews the lease on a timer, records progress
+//! and checkpoints as it goes (each write fenced, each one an event), notices
+//! cancellation, a lost lease, the time limit and shutdown, then records how the attempt
+//! ended. A panic in a job is caught and fails that attempt; the files an attempt made
+//! stay only if its success is recorded.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
