@@ -67,6 +67,23 @@ impl ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        // The database going away (a restart, a failover, a lock held past the timeout)
+        // is a dependency down, not a bug: 503, so that clients and balancers retry.
+        let gone = match &e {
+            Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => true,
+            Error::DatabaseError(_, info) => {
+                let message = info.message();
+                message.starts_with("terminating connection")
+                    || message.contains("the database system is")
+                    || message.starts_with("database is locked")
+            }
+            _ => false,
+        };
+        if gone {
+            log::warn!("database unavailable: {e}");
+            return ApiError::Unavailable("the database");
+        }
         ApiError::Internal(anyhow::Error::new(e).context("database query"))
     }
 }
@@ -144,6 +161,34 @@ impl ResponseError for ApiError {
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+
+    #[test]
+    fn a_database_that_went_away_is_unavailable_not_an_internal_error() {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let gone = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_owned()));
+        for e in [
+            gone(
+                Kind::ClosedConnection,
+                "server closed the connection unexpectedly",
+            ),
+            gone(Kind::UnableToSendCommand, "no connection to the server"),
+            gone(
+                Kind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            gone(Kind::Unknown, "database is locked"),
+        ] {
+            assert_eq!(
+                ApiError::from(e).status_code(),
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+        let bug = gone(Kind::Unknown, "syntax error at or near \"FORM\"");
+        assert_eq!(
+            ApiError::from(bug).status_code(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 
     #[actix_web::test]
     async fn internal_errors_do_not_leak_their_cause() {
