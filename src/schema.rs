@@ -1,6 +1,19 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    job_attempts (job_id, worker) {
+        job_id -> Text,
+        worker -> Text,
+        number -> Int4,
+        started_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        error -> Nullable<Text>,
+        resumed_from -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
     jobs (id) {
         id -> Text,
         kind -> Text,
@@ -35,4 +48,6 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(jobs, students,);
+diesel::joinable!(job_attempts -> jobs (job_id));
+
+diesel::allow_tables_to_appear_in_same_query!(job_attempts, jobs, students,);

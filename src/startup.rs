@@ -231,6 +231,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/jobs/{id}").route(web::get().to(routes::jobs::get)))
             .service(web::resource("/jobs/{id}/cancel").route(web::post().to(routes::jobs::cancel)))
             .service(
+                web::resource("/jobs/{id}/attempts").route(web::get().to(routes::jobs::attempts)),
+            )
+            .service(
                 web::resource("/jobs/{id}/download").route(web::get().to(routes::jobs::download)),
             ),
     )

@@ -17,6 +17,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::attempt::{self, Outcome};
 use super::clock;
 use crate::db::DbConnection;
 use crate::domain::job::{ExportParams, JobId, JobKind, JobStatus};
@@ -433,36 +434,45 @@ pub fn claim(
 ) -> QueryResult<Option<(Job, AttemptToken)>> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let owner = format!("{node}/{tag}");
-    let (now, started, until) = (
-        clock::now(conn),
-        clock::now_nullable(conn),
-        clock::after_nullable(conn, lease),
-    );
-    let claimed = transition!(
-        conn,
-        JobStatus::Running,
-        BoolExpressionMethods::and(
-            jobs::id
-                .eq(id.to_string())
-                .and(jobs::cancel_requested.eq(false)),
-            jobs::run_after.le(now)
-        ),
-        (
-            jobs::lease_owner.eq(&owner),
-            jobs::lease_expires_at.eq(until),
-            jobs::attempts.eq(jobs::attempts + 1),
-            jobs::started_at.eq(started),
-            jobs::published_at.eq(None::<NaiveDateTime>),
-        )
-    )?;
-    Ok(claimed.into_iter().next().map(|job| {
+    conn.transaction(|conn| {
+        let (now, started, until) = (
+            clock::now(conn),
+            clock::now_nullable(conn),
+            clock::after_nullable(conn, lease),
+        );
+        let claimed = transition!(
+            conn,
+            JobStatus::Running,
+            BoolExpressionMethods::and(
+                jobs::id
+                    .eq(id.to_string())
+                    .and(jobs::cancel_requested.eq(false)),
+                jobs::run_after.le(now)
+            ),
+            (
+                jobs::lease_owner.eq(&owner),
+                jobs::lease_expires_at.eq(until),
+                jobs::attempts.eq(jobs::attempts + 1),
+                jobs::started_at.eq(started),
+                jobs::published_at.eq(None::<NaiveDateTime>),
+            )
+        )?;
+        let Some(job) = claimed.into_iter().next() else {
+            return Ok(None);
+        };
         let token = AttemptToken {
             job: job.id,
             number: job.attempts,
             owner: owner.clone(),
         };
-        (job, token)
-    }))
+        let resumed_from = job
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.get("rows"))
+            .and_then(serde_json::Value::as_i64);
+        attempt::begin(conn, &token, resumed_from)?;
+        Ok(Some((job, token)))
+    })
 }
 
 /// What an attempt records as it goes.
@@ -550,6 +560,28 @@ pub fn finish(
     ending: &Ending,
 ) -> QueryResult<Option<Job>> {
     debug_assert!(JobStatus::Running.can_become(ending.status()));
+    conn.transaction(|conn| {
+        let ended = end_attempt(conn, token, ending)?;
+        if let Some(job) = &ended {
+            let (outcome, error) = match ending {
+                _ if job.status == JobStatus::Cancelled => (Outcome::Cancelled, None),
+                Ending::Succeeded { .. } => (Outcome::Succeeded, None),
+                Ending::Failed { error } => (Outcome::Failed, Some(error.as_str())),
+                Ending::Retry { error, .. } => (Outcome::Retry, Some(error.as_str())),
+                Ending::Release => (Outcome::Released, None),
+                Ending::Cancelled => (Outcome::Cancelled, None),
+            };
+            attempt::end(conn, &token.job, &token.owner, outcome, error)?;
+        }
+        Ok(ended)
+    })
+}
+
+fn end_attempt(
+    conn: &mut DbConnection,
+    token: &AttemptToken,
+    ending: &Ending,
+) -> QueryResult<Option<Job>> {
     let ended = match ending {
         Ending::Cancelled => vec![],
         _ => end_unless_cancelled(conn, token, ending)?,
@@ -705,6 +737,13 @@ pub fn request_cancel(conn: &mut DbConnection, id: &JobId) -> QueryResult<Cancel
 /// stalled): cancelled when a cancel was requested, failed when they have no attempt
 /// left, else back to the queue with their checkpoint kept for the next attempt.
 pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
+    conn.transaction(|conn| {
+        attempt::end_expired(conn)?;
+        recover_expired_jobs(conn)
+    })
+}
+
+fn recover_expired_jobs(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
     let expired = || {
         jobs::status
             .eq(JobStatus::Running.as_str())

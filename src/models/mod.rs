@@ -1,5 +1,6 @@
 //! The tables, one module each: row types and the queries on them.
 
+pub mod attempt;
 pub mod clock;
 pub mod job;
 pub mod student;

@@ -13,6 +13,7 @@ use super::with_conn;
 use crate::domain::job::{ExportFormat, ExportParams, ExportResult, JobId, JobKind, JobStatus};
 use crate::error::ApiError;
 use crate::jobs::store::ExportStore;
+use crate::models::attempt;
 use crate::models::job::{self, CancelOutcome, Job};
 use crate::startup::AppState;
 
@@ -164,6 +165,23 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let found = load(&state, job_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(found.view()))
+}
+
+/// `GET /api/jobs/{id}/attempts`: each attempt, first first.
+pub async fn attempts(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job_id(&path)?;
+    let found = with_conn(&state, move |conn| {
+        Ok(match job::find(conn, &id)? {
+            Some(_) => Some(attempt::for_job(conn, &id)?),
+            None => None,
+        })
+    })
+    .await?;
+    let items = found.ok_or(ApiError::NotFound("job"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
 }
 
 pub async fn cancel(

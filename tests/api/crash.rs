@@ -60,6 +60,15 @@ async fn crash_mid_export_then_recover(deployment: Deployment) {
         done["attempts"], 2,
         "ran again after its lease expired: {done}"
     );
+    let history = second.get(&format!("/api/jobs/{big_id}/attempts")).await;
+    let history = history["items"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        history[0]["outcome"], "lost",
+        "the killed attempt: {history:?}"
+    );
+    assert_eq!(history[1]["outcome"], "succeeded");
+    assert_eq!(history[1]["resumed_from"], done["result"]["resumed_rows"]);
     let resumed = done["result"]["resumed_rows"].as_i64().unwrap();
     assert!(
         resumed >= running["progress"]["done"].as_i64().unwrap() && resumed < 150_000,

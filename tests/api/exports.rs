@@ -388,6 +388,18 @@ async fn a_panicking_job_fails_that_attempt_only_and_the_pool_keeps_its_size() {
             let done = app.wait_until_ended(id(job)).await;
             assert_eq!(done["status"], "succeeded", "{deployment:?}: {done}");
             assert_eq!(done["attempts"], 2);
+            let history = app
+                .get(&format!("/api/jobs/{}/attempts", id(job)))
+                .await
+                .json();
+            let history = history["items"].as_array().unwrap();
+            let outcomes: Vec<_> = history.iter().map(|a| &a["outcome"]).collect();
+            assert_eq!(outcomes, ["retry", "succeeded"], "{history:?}");
+            assert!(history[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("injected panic")));
+            assert!(history.iter().all(|a| !a["ended_at"].is_null()));
+            assert_ne!(history[0]["worker"], history[1]["worker"]);
         }
     }
 }

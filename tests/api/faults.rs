@@ -13,6 +13,7 @@ use actix_web::http::StatusCode;
 use roster::domain::job::{JobId, JobStatus};
 use roster::jobs::store::ExportStore;
 use roster::jobs::{Attempt, JobError, JobHandler};
+use roster::models::attempt;
 use roster::models::job::{self, Ending, Job};
 use roster::startup::Hooks;
 use serde_json::{json, Value};
@@ -91,6 +92,9 @@ async fn cancel_meets_every_ending(deployment: Deployment) {
             "{ending:?} met a cancel"
         );
         assert!(ended.result.is_none() && ended.finished_at.is_some());
+        let history = attempt::for_job(&mut conn, &ended.id).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].outcome.as_deref(), Some("cancelled"));
     }
     // A crash: the lease runs out with the cancel requested.
     let accepted = web.start_export(json!({"min_age": 150})).await;

@@ -1,0 +1,148 @@
+//! The `job_attempts` table: one row per attempt of a job. Rows are written only by the
+//! job's fenced transitions (in `models::job`), in the same transaction, so the history
+//! cannot disagree with the job.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::clock;
+use super::job::AttemptToken;
+use crate::db::DbConnection;
+use crate::domain::job::JobId;
+use crate::schema::{job_attempts, jobs};
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Failed, to be tried again.
+    Retry,
+    /// Handed back at shutdown, without using up an attempt.
+    Released,
+    /// Its lease expired: the worker died, stalled or was cut off.
+    Lost,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Retry => "retry",
+            Outcome::Released => "released",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
+/// One attempt, as `GET /api/jobs/{id}/attempts` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct AttemptView {
+    pub number: i32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub resumed_from: Option<i64>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = job_attempts)]
+struct AttemptRow {
+    number: i32,
+    worker: String,
+    started_at: NaiveDateTime,
+    ended_at: Option<NaiveDateTime>,
+    outcome: Option<String>,
+    error: Option<String>,
+    resumed_from: Option<i64>,
+}
+
+/// Records that the attempt `token` started (with the claim that started it).
+pub(super) fn begin(
+    conn: &mut DbConnection,
+    token: &AttemptToken,
+    resumed_from: Option<i64>,
+) -> QueryResult<()> {
+    let now = clock::now(conn);
+    diesel::insert_into(job_attempts::table)
+        .values((
+            job_attempts::job_id.eq(token.job.to_string()),
+            job_attempts::worker.eq(&token.owner),
+            job_attempts::number.eq(token.number),
+            job_attempts::started_at.eq(now),
+            job_attempts::resumed_from.eq(resumed_from),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Records how the attempt of `worker` ended (with the transition that ended it).
+pub(super) fn end(
+    conn: &mut DbConnection,
+    job: &JobId,
+    worker: &str,
+    outcome: Outcome,
+    error: Option<&str>,
+) -> QueryResult<()> {
+    let now = clock::now_nullable(conn);
+    diesel::update(
+        job_attempts::table
+            .filter(job_attempts::job_id.eq(job.to_string()))
+            .filter(job_attempts::worker.eq(worker)),
+    )
+    .set((
+        job_attempts::ended_at.eq(now),
+        job_attempts::outcome.eq(outcome.as_str()),
+        job_attempts::error.eq(error),
+    ))
+    .execute(conn)
+    .map(drop)
+}
+
+/// Records as lost the attempts whose lease ran out (before the jobs are recovered).
+pub(super) fn end_expired(conn: &mut DbConnection) -> QueryResult<()> {
+    let (now, ended) = (clock::now_nullable(conn), clock::now_nullable(conn));
+    let expired = jobs::table
+        .filter(jobs::status.eq("running"))
+        .filter(jobs::lease_expires_at.lt(now))
+        .select(jobs::lease_owner);
+    diesel::update(
+        job_attempts::table
+            .filter(job_attempts::ended_at.is_null())
+            .filter(job_attempts::worker.nullable().eq_any(expired)),
+    )
+    .set((
+        job_attempts::ended_at.eq(ended),
+        job_attempts::outcome.eq(Outcome::Lost.as_str()),
+        job_attempts::error.eq("the worker running it was lost (lease expired)"),
+    ))
+    .execute(conn)
+    .map(drop)
+}
+
+/// A job's attempts, first first.
+pub fn for_job(conn: &mut DbConnection, job: &JobId) -> QueryResult<Vec<AttemptView>> {
+    let rows = job_attempts::table
+        .filter(job_attempts::job_id.eq(job.to_string()))
+        .order((job_attempts::started_at, job_attempts::number))
+        .select(AttemptRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AttemptView {
+            number: r.number,
+            worker: r.worker,
+            started_at: r.started_at.and_utc(),
+            ended_at: r.ended_at.map(|t| t.and_utc()),
+            outcome: r.outcome,
+            error: r.error,
+            resumed_from: r.resumed_from,
+        })
+        .collect())
+}
