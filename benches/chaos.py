@@ -1,0 +1,1349 @@
+#!/usr/bin/env python3
+"""Chaos harness for roster: the production shape under random faults, then every promise checked.
+
+It starts a private PostgreSQL cluster and Redis in a temporary directory, one
+`roster serve --no-workers` and three `roster worker` processes (2 workers each) on them,
+submits export jobs in bursts (about 15 % of them cancelled at some moment: at once, while
+running, or later), follows every job over WebSocket (plus one `/ws` dashboard subscribed
+to "*"), and meanwhile injects faults at random intervals, sometimes two at once (every
+kind at least once when there are as many faults as kinds):
+
+  kill_worker    kill -9 a worker (one running jobs, if any), restart it 0-3 s later
+  pause_worker   SIGSTOP a worker for lease+2..lease+6 s, then SIGCONT
+  term_worker    SIGTERM a worker (sometimes a second one 0.5 s later), restart it
+  redis_restart  kill -9 Redis (once jobs wait in its stream, if within 10 s), restart
+                 it with its append-only file
+  redis_wipe     the same, restarting it empty
+  pg_restart     pg_ctl restart -m fast (sometimes -m immediate)
+  lock_jobs      LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE for 12 s
+  pool_exhaust   80 concurrent slow student searches for 10 s
+  cancel_kill    cancel a running job and kill -9 its worker at the same moment
+                 (submitting an export for it when no job runs)
+  kill_serve     kill -9 the web process, restart it 0-2 s later
+
+A roster process that exits by itself (say, refused to start while Redis was down) is
+restarted and reported. Exports read ROSTER_EXPORT_BATCH_ROWS = students / 20,000 rows a
+batch, so that one lasts a couple of seconds and faults meet running jobs.
+
+Then it restarts anything down, waits for every accepted job to end (120 s + lease), lets
+the sweeper settle for 15 s, and counts:
+
+  lost                accepted (202) and not ended
+  double completions  `job ID succeeded` logged more than once, or two files for one job
+  corrupt files       a succeeded job's file missing, or not matching its result (size,
+                      sha256, rows), unparsable, out of (age, id) order, duplicate ids,
+                      ages outside the job's range, a row count other than the database's,
+                      written after its job ended (a rewrite, even of equal bytes), or a
+                      download whose sha256 differs
+  leftover files      hidden or *.part files, or files no succeeded job's result names
+  wrong endings       a job whose cancel got 202 but did not end `cancelled`; a job never
+                      cancelled that did not end `succeeded`
+  missed endings      a subscriber whose last known status is not the job's final one
+                      (the dashboard: of the jobs that ended while it was connected)
+  seq backwards       a frame whose seq is lower than an earlier one on the same connection
+  slow stops          a worker still running 3 s after a second SIGTERM, or
+                      grace + 15 s after one
+
+It also prints the time from each kill -9 / SIGSTOP of a worker to each job it held running
+again under another lease or ended (p50, p99, max; goal p99 <= lease + 5 s; informational).
+Exit status 0 only when every count is 0.
+
+Run it (as root: PostgreSQL runs as `postgres` through runuser; needs PostgreSQL 15's
+initdb and pg_ctl, psql, redis-server, and `pip install websockets`):
+
+    python3 benches/chaos.py --roster target/release/roster           # about 10 minutes
+    python3 benches/chaos.py --roster target/release/roster --quick   # under 4 minutes (CI)
+
+Options: --jobs N (200; --quick 30), --faults M (100; --quick 15), --seed S,
+--students K (200000; --quick 50000), --report FILE (append a Markdown section),
+--keep (keep the temporary directory with every process's log).
+"""
+
+import argparse
+import asyncio
+import atexit
+import collections
+import concurrent.futures
+import contextlib
+import csv
+import dataclasses
+import datetime
+import hashlib
+import http.client
+import io
+import json
+import multiprocessing
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import WebSocketException
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+WORKERS = 3
+LEASE_SECS = 3
+GRACE_SECS = 5
+SETTINGS = {
+    "ROSTER_CONCURRENCY": "2",
+    "ROSTER_LEASE_SECS": str(LEASE_SECS),
+    "ROSTER_REDELIVER_SECS": "3",
+    "ROSTER_MAX_ATTEMPTS": "25",
+    "ROSTER_SHUTDOWN_GRACE_SECS": str(GRACE_SECS),
+    "RUST_LOG": "info",
+}
+# Rows per keyset batch: one per 20,000 students, so that an export of every student
+# takes 1.5-2 s alone on a 2-core machine (at 2,000 rows a batch it takes 0.2 s, and
+# faults almost never meet a running job).
+STUDENTS_PER_BATCH_ROW = 20_000
+TERMINAL = {"succeeded", "failed", "cancelled"}
+POLL_SECS = 0.1
+END_TIMEOUT_SECS = 120 + LEASE_SECS
+SETTLE_SECS = 15
+SECOND_TERM_LIMIT_SECS = 3
+FIRST_TERM_LIMIT_SECS = GRACE_SECS + 15
+CANCEL_SHARE = 0.15
+MAX_FOLLOWERS = 256
+# psql sessions of the harness itself never wait long on roster's locks.
+HARNESS_PGOPTIONS = "-c lock_timeout=1000 -c statement_timeout=4000"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+SUCCEEDED_LINE = re.compile(rf"job ({UUID}) succeeded")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A finished export's file is written before its job's ending is recorded; a write after
+# it (by an attempt that lost its lease) is a rewrite even when the bytes come out equal.
+MTIME_SLACK_SECS = 0.5
+
+# fault kind -> weight when drawing beyond one of each
+FAULTS = {
+    "kill_worker": 3,
+    "pause_worker": 2,
+    "term_worker": 2,
+    "redis_restart": 1,
+    "redis_wipe": 1,
+    "pg_restart": 1,
+    "lock_jobs": 1,
+    "pool_exhaust": 1,
+    "cancel_kill": 2,
+    "kill_serve": 1,
+}
+CHECKS = [
+    "lost",
+    "double completions",
+    "corrupt files",
+    "leftover files",
+    "wrong endings",
+    "missed endings",
+    "seq backwards",
+    "slow stops",
+]
+
+T0 = time.monotonic()
+
+
+def say(message):
+    print(f"[{time.monotonic() - T0:7.1f}s] {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def owner_pid(owner):
+    """The pid in a lease owner `{hostname}-{pid}-{tag}/{tag}`."""
+    parts = (owner or "").rsplit("/", 1)[0].rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+async def run(argv, timeout=60, env=None):
+    """Runs a command; returns (exit status or None on timeout, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, "", "timed out"
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+class Proc:
+    """A child in its own process group, its output appended to a log file.
+
+    `wanted` says whether the supervisor should keep it running."""
+
+    def __init__(self, name, argv, log, env=None):
+        self.name, self.argv, self.log, self.env = name, argv, log, env
+        self.popen = None
+        self.wanted = False
+        self.started_at = 0.0
+
+    def start(self):
+        with open(self.log, "ab") as out:
+            banner = f"\n=== chaos: starting {self.name} at {datetime.datetime.now()} ===\n"
+            out.write(banner.encode())
+            out.flush()
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        self.wanted = True
+        self.started_at = time.monotonic()
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    @property
+    def running(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def send(self, sig):
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+
+    async def wait_exit(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.running:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def kill(self):
+        self.wanted = False
+        self.send(signal.SIGKILL)
+        await self.wait_exit(10)
+
+    def stop_now(self):
+        self.wanted = False
+        self.send(signal.SIGKILL)
+        if self.popen:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(5)
+
+
+class Postgres:
+    """A private cluster owned by `postgres`, reached over TCP with trust auth."""
+
+    def __init__(self, root, port):
+        self.dir = root / "pg"
+        self.data = self.dir / "data"
+        self.port = port
+        self.options = (
+            f"-p {port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=300"
+        )
+        self.url = f"postgres://postgres@127.0.0.1:{port}/chaos"
+
+    def _as_postgres(self, program, *args):
+        return ["runuser", "-u", "postgres", "--", str(PG_BIN / program), *args]
+
+    def _pg_ctl(self, *args):
+        return self._as_postgres(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "postgres.log"),
+            "-o", self.options, "-w", "-t", "60", *args,
+        )
+
+    def create(self):
+        self.dir.mkdir()
+        shutil.chown(self.dir, "postgres", "postgres")
+        subprocess.run(
+            self._as_postgres("initdb", "-D", str(self.data), "-U", "postgres",
+                              "--auth=trust", "-E", "UTF8", "--no-sync"),
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(self._pg_ctl("start"), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["psql", self.url.rsplit("/", 1)[0] + "/postgres", "-qXc", "CREATE DATABASE chaos"],
+            check=True,
+        )
+
+    async def restart(self, mode):
+        status, _, err = await run(self._pg_ctl("-m", mode, "restart"), timeout=90)
+        if status != 0:
+            say(f"pg_ctl restart failed ({err.strip()}); starting it")
+            await self.ensure_up()
+
+    async def ensure_up(self):
+        status, _, _ = await run(self._as_postgres("pg_ctl", "-D", str(self.data), "status"))
+        if status != 0:
+            await run(self._pg_ctl("start"), timeout=90)
+
+    async def sql(self, query, options=HARNESS_PGOPTIONS, timeout=10):
+        """Rows of a query as lists of strings, or None when it failed."""
+        env = {**os.environ, "PGOPTIONS": options}
+        status, out, _ = await run(
+            ["psql", self.url, "-AtXq", "-F", "\t", "-c", query], timeout=timeout, env=env
+        )
+        if status != 0:
+            return None
+        return [line.split("\t") for line in out.splitlines()]
+
+    def sql_now(self, query):
+        out = subprocess.run(["psql", self.url, "-AtXq", "-F", "\t", "-c", query],
+                             check=True, capture_output=True, text=True).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    def stop(self):
+        if self.data.exists():
+            subprocess.run(self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "immediate",
+                                             "-w", "stop"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Redis:
+    """A private redis-server with an append-only file; `fresh` starts it on an empty dir."""
+
+    def __init__(self, root, port, logs):
+        self.root, self.port = root, port
+        self.generation = 0
+        self.proc = None
+        self.log = logs / "redis.log"
+        self.url = f"redis://127.0.0.1:{port}"
+
+    def start(self, fresh=False):
+        self.generation += fresh
+        data = self.root / f"redis-{self.generation}"
+        data.mkdir(exist_ok=True)
+        self.proc = Proc("redis", [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--daemonize", "no",
+        ], self.log)
+        self.proc.start()
+
+    def wait_ready(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return
+            time.sleep(0.1)
+        raise RuntimeError("redis did not start")
+
+
+class Stack:
+    """PostgreSQL, Redis, the roster processes and the temporary directory; torn down once."""
+
+    def __init__(self, roster, keep, students):
+        self.roster, self.keep = roster, keep
+        self.batch_rows = max(1, students // STUDENTS_PER_BATCH_ROW)
+        self.root = Path(tempfile.mkdtemp(prefix="roster-chaos-"))
+        self.root.chmod(0o755)  # postgres must reach its data dir inside
+        self.logs = self.root / "logs"
+        self.exports = self.root / "exports"
+        self.logs.mkdir()
+        self.exports.mkdir()
+        self.pg = Postgres(self.root, free_port())
+        self.redis = Redis(self.root, free_port(), self.logs)
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            **SETTINGS,
+            "DATABASE_URL": self.pg.url,
+            "BROKER_URL": self.redis.url,
+            "ROSTER_EXPORT_DIR": str(self.exports),
+            "ROSTER_BIND": f"127.0.0.1:{self.port}",
+            "ROSTER_EXPORT_BATCH_ROWS": str(self.batch_rows),
+        }
+        self.serve = Proc("serve", [roster, "serve", "--no-workers"],
+                          self.logs / "serve.log", self.env)
+        self.workers = [Proc(f"worker-{i}", [roster, "worker"], self.logs / f"worker-{i}.log",
+                             self.env) for i in range(1, WORKERS + 1)]
+        self.unexpected_exits = []
+        self._torn_down = False
+
+    @property
+    def rosters(self):
+        return [self.serve, *self.workers]
+
+    def roster_cli(self, *args):
+        subprocess.run([self.roster, *args], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def setup(self, students):
+        say(f"temporary directory {self.root}")
+        self.pg.create()
+        self.redis.start()
+        self.redis.wait_ready()
+        self.roster_cli("migrate")
+        started = time.monotonic()
+        self.roster_cli("seed", "--students", str(students))
+        say(f"seeded {students} students in {time.monotonic() - started:.1f}s")
+        for proc in self.rosters:
+            proc.start()
+        self.wait_ready()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("roster serve did not become ready; see " + str(self.logs))
+
+    async def supervise(self):
+        """Restarts roster processes that exited while wanted (their own crash or a
+        start-up refused while PostgreSQL or Redis was down)."""
+        while True:
+            for proc in self.rosters:
+                if proc.wanted and not proc.running:
+                    code = proc.popen.returncode
+                    uptime = time.monotonic() - proc.started_at
+                    self.unexpected_exits.append((proc.name, code, uptime))
+                    say(f"{proc.name} exited by itself (status {code}, after {uptime:.1f}s); "
+                        "restarting")
+                    proc.start()
+            await asyncio.sleep(1)
+
+    async def restore(self):
+        """Brings back whatever a fault left down."""
+        await self.pg.ensure_up()
+        if not self.redis.proc.running:
+            self.redis.start()
+        for proc in self.rosters:
+            proc.send(signal.SIGCONT)
+            if not proc.running:
+                proc.start()
+
+    def teardown(self):
+        if self._torn_down:
+            return
+        self._torn_down = True
+        for proc in self.rosters:
+            proc.stop_now()
+        if self.redis.proc:
+            self.redis.proc.stop_now()
+        self.pg.stop()
+        if self.keep:
+            print(f"kept {self.root} (logs in {self.logs})")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int | None  # None: no answer
+    body: bytes = b""
+    refused: bool = False  # the request certainly never arrived
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class Api:
+    """Blocking http.client calls on a thread pool of their own."""
+
+    def __init__(self, port):
+        self.port = port
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=160)
+
+    def _call(self, method, path, body, timeout):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers, data = {}, None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        try:
+            conn.request(method, path, data, headers)
+            response = conn.getresponse()
+            return Reply(response.status, response.read())
+        except ConnectionRefusedError:
+            return Reply(None, refused=True)
+        except (OSError, http.client.HTTPException):
+            return Reply(None)
+        finally:
+            conn.close()
+
+    def _sha256(self, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            digest = hashlib.sha256()
+            while chunk := response.read(1 << 16):
+                digest.update(chunk)
+            return response.status, digest.hexdigest()
+        except (OSError, http.client.HTTPException) as e:
+            return None, str(e)
+        finally:
+            conn.close()
+
+    async def call(self, method, path, body=None, timeout=30):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self._call, method, path, body, timeout)
+
+    async def download_sha256(self, path):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self._sha256, path)
+
+
+# ----------------------------------------------------------------------------- WebSocket
+
+
+class Watch:
+    """What one subscriber knows: each job's status with the highest seq seen, any seq
+    lower than an earlier one on the same connection, and the error frames it got."""
+
+    def __init__(self):
+        self.known = {}  # job id -> (seq, status)
+        self.backwards = []  # (job id, earlier seq, later seq)
+        self.errors = []  # the codes of {"type": "error"} frames
+        self.connections = 0
+        self.frames = 0
+        self._connection = {}
+
+    def new_connection(self):
+        self.connections += 1
+        self._connection = {}
+
+    def frame(self, raw):
+        self.frames += 1
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            return
+        if msg.get("type") == "error":
+            self.errors.append(msg.get("code"))
+            return
+        if msg.get("type") == "snapshot":
+            job = msg.get("job") or {}
+            job_id, seq, status = job.get("id"), job.get("seq"), job.get("status")
+        elif msg.get("type") in ("progress", "status"):
+            job_id, seq, status = msg.get("job_id"), msg.get("seq"), msg.get("status")
+        else:
+            return
+        if job_id is None or not isinstance(seq, int):
+            return
+        last = self._connection.get(job_id)
+        if last is not None and seq < last:
+            self.backwards.append((job_id, last, seq))
+        self._connection[job_id] = max(seq, last if last is not None else seq)
+        known = self.known.get(job_id)
+        if status and (known is None or seq >= known[0]):
+            self.known[job_id] = (seq, status)
+
+    def status(self, job_id):
+        return self.known.get(job_id, (None, None))[1]
+
+
+RECONNECTABLE = (OSError, TimeoutError, WebSocketException)
+
+
+async def follow(url, watch, job_id, slots):
+    """Follows /ws/jobs/{id} until it closes after a terminal status, reconnecting when
+    the connection drops (the snapshot then tells the current status). An error frame
+    does not make it reconnect: the server keeps the session, so it owes the ending."""
+    async with slots:
+        while watch.status(job_id) not in TERMINAL:
+            with contextlib.suppress(*RECONNECTABLE):
+                async with ws_connect(url, open_timeout=10) as ws:
+                    watch.new_connection()
+                    async for raw in ws:
+                        watch.frame(raw)
+            if watch.status(job_id) not in TERMINAL:
+                await asyncio.sleep(0.5)
+
+
+class Dashboard:
+    """One `/ws` session subscribed to "*"; remembers when its current connection opened,
+    since it can only be expected to see the endings that happened while connected."""
+
+    def __init__(self, url):
+        self.url = url
+        self.watch = Watch()
+        self.connected_since = None  # wall clock
+
+    async def run(self):
+        while True:
+            with contextlib.suppress(*RECONNECTABLE):
+                async with ws_connect(self.url, open_timeout=10) as ws:
+                    self.watch.new_connection()
+                    await ws.send(json.dumps({"subscribe": "*"}))
+                    self.connected_since = time.time()
+                    async for raw in ws:
+                        self.watch.frame(raw)
+            self.connected_since = None
+            await asyncio.sleep(0.5)
+
+
+# ----------------------------------------------------------------------------- the jobs table
+
+
+@dataclasses.dataclass
+class Recovery:
+    job_id: str
+    owner: str
+    fault: str
+    started: float
+    elapsed: float | None = None
+
+
+class Monitor:
+    """Polls the jobs table every 100 ms: each job's status and lease owner, and the
+    recovery of the jobs a killed or paused worker held."""
+
+    def __init__(self, pg):
+        self.pg = pg
+        self.rows = {}  # job id -> (status, lease owner)
+        self.recoveries = []
+
+    async def run(self):
+        while True:
+            at = time.monotonic()
+            rows = await self.pg.sql("SELECT id, status, coalesce(lease_owner, '') FROM jobs")
+            if rows is not None:
+                self.rows = {r[0]: (r[1], r[2]) for r in rows if len(r) == 3}
+                self._resolve(at)
+            await asyncio.sleep(max(0.0, POLL_SECS - (time.monotonic() - at)))
+
+    def _resolve(self, at):
+        for r in self.recoveries:
+            if r.elapsed is not None or at < r.started:
+                continue
+            status, owner = self.rows.get(r.job_id, (None, None))
+            if status in TERMINAL or (status == "running" and owner != r.owner):
+                r.elapsed = at - r.started
+
+    def status(self, job_id):
+        return self.rows.get(job_id, (None, None))[0]
+
+    def running_on(self, pid):
+        return [(job_id, owner) for job_id, (status, owner) in self.rows.items()
+                if status == "running" and owner_pid(owner) == pid]
+
+    async def held_by(self, pid):
+        """The running jobs `pid` holds, read now (the last poll if the table is locked)."""
+        rows = await self.pg.sql("SELECT id, lease_owner FROM jobs WHERE status = 'running'")
+        if rows is None:
+            return self.running_on(pid)
+        return [(r[0], r[1]) for r in rows if owner_pid(r[1]) == pid]
+
+    def track(self, held, fault):
+        now = time.monotonic()
+        self.recoveries += [Recovery(job_id, owner, fault, now) for job_id, owner in held]
+
+
+# ----------------------------------------------------------------------------- workload
+
+
+@dataclasses.dataclass
+class Job:
+    id: str
+    params: dict
+    cancels: list = dataclasses.field(default_factory=list)  # "accepted" | "conflict" | "unknown"
+
+    def expected_endings(self):
+        if "accepted" in self.cancels:
+            return {"cancelled"}
+        if "unknown" in self.cancels:
+            return {"cancelled", "succeeded"}
+        return {"succeeded"}
+
+
+class Workload:
+    """Submits the exports spread over the run, follows each one, and cancels some."""
+
+    def __init__(self, api, monitor, port, rng):
+        self.api, self.monitor, self.rng = api, monitor, rng
+        self.ws_base = f"ws://127.0.0.1:{port}"
+        self.jobs = {}
+        self.watches = collections.defaultdict(Watch)  # job id -> its follower's
+        self.slots = asyncio.Semaphore(MAX_FOLLOWERS)
+        self.followers = []
+        self.retried = 0
+        self.not_accepted = 0
+
+    def random_params(self):
+        params = {"format": self.rng.choice(["csv", "jsonl"])}
+        shape = self.rng.choice(["all", "all", "min", "max", "both"])
+        low, high = sorted(self.rng.randint(0, 150) for _ in range(2))
+        if shape in ("min", "both"):
+            params["min_age"] = low
+        if shape in ("max", "both"):
+            params["max_age"] = high
+        return params
+
+    def bursts(self, count, duration):
+        """Submission times: bursts of 1-8 jobs (up to more than the 6 workers take at
+        once, so that jobs wait in the queue) at random moments."""
+        times = []
+        while len(times) < count:
+            at = self.rng.uniform(0, duration)
+            times += [at] * min(self.rng.randint(1, 8), count - len(times))
+        return sorted(times)
+
+    async def run(self, count, duration):
+        start = time.monotonic()
+        submissions = []
+        for at in self.bursts(count, duration):
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            plan = None
+            if self.rng.random() < CANCEL_SHARE:
+                plan = self.rng.choice(["now", "running", "later"])
+            submissions.append(asyncio.create_task(self.submit(self.random_params(), plan)))
+        await asyncio.gather(*submissions)
+
+    async def submit(self, params, cancel_plan):
+        for _ in range(15):
+            reply = await self.api.call("POST", "/api/exports", params)
+            body = reply.json() or {}
+            if reply.status in (200, 202) and "id" in body:
+                break
+            self.retried += 1
+            await asyncio.sleep(1)
+        else:
+            self.not_accepted += 1
+            return
+        job = self.jobs.setdefault(body["id"], Job(body["id"], params))
+        url = f"{self.ws_base}/ws/jobs/{job.id}"
+        follower = follow(url, self.watches[job.id], job.id, self.slots)
+        self.followers.append(asyncio.create_task(follower))
+        if cancel_plan:
+            await self.cancel_later(job, cancel_plan)
+
+    async def cancel_later(self, job, plan):
+        if plan == "running":
+            deadline = time.monotonic() + 60
+            while self.monitor.status(job.id) in (None, "queued") and time.monotonic() < deadline:
+                await asyncio.sleep(POLL_SECS)
+            await asyncio.sleep(self.rng.uniform(0, 1.5))
+        elif plan == "later":
+            await asyncio.sleep(self.rng.uniform(0.5, 8))
+        await self.cancel(job)
+
+    async def cancel(self, job):
+        """POST cancel until it is answered 202 or 409; an answer lost on the way is
+        noted as "unknown" (the cancel may have happened)."""
+        for _ in range(10):
+            reply = await self.api.call("POST", f"/api/jobs/{job.id}/cancel")
+            if reply.status == 202:
+                job.cancels.append("accepted")
+                return
+            if reply.status == 409:
+                job.cancels.append("conflict")
+                return
+            if not reply.refused:
+                job.cancels.append("unknown")
+            await asyncio.sleep(1)
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+class Chaos:
+    """Injects the faults. Each fault holds the lock of what it hits (a worker, Redis,
+    PostgreSQL, ...) so that two faults never fight over one process."""
+
+    def __init__(self, stack, monitor, workload, api, rng):
+        self.stack, self.monitor, self.workload, self.api, self.rng = (
+            stack, monitor, workload, api, rng)
+        self.locks = collections.defaultdict(asyncio.Lock)
+        self.counts = collections.Counter()
+        self.skipped = collections.Counter()
+        self.slow_stops = []  # (worker, seconds, what)
+
+    def plan(self, count):
+        """One of each kind (when there is room), the rest drawn by weight, in random
+        order, grouped into events of one fault or sometimes two different ones."""
+        kinds = list(FAULTS) if count >= len(FAULTS) else []
+        kinds += self.rng.choices(list(FAULTS), weights=list(FAULTS.values()), k=count - len(kinds))
+        self.rng.shuffle(kinds)
+        events = []
+        while kinds:
+            event = [kinds.pop()]
+            if kinds and kinds[-1] != event[0] and self.rng.random() < 0.25:
+                event.append(kinds.pop())
+            events.append(event)
+        return events
+
+    async def run(self, count, duration):
+        events = self.plan(count)
+        mean = duration / len(events)
+        faults = []
+        for event in events:
+            await asyncio.sleep(self.rng.uniform(0.25, 1.75) * mean)
+            faults += [asyncio.create_task(self.inject(kind)) for kind in event]
+        await asyncio.gather(*faults)
+
+    async def inject(self, kind):
+        if await getattr(self, kind)() is False:
+            self.skipped[kind] += 1
+        else:
+            self.counts[kind] += 1
+
+    @contextlib.asynccontextmanager
+    async def worker(self):
+        """A running worker no other fault holds, preferably one running jobs."""
+        while True:
+            free = [w for w in self.stack.workers
+                    if w.running and not self.locks[w.name].locked()]
+            busy = [w for w in free if self.monitor.running_on(w.pid)]
+            if free:
+                break
+            await asyncio.sleep(0.2)
+        chosen = self.rng.choice(busy or free)
+        async with self.locks[chosen.name]:
+            yield chosen
+
+    async def restart_later(self, proc, most):
+        await asyncio.sleep(self.rng.uniform(0, most))
+        await proc.wait_exit(10)
+        proc.start()
+
+    async def kill_worker(self):
+        async with self.worker() as w:
+            held = await self.monitor.held_by(w.pid)
+            await w.kill()
+            self.monitor.track(held, "kill -9")
+            say(f"kill -9 {w.name} (pid {w.pid}, running {len(held)})")
+            await self.restart_later(w, 3)
+
+    async def pause_worker(self):
+        async with self.worker() as w:
+            held = await self.monitor.held_by(w.pid)
+            pause = LEASE_SECS + self.rng.uniform(2, 6)
+            w.send(signal.SIGSTOP)
+            self.monitor.track(held, "SIGSTOP")
+            say(f"SIGSTOP {w.name} (pid {w.pid}, running {len(held)}) for {pause:.1f}s")
+            await asyncio.sleep(pause)
+            w.send(signal.SIGCONT)
+
+    async def term_worker(self):
+        async with self.worker() as w:
+            twice = self.rng.random() < 0.5
+            w.wanted = False
+            w.send(signal.SIGTERM)
+            say(f"SIGTERM {w.name} (pid {w.pid}){' twice' if twice else ''}")
+            if twice:
+                await asyncio.sleep(0.5)
+                w.send(signal.SIGTERM)
+            limit = SECOND_TERM_LIMIT_SECS if twice else FIRST_TERM_LIMIT_SECS
+            sent = time.monotonic()
+            if not await w.wait_exit(limit):
+                if twice:  # how long it does take, for the record
+                    await w.wait_exit(FIRST_TERM_LIMIT_SECS - limit)
+                took = time.monotonic() - sent
+                what = "after a second SIGTERM" if twice else "after SIGTERM"
+                self.slow_stops.append((w.name, took, what))
+                state = "still running" if w.running else "stopped only"
+                say(f"{w.name} {state} {took:.1f}s {what}")
+                await w.kill()
+            await self.restart_later(w, 3)
+
+    async def backlog(self, seconds, jobs=2):
+        """Waits up to `seconds` for `jobs` queued jobs: a Redis fault matters most when
+        its stream holds messages no worker has read yet."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if sum(status == "queued" for status, _ in self.monitor.rows.values()) >= jobs:
+                return
+            await asyncio.sleep(POLL_SECS)
+
+    async def redis_restart(self, wipe=False):
+        async with self.locks["redis"]:
+            await self.backlog(10)
+            await self.stack.redis.proc.kill()
+            say(f"kill -9 redis; restarting it {'EMPTY' if wipe else 'with its AOF'}")
+            await asyncio.sleep(self.rng.uniform(0, 2))
+            self.stack.redis.start(fresh=wipe)
+
+    async def redis_wipe(self):
+        await self.redis_restart(wipe=True)
+
+    async def pg_restart(self):
+        async with self.locks["postgres"]:
+            mode = "immediate" if self.rng.random() < 0.3 else "fast"
+            say(f"pg_ctl restart -m {mode}")
+            await self.stack.pg.restart(mode)
+
+    async def lock_jobs(self):
+        async with self.locks["lock_jobs"]:
+            say("LOCK TABLE jobs for 12 s")
+            await self.stack.pg.sql(
+                "BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(12); COMMIT;",
+                options="", timeout=40)
+
+    async def pool_exhaust(self, clients=80, seconds=10):
+        async with self.locks["pool_exhaust"]:
+            say(f"{clients} concurrent student searches for {seconds} s")
+            deadline = time.monotonic() + seconds
+            statuses = collections.Counter()
+
+            async def search():
+                while time.monotonic() < deadline:
+                    q = "".join(self.rng.choices("abcdefghijklmnopqrstuvwxyz", k=3))
+                    reply = await self.api.call("GET", f"/api/students?q={q}&per_page=1000",
+                                                timeout=15)
+                    statuses[reply.status] += 1
+                    if reply.status is None:  # the web process is down: do not spin
+                        await asyncio.sleep(0.2)
+
+            await asyncio.gather(*(search() for _ in range(clients)))
+            say(f"searches answered: {dict(statuses)}")
+
+    def cancellable(self, held):
+        """The jobs of `held` (job id, owner) that the workload submitted and never cancelled."""
+        jobs = self.workload.jobs
+        return [jobs[j] for j, _ in held if j in jobs and not jobs[j].cancels]
+
+    async def cancel_kill(self):
+        """Cancels a running job and kill -9s its worker at the same moment; when no job
+        runs, submits one (an export of every student) for it."""
+        if await self.try_cancel_kill(5):
+            return True
+        await self.workload.submit({"format": "csv"}, cancel_plan=None)
+        if await self.try_cancel_kill(30):
+            return True
+        say("cancel_kill: no running job to cancel; skipped")
+        return False
+
+    async def try_cancel_kill(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for w in self.stack.workers:
+                if (not w.running or self.locks[w.name].locked()
+                        or not self.cancellable(self.monitor.running_on(w.pid))):
+                    continue
+                async with self.locks[w.name]:
+                    held = await self.monitor.held_by(w.pid)
+                    if jobs := self.cancellable(held):
+                        await self.cancel_and_kill(w, held, self.rng.choice(jobs))
+                        return True
+            await asyncio.sleep(POLL_SECS)
+        return False
+
+    async def cancel_and_kill(self, w, held, job):
+        cancel = asyncio.create_task(self.workload.cancel(job))
+        await w.kill()
+        self.monitor.track(held, "cancel + kill -9")
+        say(f"cancel {job.id} + kill -9 {w.name} (pid {w.pid}, running {len(held)})")
+        await cancel
+        await self.restart_later(w, 3)
+
+    async def kill_serve(self):
+        async with self.locks["serve"]:
+            await self.stack.serve.kill()
+            say("kill -9 serve")
+            await self.restart_later(self.stack.serve, 2)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def read_rows(data, fmt):
+    """(age, id) of every row of an export file, or raises ValueError saying what is wrong."""
+    text = data.decode("utf-8")
+    if fmt == "jsonl":
+        rows = []
+        for n, line in enumerate(text.split("\n")[:-1] if text else [], 1):
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or set(obj) != {"id", "name", "age"}:
+                raise ValueError(f"line {n} is not {{id, name, age}}: {line[:80]!r}")
+            rows.append((obj["age"], obj["id"]))
+        if text and not text.endswith("\n"):
+            raise ValueError("the last line is not terminated")
+        return rows
+    if not text.startswith("id,name,age\r\n"):
+        raise ValueError(f"header is not id,name,age + CRLF: {text[:40]!r}")
+    if text.count("\n") != text.count("\r\n"):
+        raise ValueError("a line ends without CRLF")
+    records = csv.reader(io.StringIO(text, newline=""), strict=True)
+    next(records)
+    rows = []
+    for n, record in enumerate(records, 2):
+        if len(record) != 3:
+            raise ValueError(f"record {n} has {len(record)} fields")
+        if record[1].startswith(FORMULA_STARTS):
+            raise ValueError(f"record {n}: formula not neutralised: {record[1][:40]!r}")
+        rows.append((int(record[2]), int(record[0])))
+    return rows
+
+
+def verify_file(path, result, params, expected_rows, finished):
+    """What is wrong with a succeeded export's file (empty when nothing). `finished`: when
+    its job ended (epoch seconds)."""
+    try:
+        data = Path(path).read_bytes()
+        modified = os.stat(path).st_mtime
+    except OSError as e:
+        return [f"cannot read {path}: {e}"]
+    problems = []
+    if finished is not None and modified > finished + MTIME_SLACK_SECS:
+        problems.append(f"written {modified - finished:.2f}s after its job ended")
+    if len(data) != result.get("bytes"):
+        problems.append(f"{len(data)} bytes, result says {result.get('bytes')}")
+    if hashlib.sha256(data).hexdigest() != result.get("sha256"):
+        problems.append("sha256 differs from the result's")
+    try:
+        rows = read_rows(data, params.get("format", "csv"))
+    except (ValueError, TypeError, KeyError) as e:
+        return problems + [f"unparsable: {e}"]
+    low, high = params.get("min_age", 0), params.get("max_age", 150)
+    if any(not low <= age <= high for age, _ in rows):
+        problems.append(f"ages outside {low}..{high}")
+    if any(a >= b for a, b in zip(rows, rows[1:])):
+        problems.append("rows not strictly ordered by (age, id)")
+    if len({i for _, i in rows}) != len(rows):
+        problems.append("duplicate ids")
+    if len(rows) != result.get("rows") or len(rows) != expected_rows:
+        problems.append(f"{len(rows)} rows; result says {result.get('rows')}, "
+                        f"the database {expected_rows}")
+    return problems
+
+
+class Checker:
+    """Collects the findings of the final checks: category -> [(job id or file, detail)]."""
+
+    def __init__(self, stack, api, workload, dashboard, chaos, histogram):
+        self.stack, self.api, self.workload, self.dashboard, self.chaos = (
+            stack, api, workload, dashboard, chaos)
+        self.histogram = histogram  # age -> students
+        self.found = {check: [] for check in CHECKS}
+        self.logs = {p: p.read_text(errors="replace").splitlines()
+                     for p in sorted(stack.logs.glob("*.log"))}
+
+    def add(self, check, subject, detail):
+        self.found[check].append((subject, detail))
+
+    def evidence(self, job_id, limit=4):
+        """The last log lines about a job (GET requests left out)."""
+        lines = [f"{p.stem}: {line}" for p, text in self.logs.items() for line in text
+                 if job_id in line and '"GET ' not in line]
+        return lines[-limit:]
+
+    def expected_rows(self, params):
+        low, high = params.get("min_age", 0), params.get("max_age", 150)
+        return sum(n for age, n in self.histogram.items() if low <= age <= high)
+
+    async def run(self):
+        rows = self.stack.pg.sql_now(
+            "SELECT row_to_json(j) FROM (SELECT id, status, error, "
+            "extract(epoch FROM finished_at) AS finished FROM jobs) j")
+        db = {job["id"]: job for job in (json.loads(r[0]) for r in rows)}
+        self.endings(db)
+        self.subscribers(db)
+        self.doubles()
+        succeeded = {job_id: job["finished"] for job_id, job in db.items()
+                     if job["status"] == "succeeded"}
+        named = await self.files(succeeded)
+        self.leftovers(named)
+        for name, took, what in self.chaos.slow_stops:
+            self.add("slow stops", name, f"still running {took:.1f}s {what}")
+        return self.found
+
+    def endings(self, db):
+        for job in self.workload.jobs.values():
+            row = db.get(job.id)
+            status = row["status"] if row else "missing"
+            if status not in TERMINAL:
+                self.add("lost", job.id, f"{status}; cancels: {job.cancels or 'none'}")
+            elif status not in job.expected_endings():
+                self.add("wrong endings", job.id, f"ended {status} (error: {row['error']}); "
+                         f"cancels: {job.cancels or 'none'}")
+
+    def subscribers(self, db):
+        for job in self.workload.jobs.values():
+            final = db.get(job.id, {}).get("status")
+            watch = self.workload.watches[job.id]
+            seen = watch.status(job.id)
+            if final in TERMINAL and seen != final:
+                errors = f" (error frames: {watch.errors})" if watch.errors else ""
+                self.add("missed endings", job.id,
+                         f"follower last saw {seen}, the job ended {final}{errors}")
+        since, dashboard = self.dashboard.connected_since, self.dashboard.watch
+        errors = f" (error frames: {dashboard.errors})" if dashboard.errors else ""
+        for job in self.workload.jobs.values():
+            row = db.get(job.id, {})
+            seen = dashboard.status(job.id)
+            if (since is not None and row.get("status") in TERMINAL
+                    and (row.get("finished") or 0) > since + 1 and seen != row["status"]):
+                self.add("missed endings", job.id, f"dashboard last saw {seen}, the job "
+                         f"ended {row['status']} while it was connected{errors}")
+        watches = [(w, "follower") for w in self.workload.watches.values()]
+        for watch, who in watches + [(self.dashboard.watch, "dashboard")]:
+            for job_id, earlier, later in watch.backwards:
+                self.add("seq backwards", job_id, f"{who}: seq {later} after {earlier}")
+
+    def doubles(self):
+        logged = collections.Counter(m.group(1) for text in self.logs.values() for line in text
+                                     if (m := SUCCEEDED_LINE.search(line)))
+        for job_id, n in logged.items():
+            if n > 1:
+                self.add("double completions", job_id, f"'succeeded' logged {n} times")
+        by_job = collections.defaultdict(list)
+        for path in self.stack.exports.iterdir():
+            m = re.search(UUID, path.name)
+            if m and not path.name.startswith("."):
+                by_job[m.group(0)].append(path.name)
+        for job_id, names in by_job.items():
+            if len(names) > 1:
+                self.add("double completions", job_id, f"files {names}")
+
+    async def files(self, succeeded):
+        """Checks every succeeded job's file and download (`succeeded`: job id -> when it
+        ended); returns the file names their results name."""
+        named = set()
+        loop = asyncio.get_running_loop()
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+            checks = []
+            for job_id, finished in sorted(succeeded.items()):
+                reply = await self.api.call("GET", f"/api/jobs/{job_id}")
+                view = reply.json() or {}
+                result, params = view.get("result") or {}, view.get("params") or {}
+                name = result.get("file") or ""
+                if not name or "/" in name or name.startswith("."):
+                    self.add("corrupt files", job_id, f"result names no usable file: {result}")
+                    continue
+                named.add(name)
+                path = self.stack.exports / name
+                checks.append((job_id, result, loop.run_in_executor(
+                    pool, verify_file, str(path), result, params, self.expected_rows(params),
+                    finished)))
+            for job_id, result, check in checks:
+                for problem in await check:
+                    self.add("corrupt files", job_id, problem)
+                status, digest = await self.api.download_sha256(f"/api/jobs/{job_id}/download")
+                if status != 200 or digest != result.get("sha256"):
+                    self.add("corrupt files", job_id, f"download: status {status}, sha256 "
+                             f"{'differs' if status == 200 else digest}")
+        return named
+
+    def leftovers(self, named):
+        for path in sorted(self.stack.exports.iterdir()):
+            if path.name.startswith(".") or path.name.endswith(".part"):
+                self.add("leftover files", path.name, "temporary file left behind")
+            elif path.name not in named:
+                self.add("leftover files", path.name, "no succeeded job's result names it")
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def recovery_summary(recoveries):
+    """One line: p50, p99 and max of the recovery times, and whether p99 meets the goal."""
+    times = [r.elapsed for r in recoveries if r.elapsed is not None]
+    pending = len(recoveries) - len(times)
+    never = f"; {pending} never running again nor ended" if pending else ""
+    if not times:
+        return f"no kill -9 / SIGSTOP hit a running job{never}"
+    p99 = percentile(times, 99)
+    goal = LEASE_SECS + 5
+    return (f"{len(times)} jobs: p50 {statistics.median(times):.2f}s, p99 {p99:.2f}s, "
+            f"max {max(times):.2f}s; goal p99 <= {goal}s {'met' if p99 <= goal else 'MISSED'}"
+            + never)
+
+
+def print_summary(checker, recoveries):
+    found, chaos, workload, stack = checker.found, checker.chaos, checker.workload, checker.stack
+    print("\n== faults ==")
+    for kind in FAULTS:
+        skipped = f" (skipped {chaos.skipped[kind]})" if chaos.skipped[kind] else ""
+        print(f"  {kind:<16}{chaos.counts[kind]:>5}{skipped}")
+    jobs = workload.jobs.values()
+    print(f"\n== jobs ==\n  accepted {len(jobs)}, cancel answered 202 for "
+          f"{sum('accepted' in j.cancels for j in jobs)}, 409 for "
+          f"{sum('conflict' in j.cancels for j in jobs)}; submissions retried {workload.retried}, "
+          f"never accepted {workload.not_accepted}")
+    if stack.unexpected_exits:
+        exits = collections.Counter((name, code) for name, code, _ in stack.unexpected_exits)
+        print("  processes that exited by themselves (restarted): "
+              + ", ".join(f"{name} status {code} x{n}" for (name, code), n in exits.items()))
+    watches = workload.watches.values()
+    errors = collections.Counter(code for w in watches for code in w.errors)
+    dashboard = checker.dashboard.watch
+    print(f"\n== subscribers ==\n  {len(workload.watches)} followers: "
+          f"{sum(w.connections for w in watches)} connections, "
+          f"{sum(w.frames for w in watches)} frames, error frames {dict(errors)}; "
+          f"dashboard: {dashboard.connections} connections, {dashboard.frames} frames, "
+          f"error frames {dict(collections.Counter(dashboard.errors))}")
+    print(f"\n== kill -9 / SIGSTOP -> running again ==\n  {recovery_summary(recoveries)}")
+    recovered = sorted((r for r in recoveries if r.elapsed is not None), key=lambda r: r.elapsed)
+    for r in recovered[-3:][::-1]:
+        print(f"  slowest: {r.job_id} after {r.fault} at {r.started - T0:.1f}s: {r.elapsed:.2f}s")
+    print("\n== checks ==")
+    for check in CHECKS:
+        print(f"  {check:<20}{len(found[check]):>5}")
+    for check in CHECKS:
+        if found[check]:
+            print(f"\n-- {check} --")
+            for subject, detail in found[check][:12]:
+                print(f"  {subject}: {detail}")
+                if re.fullmatch(UUID, subject):
+                    for line in checker.evidence(subject):
+                        print(f"      {line[:220]}")
+            if len(found[check]) > 12:
+                print(f"  ... and {len(found[check]) - 12} more")
+
+
+def git_commit():
+    here = Path(__file__).resolve().parent
+    out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def write_report(path, args, stack, found, chaos, workload, recoveries, elapsed):
+    version = subprocess.run([args.roster, "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    lines = [
+        f"\n## Chaos run {datetime.datetime.now():%Y-%m-%d %H:%M} (commit {git_commit()})\n",
+        f"- binary: `{args.roster}` ({version or 'unknown version'})",
+        f"- parameters: jobs {args.jobs}, faults {args.faults}, seed {args.seed}, "
+        f"students {args.students}{', quick' if args.quick else ''}; lease {LEASE_SECS}s, "
+        f"{WORKERS} workers x 2, {stack.batch_rows} rows per export batch",
+        f"- took {elapsed:.0f}s; {len(workload.jobs)} jobs accepted",
+        "",
+        "| fault | count |",
+        "|---|---:|",
+        *(f"| {kind} | {chaos.counts[kind]} |" for kind in FAULTS),
+        "",
+        "| check | count |",
+        "|---|---:|",
+        *(f"| {check} | {len(found[check])} |" for check in CHECKS),
+        "",
+        "kill -9 / SIGSTOP of a worker -> its jobs running again or ended: "
+        + recovery_summary(recoveries),
+        "",
+    ]
+    with open(path, "a") as out:
+        out.write("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+async def wait_for_endings(monitor, jobs, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(monitor.status(job_id) in TERMINAL for job_id in jobs):
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def chaos_run(args, stack):
+    rng = random.Random(args.seed)
+    api = Api(stack.port)
+    monitor = Monitor(stack.pg)
+    workload = Workload(api, monitor, stack.port, rng)
+    dashboard = Dashboard(f"ws://127.0.0.1:{stack.port}/ws")
+    chaos = Chaos(stack, monitor, workload, api, rng)
+    background = [asyncio.create_task(task)
+                  for task in (stack.supervise(), monitor.run(), dashboard.run())]
+
+    duration = args.faults * (5.0 if args.quick else 4.0)
+    say(f"{args.jobs} jobs and {args.faults} faults over about {duration:.0f}s "
+        f"({stack.batch_rows} rows per export batch)")
+    await asyncio.gather(workload.run(args.jobs, duration * 0.9), chaos.run(args.faults, duration))
+    say("faults over; restoring anything down")
+    await stack.restore()
+    ended = await wait_for_endings(monitor, list(workload.jobs), END_TIMEOUT_SECS)
+    say("every job ended" if ended else f"jobs still not ended after {END_TIMEOUT_SECS}s")
+    say(f"settling {SETTLE_SECS}s for the sweeper")
+    await asyncio.sleep(SETTLE_SECS)
+    for task in workload.followers:
+        task.cancel()
+    histogram = {int(age): int(n) for age, n in
+                 stack.pg.sql_now("SELECT age, count(*) FROM students GROUP BY age")}
+    checker = Checker(stack, api, workload, dashboard, chaos, histogram)
+    found = await checker.run()
+    for task in background:
+        task.cancel()
+    print_summary(checker, monitor.recoveries)
+    elapsed = time.monotonic() - T0
+    if args.report:
+        write_report(args.report, args, stack, found, chaos, workload, monitor.recoveries, elapsed)
+    failed = sum(len(v) for v in found.values())
+    print(f"\n{'FAIL' if failed else 'PASS'}: {failed} finding(s) in {elapsed:.0f}s")
+    return 1 if failed else 0
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--roster", required=True, help="path to the roster binary")
+    parser.add_argument("--jobs", type=int, help="exports to submit (200; --quick 30)")
+    parser.add_argument("--faults", type=int, help="faults to inject (100; --quick 15)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the run")
+    parser.add_argument("--students", type=int, help="students to seed (200000; --quick 50000)")
+    parser.add_argument("--quick", action="store_true", help="a short run for CI")
+    parser.add_argument("--report", help="append a Markdown section to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    if not os.access(args.roster, os.X_OK):
+        parser.error(f"--roster {args.roster}: not an executable file")
+    args.jobs = args.jobs or (30 if args.quick else 200)
+    args.faults = args.faults or (15 if args.quick else 100)
+    args.students = args.students or (50_000 if args.quick else 200_000)
+    args.roster = str(Path(args.roster).resolve())
+    return args
+
+
+def interrupted(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main():
+    args = parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    stack = Stack(args.roster, args.keep, args.students)
+    atexit.register(stack.teardown)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    try:
+        stack.setup(args.students)
+        code = asyncio.run(chaos_run(args, stack))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    finally:
+        stack.teardown()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
