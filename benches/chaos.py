@@ -108,6 +108,7 @@ SETTINGS = {
 STUDENTS_PER_BATCH_ROW = 20_000
 TERMINAL = {"succeeded", "failed", "cancelled"}
 POLL_SECS = 0.1
+FAULT_INTERVAL_SECS = 4.0  # on average, between the starts of two faults
 END_TIMEOUT_SECS = 120 + LEASE_SECS
 SETTLE_SECS = 15
 SECOND_TERM_LIMIT_SECS = 3
@@ -778,7 +779,7 @@ class Chaos:
         self.locks = collections.defaultdict(asyncio.Lock)
         self.counts = collections.Counter()
         self.skipped = collections.Counter()
-        self.slow_stops = []  # (worker, seconds, what)
+        self.slow_stops = []  # (worker, what happened)
 
     def plan(self, count):
         """One of each kind (when there is room), the rest drawn by weight, in random
@@ -862,8 +863,8 @@ class Chaos:
                     await w.wait_exit(FIRST_TERM_LIMIT_SECS - limit)
                 took = time.monotonic() - sent
                 what = "after a second SIGTERM" if twice else "after SIGTERM"
-                self.slow_stops.append((w.name, took, what))
-                state = "still running" if w.running else "stopped only"
+                state = "still running (kill -9)" if w.running else "stopped only"
+                self.slow_stops.append((w.name, f"{state} {took:.1f}s {what} (limit {limit}s)"))
                 say(f"{w.name} {state} {took:.1f}s {what}")
                 await w.kill()
             await self.restart_later(w, 3)
@@ -1065,8 +1066,8 @@ class Checker:
                      if job["status"] == "succeeded"}
         named = await self.files(succeeded)
         self.leftovers(named)
-        for name, took, what in self.chaos.slow_stops:
-            self.add("slow stops", name, f"still running {took:.1f}s {what}")
+        for name, detail in self.chaos.slow_stops:
+            self.add("slow stops", name, detail)
         return self.found
 
     def endings(self, db):
@@ -1275,7 +1276,7 @@ async def chaos_run(args, stack):
     background = [asyncio.create_task(task)
                   for task in (stack.supervise(), monitor.run(), dashboard.run())]
 
-    duration = args.faults * (5.0 if args.quick else 4.0)
+    duration = args.faults * FAULT_INTERVAL_SECS
     say(f"{args.jobs} jobs and {args.faults} faults over about {duration:.0f}s "
         f"({stack.batch_rows} rows per export batch)")
     await asyncio.gather(workload.run(args.jobs, duration * 0.9), chaos.run(args.faults, duration))
