@@ -37,6 +37,8 @@ pub const MAX_FRAME_BYTES: usize = 4 * 1024;
 pub const MAILBOX: usize = 256;
 /// Jobs one `/ws` session may watch one by one.
 pub const MAX_SUBSCRIPTIONS: usize = 1_000;
+/// How long a session waits before it reads a snapshot again after a failed read.
+pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 /// Jobs whose snapshots a `"*"` subscriber gets first.
 pub const DASHBOARD_SNAPSHOTS: i64 = 100;
 
@@ -128,29 +130,34 @@ impl WsSession {
         ctx.stop();
     }
 
-    /// Subscribes to `topic` (unless `resync`), then reads and sends its snapshot, then the
-    /// events held back meanwhile.
+    /// Subscribes to `topic` (again, when `resync`), then reads and sends its snapshot,
+    /// then the events held back meanwhile.
     fn watch(&mut self, topic: Topic, resync: bool, ctx: &mut ws::WebsocketContext<Self>) {
         if self.loading.contains_key(&topic) || (!resync && self.watching.contains(&topic)) {
             return;
         }
         self.loading.insert(topic.clone(), Vec::new());
         self.watching.insert(topic.clone());
-        let subscribe = (!resync).then(|| Subscribe {
+        self.load(topic, ctx);
+    }
+
+    /// Subscribes (idempotent) and reads `topic`'s snapshot. A read that fails (the pool
+    /// exhausted, the database restarting) is tried again a second later with the events
+    /// still held back: a watcher is never left without the job's state and its ending.
+    fn load(&mut self, topic: Topic, ctx: &mut ws::WebsocketContext<Self>) {
+        let subscribe = Subscribe {
             session: self.id,
             recipient: ctx.address().recipient(),
             topic: topic.clone(),
-        });
+        };
         let registry = self.registry.clone();
         let pool = self.pool.clone();
         let read = topic.clone();
         async move {
-            if let Some(subscribe) = subscribe {
-                registry
-                    .send(subscribe)
-                    .await
-                    .map_err(anyhow::Error::from)?;
-            }
+            registry
+                .send(subscribe)
+                .await
+                .map_err(anyhow::Error::from)?;
             web::block(move || -> anyhow::Result<Vec<Job>> {
                 let mut conn = pool.get()?;
                 Ok(match &read {
@@ -169,27 +176,30 @@ impl WsSession {
         }
         .into_actor(self)
         .map(move |snapshots, act, ctx| {
-            let held = act.loading.remove(&topic).unwrap_or_default();
-            match snapshots {
-                Ok(jobs) if jobs.is_empty() && matches!(topic, Topic::Job(_)) => {
-                    Self::error(ctx, "not_found", "no such job");
-                    act.unwatch(&topic);
-                    if act.only.is_some() {
-                        ctx.stop();
-                    }
-                    return;
-                }
-                Ok(jobs) => {
-                    for job in &jobs {
-                        act.snapshot(job, ctx);
-                    }
-                }
+            let jobs = match snapshots {
+                Ok(jobs) => jobs,
                 Err(e) => {
-                    log::warn!("websocket snapshot failed: {e:#}");
-                    Self::error(ctx, "unavailable", "could not read the job; try again");
-                    act.unwatch(&topic);
+                    log::warn!("websocket snapshot failed: {e:#}; trying again");
+                    Self::error(ctx, "unavailable", "could not read the job; trying again");
+                    ctx.run_later(SNAPSHOT_RETRY, move |act, ctx| {
+                        if act.loading.contains_key(&topic) {
+                            act.load(topic, ctx);
+                        }
+                    });
                     return;
                 }
+            };
+            let held = act.loading.remove(&topic).unwrap_or_default();
+            if jobs.is_empty() && matches!(topic, Topic::Job(_)) {
+                Self::error(ctx, "not_found", "no such job");
+                act.unwatch(&topic);
+                if act.only.is_some() {
+                    ctx.stop();
+                }
+                return;
+            }
+            for job in &jobs {
+                act.snapshot(job, ctx);
             }
             for event in held {
                 act.forward(&event, ctx);

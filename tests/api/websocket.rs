@@ -326,3 +326,30 @@ async fn a_client_that_stops_answering_pings_is_dropped() {
     );
     drop(silent);
 }
+
+#[actix_web::test]
+async fn a_snapshot_that_could_not_be_read_is_read_again_and_the_ending_arrives() {
+    let app = crate::helpers::spawn_app(Deployment::Embedded)
+        .await
+        .unwrap();
+    let job = app.start_export(json!({"min_age": 150})).await;
+    app.wait_until_ended(&id(&job)).await;
+    let mut ws = WsClient::connect(&app.address, "/ws").await;
+    // Every connection of the pool taken (as by a flood of slow searches).
+    let pool = app.pool.clone();
+    let taken = actix_web::rt::task::spawn_blocking(move || {
+        (0..pool.max_size())
+            .map(|_| pool.get().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    ws.send(json!({"subscribe": id(&job)})).await;
+    let failed = ws.next(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(failed["type"], "error");
+    assert_eq!(failed["code"], "unavailable");
+    drop(taken);
+    let snapshot = ws.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(snapshot["job"]["status"], "succeeded");
+}
