@@ -1277,7 +1277,7 @@ def write_report(path, args, stack, found, chaos, workload, recoveries, elapsed)
     version = subprocess.run([args.roster, "--version"], capture_output=True,
                              text=True).stdout.strip()
     lines = [
-        f"\n## Chaos run {datetime.datetime.now():%Y-%m-%d %H:%M} (commit {git_commit()})\n",
+        f"\n### Chaos run {datetime.datetime.now():%Y-%m-%d %H:%M} (commit {git_commit()})\n",
         f"- binary: `{args.roster}` ({version or 'unknown version'})",
         f"- parameters: jobs {args.jobs}, faults {args.faults}, seed {args.seed}, "
         f"students {args.students}{', quick' if args.quick else ''}; lease {LEASE_SECS}s, "
