@@ -51,7 +51,7 @@ holds every recovery up; goal p99 <= lease + 5 s; informational). Running again 
 waiting for a free worker.
 Exit status 0 only when every count is 0.
 
-Run it (as root: PostgreSQL runs as `postgres` through runuser; needs PostgreSQL 15's
+Run it (as root: PostgreSQL runs as `postgres` through runuser; needs PostgreSQL's
 initdb and pg_ctl, psql, redis-server, and `pip install websockets`):
 
     python3 benches/chaos.py --roster target/release/roster           # about 10 minutes
@@ -93,7 +93,10 @@ from pathlib import Path
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Debian's newest installed PostgreSQL (initdb and pg_ctl are not on PATH).
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
+             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+             default=Path("/usr/lib/postgresql/15/bin"))
 WORKERS = 3
 LEASE_SECS = 3
 GRACE_SECS = 5
