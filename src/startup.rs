@@ -34,6 +34,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub events: Events,
     pub student_counts: Arc<routes::counts::CountCache>,
+    /// The export files downloads are served from.
+    pub exports: ExportStore,
 }
 
 /// Wraps the broker a process uses (fault injection in tests).
@@ -167,6 +169,7 @@ impl Services {
             broker: self.broker.clone(),
             events: self.events.clone(),
             student_counts: Arc::default(),
+            exports: ExportStore::new(self.settings.export_dir.clone(), self.settings.export_ttl()),
         }
     }
 

@@ -234,11 +234,8 @@ pub async fn download(
         .export_params()
         .map_err(|e| anyhow::anyhow!("job {id}: unreadable params: {e}"))?;
     // Only the file the result names: never one rebuilt from the id.
-    let store = ExportStore::new(
-        state.settings.export_dir.clone(),
-        state.settings.export_ttl(),
-    );
-    let path = store
+    let path = state
+        .exports
         .path_of(&result)
         .ok_or_else(|| anyhow::anyhow!("job {id}: its result names no export file"))?;
     let file = NamedFile::open_async(&path)
