@@ -300,7 +300,7 @@ fn verdict(job: Option<&Job>, name: &FileName) -> Verdict {
                 && job
                     .lease_owner
                     .as_deref()
-                    .is_some_and(|owner| owner.rsplit('/').next() == Some(name.tag.as_str()));
+                    .is_some_and(|owner| job::owner_tag(owner) == name.tag);
             if checkpointed || running_attempt {
                 Verdict::Keep
             } else {

@@ -198,8 +198,13 @@ pub struct AttemptToken {
 impl AttemptToken {
     /// The part of the owner unique to this attempt (used in its file names).
     pub fn tag(&self) -> &str {
-        self.owner.rsplit('/').next().unwrap_or(&self.owner)
+        owner_tag(&self.owner)
     }
+}
+
+/// The tag of a lease owner `{node}/{tag}`: the part unique to its attempt.
+pub fn owner_tag(owner: &str) -> &str {
+    owner.rsplit('/').next().unwrap_or(owner)
 }
 
 /// Moves the jobs matching `$filter` whose status may become `$to` (per the state
