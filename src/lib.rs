@@ -13,7 +13,7 @@
 //! - [`routes`]: the HTTP handlers, a module per resource.
 //! - [`startup`]: builds the application from settings; the route table.
 //! - [`broker`]: the queue of job ids: a Redis stream, or the in-process broker.
-//! - [`jobs`]: the consumer, the ExportWorker pool (fenced attempts, lease keeper), the
+//! - [`jobs`]: the consumer, the JobWorker pool (fenced attempts, lease keeper), the
 //!   export, the export store (file names, commit, expiry), the sweeper (reconciler).
 //! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
 //! - [`ws`]: the WebSocket session actors.

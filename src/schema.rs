@@ -35,6 +35,28 @@ diesel::table! {
         finished_at -> Nullable<Timestamp>,
         checkpoint -> Nullable<Text>,
         published_at -> Nullable<Timestamp>,
+        created_by -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        dedup_key -> Nullable<Text>,
+        schedule_id -> Nullable<Text>,
+        fire_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    schedules (id) {
+        id -> Text,
+        name -> Text,
+        cron -> Text,
+        timezone -> Text,
+        kind -> Text,
+        params -> Text,
+        enabled -> Bool,
+        next_fire_at -> Timestamp,
+        last_fired_at -> Nullable<Timestamp>,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
     }
 }
 
@@ -50,4 +72,4 @@ diesel::table! {
 
 diesel::joinable!(job_attempts -> jobs (job_id));
 
-diesel::allow_tables_to_appear_in_same_query!(job_attempts, jobs, students,);
+diesel::allow_tables_to_appear_in_same_query!(job_attempts, jobs, schedules, students,);

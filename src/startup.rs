@@ -11,19 +11,16 @@ use actix_web::dev::{Server, Service as _};
 use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 
-use crate::broker::local::LocalBroker;
-use crate::broker::redis::RedisBroker;
-use crate::broker::Broker;
+use crate::broker::{self, Broker};
 use crate::config::Settings;
 use crate::db::{self, Pool};
-use crate::events::registry::RedisLink;
 use crate::events::Events;
+use crate::jobs::accept::Acceptor;
 use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
-use crate::jobs::export::StudentsByAge;
-use crate::jobs::store::ExportStore;
+use crate::jobs::store::FileStore;
 use crate::jobs::sweeper::Sweeper;
-use crate::jobs::worker::{ExportWorker, WorkerContext};
-use crate::jobs::{JobHandler, Shutdown};
+use crate::jobs::worker::{JobWorker, WorkerContext};
+use crate::jobs::{JobHandler, Registry, Shutdown};
 use crate::metrics::METRICS;
 use crate::routes::{self, input};
 
@@ -34,18 +31,31 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub events: Events,
     pub student_counts: Arc<routes::counts::CountCache>,
-    /// The export files downloads are served from.
-    pub exports: ExportStore,
+    /// Where jobs' files are: downloads are served from it, uploads written to it.
+    pub files: FileStore,
+    /// The one way jobs are accepted.
+    pub jobs: Acceptor,
 }
 
 /// Wraps the broker a process uses (fault injection in tests).
 pub type BrokerWrapper = Box<dyn FnOnce(Arc<dyn Broker>) -> Arc<dyn Broker>>;
 
-/// Seams for tests and embedders: swap the job code, or wrap the broker.
+/// Seams for tests and embedders: stand in for kinds, or wrap the broker.
 #[derive(Default)]
 pub struct Hooks {
-    pub handler: Option<Arc<dyn JobHandler>>,
+    /// Kinds that replace the standard kinds of the same name.
+    pub kinds: Vec<Arc<dyn JobHandler>>,
     pub wrap_broker: Option<BrokerWrapper>,
+}
+
+impl Hooks {
+    /// Hooks that run `kind` in place of the standard kind of its name.
+    pub fn with_kind(kind: impl JobHandler) -> Self {
+        Self {
+            kinds: vec![Arc::new(kind)],
+            ..Self::default()
+        }
+    }
 }
 
 /// The background half of a process: everything but HTTP.
@@ -55,6 +65,7 @@ pub struct Services {
     pub broker: Arc<dyn Broker>,
     pub events: Events,
     pub node: String,
+    pub jobs: Acceptor,
     consumer: Option<Addr<JobConsumer>>,
     shutdown: Shutdown,
 }
@@ -91,36 +102,15 @@ impl Services {
             settings.database_url.backend(),
             settings.database_url
         );
-        let (broker, link): (Arc<dyn Broker>, Option<RedisLink>) = match &settings.broker_url {
-            Some(url) => {
-                let redis = RedisBroker::connect(
-                    url.as_str(),
-                    &settings.queue,
-                    node.clone(),
-                    settings.lease() * 2,
-                )
-                .await?;
-                let link = RedisLink {
-                    client: redis.client().clone(),
-                    manager: redis.manager(),
-                    channel: redis.keys().events.clone(),
-                    node: node.clone(),
-                };
-                log::info!(
-                    "broker: redis stream {} on {}",
-                    redis.keys().stream,
-                    redacted(url.as_str())
-                );
-                (Arc::new(redis), Some(link))
-            }
-            None => {
-                log::info!("broker: in-process (the jobs table; one process)");
-                (
-                    Arc::new(LocalBroker::new(pool.clone(), settings.redeliver())),
-                    None,
-                )
-            }
-        };
+        let (broker, link) = broker::connect(&settings, &pool, &node).await?;
+        match &settings.broker_url {
+            Some(url) => log::info!(
+                "broker: redis stream {} on {}",
+                broker::redis::Keys::for_queue(&settings.queue).stream,
+                redacted(url.as_str())
+            ),
+            None => log::info!("broker: in-process (the jobs table; one process)"),
+        }
         let broker = match hooks.wrap_broker {
             Some(wrap) => wrap(broker),
             None => broker,
@@ -130,25 +120,33 @@ impl Services {
             pool.clone(),
             broker.clone(),
             events.clone(),
-            ExportStore::new(settings.export_dir.clone(), settings.export_ttl()),
+            FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
             settings.redeliver(),
         )
         .start();
+        let mut kinds: Registry = crate::jobs::standard_kinds(&settings);
+        for kind in hooks.kinds {
+            kinds.register_handler(kind);
+        }
+        let jobs = Acceptor::new(
+            pool.clone(),
+            broker.clone(),
+            events.clone(),
+            kinds.clone(),
+            settings.max_attempts,
+        );
         let shutdown = Shutdown::default();
         let consumer = workers.then(|| {
-            let handler = hooks
-                .handler
-                .unwrap_or_else(|| Arc::new(StudentsByAge) as Arc<dyn JobHandler>);
             let ctx = Arc::new(WorkerContext::new(
                 &settings,
                 pool.clone(),
                 events.clone(),
-                handler,
+                kinds,
                 shutdown.clone(),
                 node.clone(),
             ));
             let n = usize::from(settings.concurrency);
-            let workers = ExportWorker::start_pool(n, ctx);
+            let workers = JobWorker::start_pool(n, ctx);
             JobConsumer::new(broker.clone(), workers, pool.clone(), n).start()
         });
         Ok(Self {
@@ -157,6 +155,7 @@ impl Services {
             broker,
             events,
             node,
+            jobs,
             consumer,
             shutdown,
         })
@@ -169,7 +168,8 @@ impl Services {
             broker: self.broker.clone(),
             events: self.events.clone(),
             student_counts: Arc::default(),
-            exports: ExportStore::new(self.settings.export_dir.clone(), self.settings.export_ttl()),
+            files: FileStore::new(self.settings.export_dir.clone(), self.settings.export_ttl()),
+            jobs: self.jobs.clone(),
         }
     }
 
@@ -231,8 +231,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(web::resource("/exports").route(web::post().to(routes::jobs::create_export)))
             .service(web::resource("/jobs").route(web::get().to(routes::jobs::list)))
-            .service(web::resource("/jobs/{id}").route(web::get().to(routes::jobs::get)))
+            .service(
+                web::resource("/jobs/{id}")
+                    .route(web::get().to(routes::jobs::get))
+                    .route(web::delete().to(routes::jobs::delete)),
+            )
             .service(web::resource("/jobs/{id}/cancel").route(web::post().to(routes::jobs::cancel)))
+            .service(web::resource("/jobs/{id}/retry").route(web::post().to(routes::jobs::retry)))
             .service(
                 web::resource("/jobs/{id}/attempts").route(web::get().to(routes::jobs::attempts)),
             )

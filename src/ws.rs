@@ -166,7 +166,9 @@ impl WsSession {
                         job::find(&mut conn, &id)?.into_iter().collect()
                     }
                     Topic::All => {
-                        let mut jobs = job::recent(&mut conn, None, DASHBOARD_SNAPSHOTS)?;
+                        let filter = job::JobFilter::default();
+                        let (mut jobs, _) =
+                            job::list(&mut conn, &filter, None, DASHBOARD_SNAPSHOTS)?;
                         jobs.reverse();
                         jobs
                     }

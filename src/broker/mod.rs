@@ -9,10 +9,14 @@ pub mod local;
 pub mod redis;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::Settings;
+use crate::db::Pool;
 use crate::domain::job::JobId;
+use crate::events::registry::RedisLink;
 
 /// One job handed to this process; acknowledge it once the job's end is recorded.
 #[derive(Debug, Clone)]
@@ -65,4 +69,33 @@ pub trait Broker: Send + Sync + 'static {
     async fn ping(&self) -> anyhow::Result<()>;
 
     async fn stats(&self) -> anyhow::Result<QueueStats>;
+}
+
+/// The broker `settings` name (Redis at `BROKER_URL`, else the in-process one), and for
+/// Redis the link that carries events to other processes. `node` names this process.
+pub async fn connect(
+    settings: &Settings,
+    pool: &Pool,
+    node: &str,
+) -> anyhow::Result<(Arc<dyn Broker>, Option<RedisLink>)> {
+    let Some(url) = &settings.broker_url else {
+        return Ok((
+            Arc::new(local::LocalBroker::new(pool.clone(), settings.redeliver())),
+            None,
+        ));
+    };
+    let redis = redis::RedisBroker::connect(
+        url.as_str(),
+        &settings.queue,
+        node.to_owned(),
+        settings.lease() * 2,
+    )
+    .await?;
+    let link = RedisLink {
+        client: redis.client().clone(),
+        manager: redis.manager(),
+        channel: redis.keys().events.clone(),
+        node: node.to_owned(),
+    };
+    Ok((Arc::new(redis), Some(link)))
 }

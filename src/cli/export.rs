@@ -1,19 +1,15 @@
 //! `roster export`: enqueue an export from the command line, and with `--wait` follow it
 //! with a progress bar until it ends (exit status 1 unless it succeeded).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::broker::local::LocalBroker;
-use crate::broker::redis::RedisBroker;
-use crate::broker::Broker;
 use crate::config::Settings;
-use crate::db;
-use crate::domain::job::{ExportFormat, ExportParams, JobStatus};
+use crate::domain::job::{ExportFormat, ExportParams, JobKind, JobStatus};
 use crate::domain::student::Age;
+use crate::jobs::accept::JobRequest;
 use crate::models::job;
 
 #[derive(Debug, Args)]
@@ -38,30 +34,16 @@ fn parse_age(raw: &str) -> Result<Age, String> {
 pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
     let params = ExportParams::new(opts.format, opts.min_age, opts.max_age)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let pool = db::connect(&settings.database_url, 2)?;
-    db::migrate(&pool)?;
-    let created = job::insert_export(&mut *pool.get()?, &params, settings.max_attempts)?;
-    actix_web::rt::System::new().block_on(async {
-        let broker: Arc<dyn Broker> = match &settings.broker_url {
-            Some(url) => Arc::new(
-                RedisBroker::connect(
-                    url.as_str(),
-                    &settings.queue,
-                    "roster-cli".into(),
-                    settings.lease() * 2,
-                )
-                .await?,
-            ),
-            None => Arc::new(LocalBroker::new(pool.clone(), settings.redeliver())),
-        };
-        match broker.publish(&created.id).await {
-            Ok(()) => {
-                job::mark_published(&mut *pool.get()?, &[(created.id, 0)])?;
-            }
-            Err(e) => eprintln!("published later by the reconciler ({e})"),
-        }
-        anyhow::Ok(())
-    })?;
+    let params = match serde_json::to_value(params)? {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("export parameters are an object"),
+    };
+    let request = JobRequest {
+        dedupe: true,
+        ..JobRequest::new(JobKind::StudentsByAge, params)
+    };
+    let (pool, accepted) = super::submit(&settings, request)?;
+    let created = accepted.job().clone();
     println!("{}", created.id);
     if !opts.wait {
         return Ok(0);

@@ -104,6 +104,39 @@ fn env_of(arg: &str) -> Option<String> {
 
 use std::error::Error as _;
 
+use crate::db::{self, Pool};
+use crate::events::Events;
+use crate::jobs::accept::{Accepted, Acceptor, JobRequest};
+
+/// Accepts a job from the command line as the HTTP API would: same checks, same commit,
+/// same broker. Returns the pool, for following the job.
+pub fn submit(settings: &Settings, request: JobRequest) -> anyhow::Result<(Pool, Accepted)> {
+    let pool = db::connect(&settings.database_url, 2)?;
+    db::migrate(&pool)?;
+    let accepted = actix_web::rt::System::new().block_on(async {
+        let (broker, link) = crate::broker::connect(settings, &pool, "roster-cli").await?;
+        let jobs = Acceptor::new(
+            pool.clone(),
+            broker,
+            Events::start(link),
+            crate::jobs::standard_kinds(settings),
+            settings.max_attempts,
+        );
+        jobs.accept(request).await.map_err(|e| match e {
+            crate::jobs::accept::AcceptError::Invalid(fields) => anyhow::anyhow!(
+                "{}",
+                fields
+                    .iter()
+                    .map(|(field, message)| format!("{field} {message}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            other => other.into(),
+        })
+    })?;
+    Ok((pool, accepted))
+}
+
 /// Runs the command line; returns the process's exit status.
 pub fn run() -> i32 {
     let cli = parse();

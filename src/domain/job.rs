@@ -31,6 +31,8 @@ const TRANSITIONS: &[(JobStatus, JobStatus)] = {
         (Running, Failed),    // out of attempts, or timed out
         (Running, Cancelled), // the worker saw the cancel request
         (Running, Queued),    // retry after an error, an expired lease or a shutdown
+        (Failed, Queued),     // a person retries it
+        (Cancelled, Queued),  // a person retries it
     ]
 };
 
@@ -123,29 +125,40 @@ impl fmt::Display for JobId {
     }
 }
 
-/// What a job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a job does: the name of its kind (the kinds themselves are in `jobs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Every student, ordered by age then id, into a file.
     StudentsByAge,
+    /// Students from an uploaded file.
+    StudentsImport,
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 2] = [JobKind::StudentsByAge, JobKind::StudentsImport];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::StudentsByAge => "students_by_age",
+            JobKind::StudentsImport => "students_import",
         }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl FromStr for JobKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "students_by_age" => Ok(JobKind::StudentsByAge),
-            _ => Err("must be students_by_age".into()),
-        }
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| "must be one of students_by_age, students_import".into())
     }
 }
 
@@ -254,12 +267,12 @@ mod tests {
             (Succeeded, Succeeded, false),
             (Succeeded, Failed, false),
             (Succeeded, Cancelled, false),
-            (Failed, Queued, false),
+            (Failed, Queued, true),
             (Failed, Running, false),
             (Failed, Succeeded, false),
             (Failed, Failed, false),
             (Failed, Cancelled, false),
-            (Cancelled, Queued, false),
+            (Cancelled, Queued, true),
             (Cancelled, Running, false),
             (Cancelled, Succeeded, false),
             (Cancelled, Failed, false),
@@ -272,9 +285,12 @@ mod tests {
     }
 
     #[test]
-    fn terminal_statuses_have_no_way_out() {
+    fn an_ended_job_can_only_go_back_to_the_queue_and_only_if_it_did_not_succeed() {
         for from in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
-            assert!(JobStatus::ALL.into_iter().all(|to| !from.can_become(to)));
+            for to in JobStatus::ALL {
+                let retry = to == Queued && from != Succeeded;
+                assert_eq!(from.can_become(to), retry, "{from} -> {to}");
+            }
         }
     }
 
@@ -282,7 +298,10 @@ mod tests {
     fn sources_guard_the_updates() {
         assert_eq!(JobStatus::sources(Running), vec!["queued"]);
         assert_eq!(JobStatus::sources(Cancelled), vec!["queued", "running"]);
-        assert_eq!(JobStatus::sources(Queued), vec!["running"]);
+        assert_eq!(
+            JobStatus::sources(Queued),
+            vec!["running", "failed", "cancelled"]
+        );
     }
 
     #[test]

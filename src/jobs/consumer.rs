@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::worker::{AttemptOutcome, ExportWorker, RunJob};
+use super::worker::{AttemptOutcome, JobWorker, RunJob};
 use crate::broker::{Broker, BrokerError, Delivery};
 use crate::db::Pool;
 use crate::domain::job::JobId;
@@ -20,7 +20,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct JobConsumer {
     broker: Arc<dyn Broker>,
-    workers: Addr<ExportWorker>,
+    workers: Addr<JobWorker>,
     pool: Pool,
     capacity: usize,
     in_flight: usize,
@@ -42,7 +42,7 @@ pub struct InFlight;
 impl JobConsumer {
     pub fn new(
         broker: Arc<dyn Broker>,
-        workers: Addr<ExportWorker>,
+        workers: Addr<JobWorker>,
         pool: Pool,
         capacity: usize,
     ) -> Self {

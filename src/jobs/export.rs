@@ -16,15 +16,37 @@ use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::store::{ExportStore, TempFile};
-use super::worker::{Attempt, JobError, JobHandler, Stop};
+use super::kind::Kind;
+use super::store::{FileStore, TempFile};
+use super::worker::{Attempt, JobError, Stop};
+use crate::config::Settings;
 use crate::db::{DbConnection, PooledConn};
-use crate::domain::job::{ExportFormat, ExportParams, ExportResult};
+use crate::domain::job::{ExportFormat, ExportParams, ExportResult, JobKind};
+use crate::error::FieldErrors;
 use crate::models::job::Job;
 use crate::models::student::{self, ExportRow, StudentFilter};
+use crate::routes::input::{self, Fields};
+use crate::routes::students::age_range;
 
 /// The export of `students_by_age` jobs.
-pub struct StudentsByAge;
+pub struct StudentsByAge {
+    pub settings: ExportSettings,
+}
+
+/// What the export is tuned by.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// Rows read from the database per keyset batch.
+    pub batch_rows: u32,
+}
+
+impl ExportSettings {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            batch_rows: settings.export_batch_rows,
+        }
+    }
+}
 
 /// Where an attempt got to: enough for the next one to go on from there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,7 +262,7 @@ struct Start {
 /// Copies the prefix an earlier attempt's checkpoint vouches for into `out`; returns
 /// where to go on from, or the start when there is nothing usable to resume.
 fn resume(
-    store: &ExportStore,
+    store: &FileStore,
     checkpoint: Option<&serde_json::Value>,
     out: &mut Digesting<BufWriter<File>>,
 ) -> Result<Start, JobError> {
@@ -289,16 +311,48 @@ fn in_snapshot<T>(
     })
 }
 
-impl JobHandler for StudentsByAge {
-    fn run(&self, job: &Job, attempt: &mut Attempt<'_>) -> Result<serde_json::Value, JobError> {
-        let params = job
-            .export_params()
-            .map_err(|e| JobError::Abort(anyhow::anyhow!("unreadable parameters: {e}")))?;
+impl Kind for StudentsByAge {
+    const KIND: JobKind = JobKind::StudentsByAge;
+    type Params = ExportParams;
+    type Output = ExportResult;
+
+    /// `{format?, min_age?, max_age?}`.
+    fn params(
+        raw: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ExportParams, FieldErrors> {
+        let mut fields = Fields::default();
+        fields.only(raw, &["format", "min_age", "max_age"]);
+        let format = raw
+            .get("format")
+            .and_then(|f| {
+                fields.check(
+                    "format",
+                    input::string(f).and_then(|f| f.parse::<ExportFormat>()),
+                )
+            })
+            .unwrap_or_default();
+        let age = |name: &str| raw.get(name).filter(|v| !v.is_null()).map(input::integer);
+        let (min_age, max_age) = age_range(&mut fields, age("min_age"), age("max_age"));
+        fields.into_result()?;
+        ExportParams::new(format, min_age, max_age)
+            .map_err(|e| FieldErrors::from([("min_age".to_owned(), e)]))
+    }
+
+    fn run(
+        &self,
+        job: &Job,
+        params: ExportParams,
+        attempt: &mut Attempt<'_>,
+    ) -> Result<ExportResult, JobError> {
         let store = attempt.store().clone();
         let mut temp = store.create_temp(attempt.token(), params.format.extension())?;
-        let exported = export(&store, job, attempt, &params, &mut temp);
-        if matches!(exported, Err(JobError::Stopped(Stop::Shutdown))) {
-            // Handed back at shutdown: the next attempt resumes from this file.
+        let exported = self.export(&store, job, attempt, &params, &mut temp);
+        if matches!(
+            exported,
+            Err(JobError::Stopped(Stop::Shutdown) | JobError::Retry(_))
+        ) {
+            // Handed back at shutdown, or to be tried again: the next attempt resumes
+            // from what this file's checkpoint vouches for.
             temp.keep();
         }
         let (rows, start, digest) = exported?;
@@ -319,7 +373,7 @@ impl JobHandler for StudentsByAge {
             expires_at: store.expires_at(),
             resumed_rows,
         };
-        Ok(serde_json::to_value(result).expect("result serializes"))
+        Ok(result)
     }
 }
 
@@ -329,59 +383,63 @@ struct FileDigest {
     hasher: Sha256,
 }
 
-/// Writes the whole export into `temp`, resuming from the job's checkpoint if it has
-/// one; returns the rows, how many of them were resumed, and the file's digest.
-fn export(
-    store: &ExportStore,
-    job: &Job,
-    attempt: &mut Attempt<'_>,
-    params: &ExportParams,
-    temp: &mut TempFile,
-) -> Result<(u64, Start, FileDigest), JobError> {
-    let filter = StudentFilter {
-        min_age: params.min_age,
-        max_age: params.max_age,
-        name_contains: None,
-    };
-    let file = temp.take_file().expect("a fresh temporary file is open");
-    let mut out = Digesting {
-        inner: BufWriter::with_capacity(256 * 1024, file),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let begin = resume(store, job.checkpoint.as_ref(), &mut out)?;
-    let start = begin.position;
-    if start.rows > 0 {
-        log::info!("job {}: resuming after {} rows", job.id, start.rows);
+impl StudentsByAge {
+    /// Writes the whole export into `temp`, resuming from the job's checkpoint if it has
+    /// one; returns the rows, how many of them were resumed, and the file's digest.
+    fn export(
+        &self,
+        store: &FileStore,
+        job: &Job,
+        attempt: &mut Attempt<'_>,
+        params: &ExportParams,
+        temp: &mut TempFile,
+    ) -> Result<(u64, Start, FileDigest), JobError> {
+        let filter = StudentFilter {
+            min_age: params.min_age,
+            max_age: params.max_age,
+            name_contains: None,
+        };
+        let file = temp.take_file().expect("a fresh temporary file is open");
+        let mut out = Digesting {
+            inner: BufWriter::with_capacity(256 * 1024, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let begin = resume(store, job.checkpoint.as_ref(), &mut out)?;
+        let start = begin.position;
+        if start.rows > 0 {
+            log::info!("job {}: resuming after {} rows", job.id, start.rows);
+            attempt.resumed(start.rows);
+        }
+        let writer = RowWriter::new(params.format, out, start.after.is_none())?;
+        let batch = i64::from(self.settings.batch_rows);
+        let conn = attempt.pool().get()?;
+        let name = temp.name.to_string();
+        let (rows, out) = std::thread::scope(|scope| {
+            // Reading and writing overlap: the database produces the next batch while
+            // this thread encodes, hashes and writes the last one.
+            let (tx, rx) = mpsc::sync_channel::<Batch>(2);
+            let reader = scope.spawn(move || read_batches(conn, &filter, start.after, batch, tx));
+            let written = write_batches(&rx, attempt, writer, &name, start);
+            drop(rx); // a reader still sending stops at once
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let (rows, out) = written?;
+            read?;
+            Ok::<_, JobError>((rows, out))
+        })?;
+        let Digesting {
+            inner,
+            hasher,
+            bytes,
+        } = out;
+        let file = inner
+            .into_inner()
+            .map_err(|e| JobError::Retry(e.into_error().into()))?;
+        file.sync_all()?;
+        Ok((rows, begin, FileDigest { bytes, hasher }))
     }
-    let writer = RowWriter::new(params.format, out, start.after.is_none())?;
-    let batch = i64::from(attempt.batch_rows());
-    let conn = attempt.pool().get()?;
-    let name = temp.name.to_string();
-    let (rows, out) = std::thread::scope(|scope| {
-        // Reading and writing overlap: the database produces the next batch while
-        // this thread encodes, hashes and writes the last one.
-        let (tx, rx) = mpsc::sync_channel::<Batch>(2);
-        let reader = scope.spawn(move || read_batches(conn, &filter, start.after, batch, tx));
-        let written = write_batches(&rx, attempt, writer, &name, start);
-        drop(rx); // a reader still sending stops at once
-        let read = reader
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let (rows, out) = written?;
-        read?;
-        Ok::<_, JobError>((rows, out))
-    })?;
-    let Digesting {
-        inner,
-        hasher,
-        bytes,
-    } = out;
-    let file = inner
-        .into_inner()
-        .map_err(|e| JobError::Retry(e.into_error().into()))?;
-    file.sync_all()?;
-    Ok((rows, begin, FileDigest { bytes, hasher }))
 }
 
 #[cfg(test)]

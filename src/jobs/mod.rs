@@ -1,11 +1,26 @@
-//! Running jobs in the background: the consumer that takes them from the broker, the
-//! worker pool that runs them, the export itself and the store of its files, and the
-//! sweeper that repairs what a crash left behind.
+//! Running jobs in the background: the kinds of job and their registry, the one function
+//! that accepts a job, the consumer that takes jobs from the broker, the worker pool that
+//! runs them, the store of their files, the scheduler of periodic jobs, and the sweeper
+//! that repairs what a crash left behind.
 
+pub mod accept;
 pub mod consumer;
 pub mod export;
+pub mod kind;
 pub mod store;
 pub mod sweeper;
 pub mod worker;
 
-pub use worker::{Attempt, JobError, JobHandler, Shutdown, Stop};
+pub use kind::{JobHandler, Kind, Registry};
+pub use worker::{Attempt, JobError, Shutdown, Stop};
+
+use crate::config::Settings;
+
+/// Every kind roster runs, with their settings: the one place kinds are registered.
+pub fn standard_kinds(settings: &Settings) -> Registry {
+    let mut kinds = Registry::default();
+    kinds.register(export::StudentsByAge {
+        settings: export::ExportSettings::new(settings),
+    });
+    kinds
+}

@@ -1,12 +1,14 @@
-//! The export store: the one place that knows export files. It names them (each attempt
-//! writes its own temporary file, created exclusively, and commits it under a final
-//! name of its own), says when a finished file expires, finds the file a job's result
-//! names, and decides which files the sweeper may delete: only roster's own, and only
-//! once no attempt can own them.
+//! The file store: the one place that knows jobs' files (exports, rejects reports,
+//! uploads). It names them (each attempt writes its own temporary file, created
+//! exclusively, and commits it under a final name of its own), says when a finished file
+//! expires, finds the file a job's result names, and decides which files the sweeper may
+//! delete: only roster's own, and only once no attempt can own them.
 //!
 //! Names: `.{job}.{attempt}.{tag}.{ext}.part` while an attempt writes, then
 //! `{job}.{attempt}.{tag}.{ext}`; `tag` is unique to the attempt (its fencing token's).
-//! A kind's checkpoint that resumes from a temporary file names it in its `file` field.
+//! An upload is `{job}.0.upload.{ext}`, named by its job's `upload` parameter.
+//! A kind's checkpoint that resumes from a temporary file names it in its `file` field;
+//! a result that has a file to download names it in its `file` field (see [`ResultFile`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -16,13 +18,52 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
+use serde::Deserialize;
+
 use crate::db::DbConnection;
-use crate::domain::job::{ExportResult, JobId, JobStatus};
+use crate::domain::job::{JobId, JobStatus};
 use crate::models::job::{self, AttemptToken, Job};
 
-/// Where exports live, and for how long.
+/// The tag of an upload's name.
+const UPLOAD_TAG: &str = "upload";
+/// An upload whose job does not exist is kept this long: its request may still be
+/// committing the job.
+const UPLOAD_GRACE: Duration = Duration::from_secs(600);
+
+/// The downloadable file a job's result names (any kind's result with these fields).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResultFile {
+    /// The file's name in the store.
+    pub file: String,
+    pub content_type: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl ResultFile {
+    /// The file `result` names, if it names one.
+    pub fn of(result: &serde_json::Value) -> Option<Self> {
+        Self::deserialize(result).ok()
+    }
+
+    /// Whether the file has expired: the one rule for downloads and the sweeper.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at <= Utc::now()
+    }
+
+    /// The extension of its name (`csv`, `jsonl`).
+    pub fn extension(&self) -> &str {
+        self.file.rsplit('.').next().unwrap_or("bin")
+    }
+}
+
+/// The upload a job's parameters name, if any.
+fn upload_of(job: &Job) -> Option<&str> {
+    job.params.get("upload").and_then(|u| u.as_str())
+}
+
+/// Where jobs' files live, and for how long.
 #[derive(Debug, Clone)]
-pub struct ExportStore {
+pub struct FileStore {
     dir: PathBuf,
     ttl: Duration,
 }
@@ -133,7 +174,7 @@ pub struct Swept {
     pub orphans: usize,
 }
 
-impl ExportStore {
+impl FileStore {
     pub fn new(dir: PathBuf, ttl: Duration) -> Self {
         Self { dir, ttl }
     }
@@ -180,6 +221,58 @@ impl ExportStore {
         }
     }
 
+    /// Creates the temporary file an upload for job `job` is written to (before the job
+    /// exists); [`commit`](Self::commit) gives it the name the job's `upload` names.
+    pub fn create_upload(&self, job: JobId, ext: &str) -> io::Result<TempFile> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| with_path(e, "creating the export directory", &self.dir))?;
+        let name = FileName {
+            job,
+            attempt: 0,
+            tag: UPLOAD_TAG.to_owned(),
+            ext: ext.to_owned(),
+            temp: true,
+        };
+        let path = self.dir.join(name.to_string());
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| with_path(e, "creating", &path))?;
+        Ok(TempFile {
+            name,
+            path,
+            file: Some(file),
+            kept: false,
+        })
+    }
+
+    /// Opens the upload a job's parameters name.
+    pub fn open_upload(&self, job: &Job) -> io::Result<File> {
+        let name = upload_of(job)
+            .and_then(FileName::parse)
+            .filter(|n| n.tag == UPLOAD_TAG && !n.temp && n.job == job.id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the job names no upload"))?;
+        let path = self.dir.join(name.to_string());
+        File::open(&path).map_err(|e| with_path(e, "opening the upload", &path))
+    }
+
+    /// Removes the files a deleted job named (its result's and its upload); anything
+    /// else of its is an orphan for the next sweep.
+    pub fn remove_job_files(&self, job: &Job) {
+        let result = job.result.as_ref().and_then(ResultFile::of).map(|r| r.file);
+        let named = result.into_iter().chain(upload_of(job).map(str::to_owned));
+        for name in named.filter(|n| FileName::parse(n).is_some_and(|n| n.job == job.id)) {
+            let path = self.dir.join(&name);
+            if let Err(e) = fs::remove_file(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log::warn!("could not remove {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
     /// Gives a complete temporary file (already synced) its final name; returns it with
     /// its path. The name is the attempt's own, so nothing else is ever replaced.
     pub fn commit(&self, mut temp: TempFile) -> io::Result<(String, PathBuf)> {
@@ -195,24 +288,20 @@ impl ExportStore {
         Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(1))
     }
 
-    /// Whether a finished export has expired: the one rule for downloads and the sweeper.
-    pub fn is_expired(result: &ExportResult) -> bool {
-        result.expires_at <= Utc::now()
-    }
-
     /// The path of the file a result names; `None` when the name is not roster's.
-    pub fn path_of(&self, result: &ExportResult) -> Option<PathBuf> {
+    pub fn path_of(&self, result: &ResultFile) -> Option<PathBuf> {
         FileName::parse(&result.file)
             .filter(|name| !name.temp)
             .map(|_| self.dir.join(&result.file))
     }
 
-    /// Deletes expired exports and files no attempt can own any more: those of jobs that
-    /// ended (but a succeeded job's unexpired result), of jobs that are gone, and those
-    /// of earlier attempts that no checkpoint names. Files that are not roster's are left
-    /// alone. Files younger than `min_age` are left too, as a margin.
+    /// Deletes expired results and files no attempt can own any more: those of jobs
+    /// that ended (but an unexpired result and the job's upload), of jobs that are gone,
+    /// and those of earlier attempts that no checkpoint names. Files that are not
+    /// roster's are left alone. Files younger than `min_age` are left too, as a margin
+    /// (and uploads younger than [`UPLOAD_GRACE`] whose job is not there yet).
     pub fn sweep(&self, conn: &mut DbConnection, min_age: Duration) -> anyhow::Result<Swept> {
-        let mut files: Vec<(FileName, PathBuf)> = Vec::new();
+        let mut files: Vec<(FileName, PathBuf, Duration)> = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Swept::default()),
@@ -223,20 +312,19 @@ impl ExportStore {
             let Some(name) = entry.file_name().to_str().and_then(FileName::parse) else {
                 continue;
             };
-            let old_enough = entry
+            let age = entry
                 .metadata()
                 .ok()
                 .filter(|m| m.is_file())
                 .and_then(|m| m.modified().ok())
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age >= min_age);
-            if old_enough {
-                files.push((name, entry.path()));
+                .and_then(|m| now.duration_since(m).ok());
+            if let Some(age) = age.filter(|age| *age >= min_age) {
+                files.push((name, entry.path(), age));
             }
         }
         // Listed first, read second: a file in the listing was created after its
         // attempt's claim committed, so the rows read now know that attempt.
-        let mut ids: Vec<JobId> = files.iter().map(|(n, _)| n.job).collect();
+        let mut ids: Vec<JobId> = files.iter().map(|(n, _, _)| n.job).collect();
         ids.sort_by_key(|id| id.to_string());
         ids.dedup();
         let mut jobs: HashMap<JobId, Job> = HashMap::new();
@@ -246,8 +334,11 @@ impl ExportStore {
             }
         }
         let mut swept = Swept::default();
-        for (name, path) in files {
-            let verdict = verdict(jobs.get(&name.job), &name);
+        for (name, path, age) in files {
+            let verdict = match verdict(jobs.get(&name.job), &name) {
+                Verdict::Orphan if name.tag == UPLOAD_TAG && age < UPLOAD_GRACE => Verdict::Keep,
+                verdict => verdict,
+            };
             if verdict == Verdict::Keep {
                 continue;
             }
@@ -275,19 +366,19 @@ fn verdict(job: Option<&Job>, name: &FileName) -> Verdict {
         return Verdict::Orphan;
     };
     let file = name.to_string();
-    match job.status {
-        JobStatus::Succeeded => {
-            let result = job
-                .result
-                .as_ref()
-                .and_then(|r| ExportResult::deserialize(r).ok());
-            match result {
-                Some(r) if r.file == file && ExportStore::is_expired(&r) => Verdict::Expired,
-                Some(r) if r.file == file => Verdict::Keep,
-                _ => Verdict::Orphan,
-            }
+    if upload_of(job) == Some(file.as_str()) {
+        return Verdict::Keep;
+    }
+    if let Some(result) = job.result.as_ref().and_then(ResultFile::of) {
+        if result.file == file {
+            return match result.is_expired() {
+                true => Verdict::Expired,
+                false => Verdict::Keep,
+            };
         }
-        JobStatus::Failed | JobStatus::Cancelled => Verdict::Orphan,
+    }
+    match job.status {
+        JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled => Verdict::Orphan,
         JobStatus::Queued | JobStatus::Running => {
             let checkpointed = job
                 .checkpoint
@@ -309,8 +400,6 @@ fn verdict(job: Option<&Job>, name: &FileName) -> Verdict {
         }
     }
 }
-
-use serde::Deserialize as _;
 
 /// An I/O error that names the path it happened on.
 fn with_path(e: io::Error, doing: &str, path: &Path) -> io::Error {
@@ -351,7 +440,7 @@ mod tests {
     #[test]
     fn each_attempt_gets_a_file_no_other_attempt_can_open_for_writing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ExportStore::new(dir.path().into(), Duration::from_secs(60));
+        let store = FileStore::new(dir.path().into(), Duration::from_secs(60));
         let t = token();
         let first = store.create_temp(&t, "csv").unwrap();
         assert!(store.create_temp(&t, "csv").is_err(), "created exclusively");

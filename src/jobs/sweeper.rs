@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::store::ExportStore;
+use super::store::FileStore;
 use crate::broker::Broker;
 use crate::db::Pool;
 use crate::domain::job::JobId;
@@ -38,7 +38,7 @@ pub struct Sweeper {
     pool: Pool,
     broker: Arc<dyn Broker>,
     events: Events,
-    store: ExportStore,
+    store: FileStore,
     redeliver: Duration,
     busy: bool,
 }
@@ -48,7 +48,7 @@ impl Sweeper {
         pool: Pool,
         broker: Arc<dyn Broker>,
         events: Events,
-        store: ExportStore,
+        store: FileStore,
         redeliver: Duration,
     ) -> Self {
         Self {

@@ -1,4 +1,4 @@
-//! The ExportWorker pool: a SyncArbiter of blocking workers. A worker claims the job it is
+//! The JobWorker pool: a SyncArbiter of blocking workers. A worker claims the job it is
 //! given (a conditional update that takes a lease and hands the attempt its fencing
 //! token), runs it while a keeper thread renews the lease on a timer, records progress
 //! and checkpoints as it goes (each write fenced, each one an event), notices
@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::store::ExportStore;
+use super::kind::Registry;
+use super::store::FileStore;
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::domain::job::{JobId, JobStatus};
 use crate::events::Events;
 use crate::metrics::METRICS;
+use crate::models::attempt;
 use crate::models::job::{self, AttemptToken, Beat, Ending, Job, Progress};
 
 /// Progress is written and announced at most this often (the first and last always).
@@ -56,6 +58,13 @@ pub enum JobError {
     /// No attempt can succeed (the job's parameters are unusable).
     #[error("{0:#}")]
     Abort(anyhow::Error),
+    /// No attempt can succeed, and the job produced something to keep anyway (an
+    /// import's rejects report): the job fails with this result.
+    #[error("{error}")]
+    Refused {
+        error: String,
+        result: serde_json::Value,
+    },
 }
 
 impl From<Stop> for JobError {
@@ -82,12 +91,6 @@ impl From<r2d2::Error> for JobError {
     }
 }
 
-/// The code that does one kind of job.
-pub trait JobHandler: Send + Sync + 'static {
-    /// Runs one attempt; returns the result to record (JSON).
-    fn run(&self, job: &Job, attempt: &mut Attempt<'_>) -> Result<serde_json::Value, JobError>;
-}
-
 /// Tells running jobs that the shutdown grace period is over.
 #[derive(Clone, Default)]
 pub struct Shutdown(Arc<AtomicBool>);
@@ -106,15 +109,15 @@ impl Shutdown {
 pub struct WorkerContext {
     pub pool: Pool,
     pub events: Events,
-    pub handler: Arc<dyn JobHandler>,
+    pub kinds: Registry,
     pub shutdown: Shutdown,
     /// This process, in lease owners.
     pub node: String,
     pub lease: Duration,
     pub timeout: Duration,
     pub retry_backoff: Duration,
-    pub store: ExportStore,
-    pub batch_rows: u32,
+    /// Where attempts keep their files.
+    pub store: FileStore,
 }
 
 impl WorkerContext {
@@ -122,21 +125,20 @@ impl WorkerContext {
         settings: &Settings,
         pool: Pool,
         events: Events,
-        handler: Arc<dyn JobHandler>,
+        kinds: Registry,
         shutdown: Shutdown,
         node: String,
     ) -> Self {
         Self {
             pool,
             events,
-            handler,
+            kinds,
             shutdown,
             node,
             lease: settings.lease(),
             timeout: settings.job_timeout(),
             retry_backoff: settings.retry_backoff(),
-            store: ExportStore::new(settings.export_dir.clone(), settings.export_ttl()),
-            batch_rows: settings.export_batch_rows,
+            store: FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
         }
     }
 
@@ -247,12 +249,21 @@ impl Attempt<'_> {
         &self.token
     }
 
-    pub fn store(&self) -> &ExportStore {
+    /// Where the attempt keeps its files.
+    pub fn store(&self) -> &FileStore {
         &self.ctx.store
     }
 
-    pub fn batch_rows(&self) -> u32 {
-        self.ctx.batch_rows
+    /// Records in the attempt's history that it went on from `done` (in the kind's unit
+    /// of progress) where an earlier attempt got to.
+    pub fn resumed(&mut self, done: u64) {
+        let recorded = attempt::resumed(&mut self.shared.conn(), &self.token, done as i64);
+        if let Err(e) = recorded {
+            log::warn!(
+                "job {}: could not record its resumption: {e}",
+                self.token.job
+            );
+        }
     }
 
     /// A file this attempt produced for its result: it is removed unless the job's
@@ -365,22 +376,22 @@ pub enum AttemptOutcome {
     Crashed,
 }
 
-pub struct ExportWorker {
+pub struct JobWorker {
     ctx: Arc<WorkerContext>,
 }
 
-impl ExportWorker {
+impl JobWorker {
     /// Starts `n` workers on threads of their own.
-    pub fn start_pool(n: usize, ctx: Arc<WorkerContext>) -> Addr<ExportWorker> {
-        SyncArbiter::start(n, move || ExportWorker { ctx: ctx.clone() })
+    pub fn start_pool(n: usize, ctx: Arc<WorkerContext>) -> Addr<JobWorker> {
+        SyncArbiter::start(n, move || JobWorker { ctx: ctx.clone() })
     }
 }
 
-impl Actor for ExportWorker {
+impl Actor for JobWorker {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<RunJob> for ExportWorker {
+impl Handler<RunJob> for JobWorker {
     type Result = MessageResult<RunJob>;
 
     fn handle(&mut self, msg: RunJob, ctx: &mut SyncContext<Self>) -> Self::Result {
@@ -440,13 +451,19 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
             last_write: None,
             outputs: Vec::new(),
         };
-        let result = catch_unwind(AssertUnwindSafe(|| ctx.handler.run(&job, &mut attempt)))
-            .unwrap_or_else(|panic| {
-                Err(JobError::Retry(anyhow::anyhow!(
-                    "the job panicked: {}",
-                    panic_message(&*panic)
-                )))
-            });
+        let result = catch_unwind(AssertUnwindSafe(|| match ctx.kinds.get(job.kind) {
+            Some(kind) => kind.run(&job, &mut attempt),
+            None => Err(JobError::Abort(anyhow::anyhow!(
+                "this worker does not run jobs of kind {}",
+                job.kind
+            ))),
+        }))
+        .unwrap_or_else(|panic| {
+            Err(JobError::Retry(anyhow::anyhow!(
+                "the job panicked: {}",
+                panic_message(&*panic)
+            )))
+        });
         drop(done); // the keeper stops; the scope waits for it
         (result, attempt.outputs)
     });
@@ -455,12 +472,12 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     let mut outputs = Outputs(outputs);
     let ending = match result {
         Ok(value) => Ending::Succeeded {
-            rows: value.get("rows").and_then(|r| r.as_i64()).unwrap_or(0),
             result: value.to_string(),
         },
         Err(JobError::Stopped(Stop::Cancelled)) => Ending::Cancelled,
         Err(JobError::Stopped(Stop::TimedOut)) => Ending::Failed {
             error: format!("timed out after {} s", ctx.timeout.as_secs()),
+            result: None,
         },
         Err(JobError::Stopped(Stop::Shutdown)) => Ending::Release,
         Err(JobError::Stopped(Stop::LeaseLost)) => {
@@ -469,6 +486,11 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         }
         Err(JobError::Abort(e)) => Ending::Failed {
             error: format!("{e:#}"),
+            result: None,
+        },
+        Err(JobError::Refused { error, result }) => Ending::Failed {
+            error,
+            result: Some(result.to_string()),
         },
         Err(JobError::Retry(e)) if job.attempts < job.max_attempts => Ending::Retry {
             error: format!("{e:#}"),
@@ -476,6 +498,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         },
         Err(JobError::Retry(e)) => Ending::Failed {
             error: format!("{e:#}"),
+            result: None,
         },
     };
     let Some(ended) = record(ctx, &mut conn, &token, &ending)? else {
@@ -498,9 +521,10 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         .observe(elapsed);
     match (&ending, ended.status) {
         (_, JobStatus::Cancelled) => log::info!("job {id} cancelled after {elapsed:.3}s"),
-        (Ending::Succeeded { rows, .. }, _) => {
-            log::info!("job {id} succeeded: rows={rows} duration={elapsed:.3}s")
-        }
+        (Ending::Succeeded { .. }, _) => log::info!(
+            "job {id} succeeded: done={} duration={elapsed:.3}s",
+            ended.progress.done
+        ),
         (Ending::Retry { error, backoff }, _) => {
             METRICS.job_retries.inc();
             log::warn!(
@@ -508,7 +532,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
                 ended.attempts
             )
         }
-        (Ending::Failed { error }, _) => log::error!(
+        (Ending::Failed { error, .. }, _) => log::error!(
             "job {id} failed after {} attempt(s): {error}",
             ended.attempts
         ),

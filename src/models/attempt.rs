@@ -64,11 +64,7 @@ struct AttemptRow {
 }
 
 /// Records that the attempt `token` started (with the claim that started it).
-pub(super) fn begin(
-    conn: &mut DbConnection,
-    token: &AttemptToken,
-    resumed_from: Option<i64>,
-) -> QueryResult<()> {
+pub(super) fn begin(conn: &mut DbConnection, token: &AttemptToken) -> QueryResult<()> {
     let now = clock::now(conn);
     diesel::insert_into(job_attempts::table)
         .values((
@@ -76,10 +72,22 @@ pub(super) fn begin(
             job_attempts::worker.eq(&token.owner),
             job_attempts::number.eq(token.number),
             job_attempts::started_at.eq(now),
-            job_attempts::resumed_from.eq(resumed_from),
         ))
         .execute(conn)
         .map(drop)
+}
+
+/// Records that the attempt `token` went on from where an earlier one got to (`done`,
+/// in the kind's unit of progress), as the kind itself found when it resumed.
+pub fn resumed(conn: &mut DbConnection, token: &AttemptToken, done: i64) -> QueryResult<()> {
+    diesel::update(
+        job_attempts::table
+            .filter(job_attempts::job_id.eq(token.job.to_string()))
+            .filter(job_attempts::worker.eq(&token.owner)),
+    )
+    .set(job_attempts::resumed_from.eq(done))
+    .execute(conn)
+    .map(drop)
 }
 
 /// Records how the attempt of `worker` ended (with the transition that ended it).

@@ -49,6 +49,15 @@ pub fn before(conn: &DbConnection, d: Duration) -> SqlLiteral<Timestamp> {
     sql(&expression(conn, -millis(d)))
 }
 
+/// A time read from the database, written back as the database writes its own (so that
+/// SQLite's text comparisons agree).
+pub fn literal(conn: &DbConnection, at: chrono::NaiveDateTime) -> SqlLiteral<Timestamp> {
+    sql(&match conn {
+        DbConnection::Pg(_) => format!("TIMESTAMP '{}'", at.format("%Y-%m-%d %H:%M:%S%.6f")),
+        DbConnection::Sqlite(_) => format!("'{}'", at.format("%Y-%m-%d %H:%M:%S%.3f")),
+    })
+}
+
 /// [`now`], for a nullable column.
 pub fn now_nullable(conn: &DbConnection) -> SqlLiteral<Nullable<Timestamp>> {
     sql(&expression(conn, 0))

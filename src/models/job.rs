@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::attempt::{self, Outcome};
 use super::clock;
 use crate::db::DbConnection;
-use crate::domain::job::{ExportParams, JobId, JobKind, JobStatus};
+use crate::domain::job::{JobId, JobKind, JobStatus};
 use crate::on_backend;
 use crate::schema::jobs;
 
@@ -48,6 +48,14 @@ struct JobRow {
     finished_at: Option<NaiveDateTime>,
     checkpoint: Option<String>,
     published_at: Option<NaiveDateTime>,
+    created_by: Option<String>,
+    // Only the unique indexes read these two.
+    #[allow(dead_code)]
+    idempotency_key: Option<String>,
+    #[allow(dead_code)]
+    dedup_key: Option<String>,
+    schedule_id: Option<String>,
+    fire_at: Option<NaiveDateTime>,
 }
 
 /// A job, read into typed fields.
@@ -74,6 +82,11 @@ pub struct Job {
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
+    /// The user who created it (none while access control is off).
+    pub created_by: Option<String>,
+    /// The schedule that fired it, and for which tick.
+    pub schedule_id: Option<String>,
+    pub fire_at: Option<NaiveDateTime>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> diesel::result::Error {
@@ -119,6 +132,9 @@ impl TryFrom<JobRow> for Job {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            created_by: row.created_by,
+            schedule_id: row.schedule_id,
+            fire_at: row.fire_at,
         })
     }
 }
@@ -132,10 +148,6 @@ fn typed_one(row: Option<JobRow>) -> QueryResult<Option<Job>> {
 }
 
 impl Job {
-    pub fn export_params(&self) -> Result<ExportParams, serde_json::Error> {
-        ExportParams::deserialize(&self.params)
-    }
-
     pub fn view(&self) -> JobView {
         JobView {
             id: self.id,
@@ -153,11 +165,11 @@ impl Job {
             run_after: self.run_after.and_utc(),
             started_at: self.started_at.map(|t| t.and_utc()),
             finished_at: self.finished_at.map(|t| t.and_utc()),
+            created_by: self.created_by.clone(),
+            schedule_id: self.schedule_id.clone(),
         }
     }
 }
-
-use serde::Deserialize as _;
 
 /// A job as the API and the WebSocket show it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -177,6 +189,10 @@ pub struct JobView {
     pub run_after: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -239,13 +255,35 @@ macro_rules! fenced {
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = jobs)]
-struct NewJob<'a> {
+struct JobInsert<'a> {
     id: String,
     kind: &'a str,
     params: String,
     status: &'a str,
     max_attempts: i32,
     seq: i64,
+    created_by: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+    dedup_key: Option<&'a str>,
+    schedule_id: Option<&'a str>,
+    fire_at: Option<NaiveDateTime>,
+}
+
+/// A job to record, queued and due now.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    pub kind: JobKind,
+    /// The kind's parameters, as its `accept` checked them.
+    pub params: serde_json::Value,
+    pub max_attempts: i32,
+    pub created_by: Option<String>,
+    /// Scoped to the creator (see `jobs::accept`).
+    pub idempotency_key: Option<String>,
+    /// Set when no identical job may be queued or running at once.
+    pub dedup_key: Option<String>,
+    /// The schedule and tick that fired it: at most one job per tick.
+    pub tick: Option<(String, NaiveDateTime)>,
 }
 
 /// The host's clock, for what only people read (students' timestamps).
@@ -253,30 +291,64 @@ pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-/// Records a new queued export job (seq 1: its creation is its first event).
-pub fn insert_export(
-    conn: &mut DbConnection,
-    params: &ExportParams,
-    max_attempts: u16,
-) -> QueryResult<Job> {
-    let new = NewJob {
-        id: JobId::new().to_string(),
-        kind: JobKind::StudentsByAge.as_str(),
-        params: serde_json::to_string(params).expect("params serialize"),
+/// Records a new queued job (seq 1: its creation is its first event). Fails with a
+/// unique violation when its idempotency key, dedup key or tick is taken.
+pub fn insert(conn: &mut DbConnection, new: &NewJob) -> QueryResult<Job> {
+    let row = JobInsert {
+        id: new.id.to_string(),
+        kind: new.kind.as_str(),
+        params: new.params.to_string(),
         status: JobStatus::Queued.as_str(),
-        max_attempts: i32::from(max_attempts),
+        max_attempts: new.max_attempts,
         seq: 1,
+        created_by: new.created_by.as_deref(),
+        idempotency_key: new.idempotency_key.as_deref(),
+        dedup_key: new.dedup_key.as_deref(),
+        schedule_id: new.tick.as_ref().map(|(s, _)| s.as_str()),
+        fire_at: new.tick.as_ref().map(|(_, at)| *at),
     };
     let now = clock::now(conn);
     let row: JobRow = on_backend!(conn, |c| diesel::insert_into(jobs::table)
         .values((
-            &new,
+            &row,
             jobs::run_after.eq(now.clone()),
             jobs::created_at.eq(now)
         ))
         .returning(jobs::all_columns)
         .get_result(c))?;
     Job::try_from(row)
+}
+
+/// The job created with this (scoped) idempotency key within `window`; an older holder
+/// of the key lets go of it, so that the key can be used again.
+pub fn by_idempotency_key(
+    conn: &mut DbConnection,
+    key: &str,
+    window: Duration,
+) -> QueryResult<Option<Job>> {
+    let since = clock::before(conn, window);
+    diesel::update(jobs::table)
+        .filter(jobs::idempotency_key.eq(key))
+        .filter(jobs::created_at.lt(since))
+        .set(jobs::idempotency_key.eq(None::<String>))
+        .execute(conn)?;
+    let row = jobs::table
+        .filter(jobs::idempotency_key.eq(key))
+        .select(JobRow::as_select())
+        .first(conn)
+        .optional()?;
+    typed_one(row)
+}
+
+/// The queued or running job with this dedup key.
+pub fn active_by_dedup_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<Job>> {
+    let row = jobs::table
+        .filter(jobs::dedup_key.eq(key))
+        .filter(jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]))
+        .select(JobRow::as_select())
+        .first(conn)
+        .optional()?;
+    typed_one(row)
 }
 
 pub fn find(conn: &mut DbConnection, id: &JobId) -> QueryResult<Option<Job>> {
@@ -298,21 +370,208 @@ pub fn find_many(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<Job>
     typed(rows)
 }
 
-/// The newest jobs first.
-pub fn recent(
+/// Which jobs a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<JobKind>,
+    /// A prefix of the id.
+    pub id_prefix: Option<String>,
+    /// Only jobs this user created.
+    pub created_by: Option<String>,
+}
+
+/// Where a page of a listing starts: after the job created at `created_at` with `id`
+/// (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: NaiveDateTime,
+    pub id: JobId,
+}
+
+impl Cursor {
+    fn of(job: &Job) -> Self {
+        Self {
+            created_at: job.created_at,
+            id: job.id,
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.created_at.and_utc().timestamp_micros();
+        write!(f, "{micros}_{}", self.id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || "is not a cursor this service gave out".to_owned();
+        let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+        let created_at = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(bad)?
+            .naive_utc();
+        Ok(Self {
+            created_at,
+            id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A page of jobs, newest first, and the cursor of the next page when there is one.
+pub fn list(
     conn: &mut DbConnection,
-    status: Option<JobStatus>,
+    filter: &JobFilter,
+    after: Option<&Cursor>,
     limit: i64,
-) -> QueryResult<Vec<Job>> {
+) -> QueryResult<(Vec<Job>, Option<Cursor>)> {
     let mut query = jobs::table.into_boxed();
-    if let Some(status) = status {
+    if let Some(status) = filter.status {
         query = query.filter(jobs::status.eq(status.as_str()));
     }
-    let rows = query
-        .order((jobs::created_at.desc(), jobs::id.desc()))
+    if let Some(kind) = filter.kind {
+        query = query.filter(jobs::kind.eq(kind.as_str()));
+    }
+    if let Some(prefix) = &filter.id_prefix {
+        // Ids are lowercase hex and dashes; anything else matches nothing.
+        let prefix = prefix.to_ascii_lowercase();
+        if !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Ok((vec![], None));
+        }
+        query = query.filter(jobs::id.like(format!("{prefix}%")));
+    }
+    if let Some(user) = &filter.created_by {
+        query = query.filter(jobs::created_by.eq(user.clone()));
+    }
+    if let Some(cursor) = after {
+        let at = clock::literal(conn, cursor.created_at);
+        query = query.filter(BoolExpressionMethods::or(
+            jobs::created_at.lt(at.clone()),
+            jobs::created_at
+                .eq(at)
+                .and(jobs::id.lt(cursor.id.to_string())),
+        ));
+    }
+    let mut rows = typed(
+        query
+            .order((jobs::created_at.desc(), jobs::id.desc()))
+            .limit(limit + 1)
+            .select(JobRow::as_select())
+            .load(conn)?,
+    )?;
+    let next = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        Cursor::of(rows.last().expect("a full page"))
+    });
+    Ok((rows, next))
+}
+
+/// What a person's retry did.
+#[derive(Debug)]
+pub enum RetryOutcome {
+    /// Back in the queue, with `budget` more attempts.
+    Queued(Job),
+    /// Only a failed or cancelled job can be retried.
+    NotRetryable(Job),
+    NotFound,
+}
+
+/// Puts a failed or cancelled job back in the queue with a fresh budget of attempts
+/// (numbers go on from the last one). Its checkpoint stays: work an attempt committed
+/// (an import's batches) is not done twice.
+pub fn retry(conn: &mut DbConnection, id: &JobId, budget: i32) -> QueryResult<RetryOutcome> {
+    let now = clock::now(conn);
+    let retried = transition!(
+        conn,
+        JobStatus::Queued,
+        jobs::id
+            .eq(id.to_string())
+            .and(jobs::status.eq_any([JobStatus::Failed.as_str(), JobStatus::Cancelled.as_str()])),
+        (
+            jobs::max_attempts.eq(jobs::attempts + budget),
+            jobs::cancel_requested.eq(false),
+            jobs::error.eq(None::<String>),
+            jobs::result.eq(None::<String>),
+            jobs::finished_at.eq(None::<NaiveDateTime>),
+            jobs::run_after.eq(now),
+            jobs::published_at.eq(None::<NaiveDateTime>),
+        )
+    )?;
+    Ok(match retried.into_iter().next() {
+        Some(job) => RetryOutcome::Queued(job),
+        None => match find(conn, id)? {
+            Some(job) => RetryOutcome::NotRetryable(job),
+            None => RetryOutcome::NotFound,
+        },
+    })
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub enum DeleteOutcome {
+    /// Gone, with its attempts (its files are the caller's to remove).
+    Deleted(Job),
+    /// Still queued or running.
+    Active(Job),
+    NotFound,
+}
+
+fn ended() -> Vec<&'static str> {
+    JobStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(JobStatus::as_str)
+        .collect()
+}
+
+/// Deletes an ended job.
+pub fn delete(conn: &mut DbConnection, id: &JobId) -> QueryResult<DeleteOutcome> {
+    let row: Option<JobRow> = on_backend!(conn, |c| diesel::delete(
+        jobs::table
+            .filter(jobs::id.eq(id.to_string()))
+            .filter(jobs::status.eq_any(ended()))
+    )
+    .returning(jobs::all_columns)
+    .get_result(c)
+    .optional())?;
+    Ok(match typed_one(row)? {
+        Some(job) => DeleteOutcome::Deleted(job),
+        None => match find(conn, id)? {
+            Some(job) => DeleteOutcome::Active(job),
+            None => DeleteOutcome::NotFound,
+        },
+    })
+}
+
+/// Deletes up to `limit` jobs that ended longer than `retention` ago; returns them.
+pub fn prune_ended(
+    conn: &mut DbConnection,
+    retention: Duration,
+    limit: i64,
+) -> QueryResult<Vec<Job>> {
+    let before = clock::before_nullable(conn, retention);
+    let ids: Vec<String> = jobs::table
+        .filter(jobs::status.eq_any(ended()))
+        .filter(jobs::finished_at.lt(before))
+        .order(jobs::finished_at)
         .limit(limit)
-        .select(JobRow::as_select())
+        .select(jobs::id)
         .load(conn)?;
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows: Vec<JobRow> = on_backend!(conn, |c| diesel::delete(
+        jobs::table
+            .filter(jobs::id.eq_any(&ids))
+            .filter(jobs::status.eq_any(ended()))
+    )
+    .returning(jobs::all_columns)
+    .get_results(c))?;
     typed(rows)
 }
 
@@ -470,12 +729,7 @@ pub fn claim(
             number: job.attempts,
             owner: owner.clone(),
         };
-        let resumed_from = job
-            .checkpoint
-            .as_ref()
-            .and_then(|c| c.get("rows"))
-            .and_then(serde_json::Value::as_i64);
-        attempt::begin(conn, &token, resumed_from)?;
+        attempt::begin(conn, &token)?;
         Ok(Some((job, token)))
     })
 }
@@ -530,10 +784,12 @@ pub fn renew(
 pub enum Ending {
     Succeeded {
         result: String,
-        rows: i64,
     },
+    /// No attempt can succeed, or none is left; `result` is what the job produced
+    /// anyway (an import's rejects report).
     Failed {
         error: String,
+        result: Option<String>,
     },
     Cancelled,
     /// Try again after `backoff`.
@@ -571,7 +827,7 @@ pub fn finish(
             let (outcome, error) = match ending {
                 _ if job.status == JobStatus::Cancelled => (Outcome::Cancelled, None),
                 Ending::Succeeded { .. } => (Outcome::Succeeded, None),
-                Ending::Failed { error } => (Outcome::Failed, Some(error.as_str())),
+                Ending::Failed { error, .. } => (Outcome::Failed, Some(error.as_str())),
                 Ending::Retry { error, .. } => (Outcome::Retry, Some(error.as_str())),
                 Ending::Release => (Outcome::Released, None),
                 Ending::Cancelled => (Outcome::Cancelled, None),
@@ -604,7 +860,6 @@ fn end_attempt(
             jobs::lease_owner.eq(None::<String>),
             jobs::lease_expires_at.eq(None::<NaiveDateTime>),
             jobs::finished_at.eq(finished),
-            jobs::checkpoint.eq(None::<String>),
         )
     )?;
     Ok(cancelled.into_iter().next())
@@ -622,7 +877,7 @@ fn end_unless_cancelled(
     );
     let finished = clock::now_nullable(conn);
     match ending {
-        Ending::Succeeded { result, rows } => transition!(
+        Ending::Succeeded { result } => transition!(
             conn,
             JobStatus::Succeeded,
             held,
@@ -630,21 +885,20 @@ fn end_unless_cancelled(
                 released,
                 jobs::result.eq(Some(result.as_str())),
                 jobs::error.eq(None::<String>),
-                jobs::progress_done.eq(rows),
-                jobs::progress_total.eq(rows),
+                jobs::progress_done.eq(jobs::progress_total),
                 jobs::finished_at.eq(finished),
                 jobs::checkpoint.eq(None::<String>),
             )
         ),
-        Ending::Failed { error } => transition!(
+        Ending::Failed { error, result } => transition!(
             conn,
             JobStatus::Failed,
             held,
             (
                 released,
                 jobs::error.eq(Some(error.as_str())),
+                jobs::result.eq(result.as_deref()),
                 jobs::finished_at.eq(finished),
-                jobs::checkpoint.eq(None::<String>),
             )
         ),
         Ending::Retry { error, backoff } => {
@@ -658,8 +912,6 @@ fn end_unless_cancelled(
                     jobs::error.eq(Some(error.as_str())),
                     jobs::run_after.eq(run_after),
                     jobs::published_at.eq(None::<NaiveDateTime>),
-                    // The failed attempt removed its file: nothing to resume from.
-                    jobs::checkpoint.eq(None::<String>),
                 )
             )
         }
@@ -713,7 +965,6 @@ pub fn request_cancel(conn: &mut DbConnection, id: &JobId) -> QueryResult<Cancel
                     (
                         jobs::cancel_requested.eq(true),
                         jobs::finished_at.eq(finished),
-                        jobs::checkpoint.eq(None::<String>),
                     )
                 )?;
                 if let Some(job) = done.into_iter().next() {
@@ -766,11 +1017,7 @@ fn recover_expired_jobs(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
         conn,
         JobStatus::Cancelled,
         e1.and(jobs::cancel_requested.eq(true)),
-        (
-            released(),
-            jobs::finished_at.eq(finished.clone()),
-            jobs::checkpoint.eq(None::<String>),
-        )
+        (released(), jobs::finished_at.eq(finished.clone()),)
     )?;
     changed.extend(transition!(
         conn,
@@ -780,7 +1027,6 @@ fn recover_expired_jobs(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
             released(),
             jobs::error.eq("the worker running it was lost (lease expired) on its last attempt"),
             jobs::finished_at.eq(finished),
-            jobs::checkpoint.eq(None::<String>),
         )
     )?);
     let now = clock::now(conn);

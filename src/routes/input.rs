@@ -92,10 +92,15 @@ impl Fields {
     }
 
     pub fn finish(self) -> Result<(), ApiError> {
+        self.into_result().map_err(ApiError::Invalid)
+    }
+
+    /// The errors collected, if any.
+    pub fn into_result(self) -> Result<(), FieldErrors> {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Invalid(self.errors))
+            Err(self.errors)
         }
     }
 }

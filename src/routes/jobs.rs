@@ -1,20 +1,23 @@
-//! `/api/exports` and `/api/jobs`: start an export, follow, cancel and download jobs.
+//! `/api/exports` and `/api/jobs`: start an export; list, follow, cancel, retry, delete
+//! and download jobs of every kind.
 
 use actix_files::NamedFile;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpRequest, HttpResponse};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use futures_util::StreamExt;
-use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use super::input::{self, Fields, Query, JSON_LIMIT};
-use super::students::age_range;
 use super::with_conn;
-use crate::domain::job::{ExportFormat, ExportParams, ExportResult, JobId, JobKind, JobStatus};
+use crate::domain::job::{JobId, JobKind, JobStatus};
 use crate::error::ApiError;
-use crate::jobs::store::ExportStore;
+use crate::jobs::accept::{Accepted, JobRequest, MAX_IDEMPOTENCY_KEY};
+use crate::jobs::store::ResultFile;
 use crate::models::attempt;
-use crate::models::job::{self, CancelOutcome, Job};
+use crate::models::job::{
+    self, CancelOutcome, Cursor, DeleteOutcome, Job, JobFilter, RetryOutcome,
+};
 use crate::startup::AppState;
 
 pub const MAX_LIST_LIMIT: i64 = 500;
@@ -58,83 +61,80 @@ async fn optional_object(
     }
 }
 
-/// Reads `{kind?, format?, min_age?, max_age?}`.
-fn export_params(body: &Map<String, Value>) -> Result<ExportParams, ApiError> {
-    let mut fields = Fields::default();
-    fields.only(body, &["kind", "format", "min_age", "max_age"]);
-    if let Some(kind) = body.get("kind") {
-        fields.check(
-            "kind",
-            input::string(kind).and_then(|k| k.parse::<JobKind>()),
-        );
+/// The `Idempotency-Key` header, if the request has one.
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(raw) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = raw.to_str().unwrap_or_default().trim();
+    let visible = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !visible {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        ));
     }
-    let format = body
-        .get("format")
-        .and_then(|f| {
-            fields.check(
-                "format",
-                input::string(f).and_then(|f| f.parse::<ExportFormat>()),
-            )
-        })
-        .unwrap_or_default();
-    let age = |name: &str| body.get(name).filter(|v| !v.is_null()).map(input::integer);
-    let (min_age, max_age) = age_range(&mut fields, age("min_age"), age("max_age"));
-    fields.finish()?;
-    ExportParams::new(format, min_age, max_age).map_err(|e| ApiError::invalid("min_age", e))
+    Ok(Some(key.to_owned()))
 }
 
+/// 202 and the job's location for a new job; 200 and the same for the job a request
+/// repeats.
+pub fn accepted_response(accepted: &Accepted) -> HttpResponse {
+    let mut response = match accepted {
+        Accepted::New(_) => HttpResponse::Accepted(),
+        Accepted::Existing(_) => HttpResponse::Ok(),
+    };
+    let job = accepted.job();
+    response
+        .insert_header(("Location", format!("/api/jobs/{}", job.id)))
+        .json(job.view())
+}
+
+/// `POST /api/exports` `{kind?, format?, min_age?, max_age?}`.
 pub async fn create_export(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let params = export_params(&optional_object(&req, payload).await?)?;
-    let max_attempts = state.settings.max_attempts;
-    // Durable accept: the row is committed before anything else happens.
-    let created = with_conn(&state, move |conn| {
-        Ok(job::insert_export(conn, &params, max_attempts)?)
-    })
-    .await?;
-    log::info!(
-        "job {} queued: kind={} params={}",
-        created.id,
-        created.kind.as_str(),
-        created.params
-    );
-    state.events.status(&created);
-    publish(&state, &created).await;
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/api/jobs/{}", created.id)))
-        .json(created.view()))
-}
-
-/// Tells the broker about a committed job. If that fails the job stays unpublished and
-/// the sweeper's reconciler publishes it: the request still succeeds.
-async fn publish(state: &AppState, created: &Job) {
-    match state.broker.publish(&created.id).await {
-        Ok(()) => {
-            let id = created.id;
-            let marked = with_conn(state, move |conn| {
-                Ok(job::mark_published(conn, &[(id, 0)])?)
+    let key = idempotency_key(&req)?;
+    let mut params = optional_object(&req, payload).await?;
+    let kind = match params.remove("kind") {
+        None => JobKind::StudentsByAge,
+        Some(kind) => input::string(&kind)
+            .and_then(|k| k.parse::<JobKind>())
+            .and_then(|k| {
+                (k == JobKind::StudentsByAge)
+                    .then_some(k)
+                    .ok_or_else(|| "must be students_by_age".to_owned())
             })
-            .await;
-            if let Err(e) = marked {
-                log::warn!("job {}: published, but not marked so: {e}", created.id);
-            }
-        }
-        Err(e) => log::warn!(
-            "job {}: could not publish it now ({e}); the reconciler will",
-            created.id
-        ),
-    }
+            .map_err(|e| ApiError::invalid("kind", e))?,
+    };
+    let request = JobRequest {
+        idempotency_key: key,
+        dedupe: true,
+        ..JobRequest::new(kind, params)
+    };
+    let accepted = state.jobs.accept(request).await?;
+    Ok(accepted_response(&accepted))
 }
 
+/// `GET /api/jobs?status=&kind=&q=&limit=&cursor=`: newest first, a page at a time.
 pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
-    fields.only_params(&query, &["status", "limit"]);
+    fields.only_params(&query, &["status", "kind", "q", "limit", "cursor"]);
     let status = query
         .get("status")
         .and_then(|s| fields.check("status", s.parse::<JobStatus>()));
+    let kind = query
+        .get("kind")
+        .and_then(|k| fields.check("kind", k.parse::<JobKind>()));
+    let id_prefix = query
+        .get("q")
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty());
+    let cursor = query
+        .get("cursor")
+        .and_then(|c| fields.check("cursor", c.parse::<Cursor>()));
     let limit = query
         .get("limit")
         .map(|l| {
@@ -148,9 +148,21 @@ pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpRespon
         .and_then(|l| fields.check("limit", l))
         .unwrap_or(50);
     fields.finish()?;
-    let jobs = with_conn(&state, move |conn| Ok(job::recent(conn, status, limit)?)).await?;
+    let filter = JobFilter {
+        status,
+        kind,
+        id_prefix,
+        created_by: None,
+    };
+    let (jobs, next) = with_conn(&state, move |conn| {
+        Ok(job::list(conn, &filter, cursor.as_ref(), limit)?)
+    })
+    .await?;
     let items: Vec<_> = jobs.iter().map(Job::view).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": items,
+        "next_cursor": next.map(|c| c.to_string()),
+    })))
 }
 
 async fn load(state: &AppState, id: JobId) -> Result<Job, ApiError> {
@@ -209,6 +221,58 @@ pub async fn cancel(
     }
 }
 
+/// `POST /api/jobs/{id}/retry`: a failed or cancelled job back to the queue.
+pub async fn retry(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job_id(&path)?;
+    let budget = i32::from(state.settings.max_attempts);
+    let outcome = with_conn(&state, move |conn| match job::retry(conn, &id, budget) {
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(
+            ApiError::Conflict("an identical job is already queued or running".into()),
+        ),
+        other => Ok(other?),
+    })
+    .await?;
+    match outcome {
+        RetryOutcome::Queued(job) => {
+            log::info!("job {} retried: back in the queue", job.id);
+            state.events.status(&job);
+            state.jobs.publish(&job).await;
+            Ok(HttpResponse::Accepted().json(job.view()))
+        }
+        RetryOutcome::NotRetryable(job) => Err(ApiError::Conflict(format!(
+            "only a failed or cancelled job can be retried; this one is {}",
+            job.status
+        ))),
+        RetryOutcome::NotFound => Err(ApiError::NotFound("job")),
+    }
+}
+
+/// `DELETE /api/jobs/{id}`: an ended job, its history and its files.
+pub async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job_id(&path)?;
+    let outcome = with_conn(&state, move |conn| Ok(job::delete(conn, &id)?)).await?;
+    match outcome {
+        DeleteOutcome::Deleted(job) => {
+            let files = state.files.clone();
+            web::block(move || files.remove_job_files(&job)).await?;
+            log::info!("job {id} deleted");
+            Ok(HttpResponse::NoContent().finish())
+        }
+        DeleteOutcome::Active(job) => Err(ApiError::Conflict(format!(
+            "the job is {}; cancel it first",
+            job.status
+        ))),
+        DeleteOutcome::NotFound => Err(ApiError::NotFound("job")),
+    }
+}
+
+/// `GET /api/jobs/{id}/download`: the file the job's result names.
 pub async fn download(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -216,32 +280,28 @@ pub async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&path)?;
     let found = load(&state, id).await?;
-    if found.status != JobStatus::Succeeded {
+    let Some(result) = found.result.as_ref().and_then(ResultFile::of) else {
         return Err(ApiError::Conflict(format!(
-            "the export is not ready: the job is {}",
+            "there is nothing to download: the job is {}",
             found.status
         )));
+    };
+    if result.is_expired() {
+        return Err(ApiError::Gone("the file has expired".into()));
     }
-    let result = found
-        .result
-        .as_ref()
-        .and_then(|r| ExportResult::deserialize(r).ok())
-        .ok_or_else(|| anyhow::anyhow!("job {id} succeeded without a readable result"))?;
-    if ExportStore::is_expired(&result) {
-        return Err(ApiError::Gone("the export has expired".into()));
-    }
-    let params = found
-        .export_params()
-        .map_err(|e| anyhow::anyhow!("job {id}: unreadable params: {e}"))?;
     // Only the file the result names: never one rebuilt from the id.
     let path = state
-        .exports
+        .files
         .path_of(&result)
-        .ok_or_else(|| anyhow::anyhow!("job {id}: its result names no export file"))?;
+        .ok_or_else(|| anyhow::anyhow!("job {id}: its result names no file of ours"))?;
     let file = NamedFile::open_async(&path)
         .await
-        .map_err(|_| ApiError::Gone("the export file is no longer available".into()))?;
-    let filename = format!("students-by-age-{id}.{}", params.format.extension());
+        .map_err(|_| ApiError::Gone("the file is no longer available".into()))?;
+    let filename = format!(
+        "{}-{id}.{}",
+        found.kind.as_str().replace('_', "-"),
+        result.extension()
+    );
     let content_type = result
         .content_type
         .parse()

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use actix_web::http::{Method, StatusCode};
 use async_trait::async_trait;
 use roster::broker::{Broker, BrokerError, Delivery, QueueStats};
+use roster::domain::job::JobKind;
 use roster::domain::job::{JobId, JobStatus};
-use roster::jobs::export::StudentsByAge;
 use roster::jobs::{Attempt, JobError, JobHandler};
+
+use crate::helpers::StandIn;
 use roster::models::job::Job;
 use roster::startup::Hooks;
 use serde_json::{json, Value};
@@ -319,8 +321,10 @@ both_deployments!(
         let settings = other.settings();
         let _second = helpers::start_in(other, settings, Hooks::default(), true).await;
         let mut ids = Vec::new();
-        for _ in 0..20 {
-            let job = app.start_export(json!({"min_age": 5, "max_age": 10})).await;
+        for i in 0..20 {
+            let job = app
+                .start_export(json!({"min_age": 5, "max_age": 10 + i}))
+                .await;
             app.broker()
                 .publish(&id(&job).parse().unwrap())
                 .await
@@ -355,24 +359,24 @@ both_deployments!(
 /// Panics on the first attempt of every job, then does the real export.
 struct PanicsOnce {
     panicked: std::sync::Mutex<HashSet<JobId>>,
+    export: Arc<dyn JobHandler>,
 }
 
-impl JobHandler for PanicsOnce {
+impl StandIn for PanicsOnce {
     fn run(&self, job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
         if self.panicked.lock().unwrap().insert(job.id) {
             panic!("injected panic in job {}", job.id);
         }
-        StudentsByAge.run(job, attempt)
+        self.export.run(job, attempt)
     }
 }
 
 fn panics_once() -> Hooks {
-    Hooks {
-        handler: Some(Arc::new(PanicsOnce {
-            panicked: Default::default(),
-        })),
-        ..Hooks::default()
-    }
+    let kinds = roster::jobs::standard_kinds(&roster::config::Settings::defaults());
+    helpers::instead_of_export(PanicsOnce {
+        panicked: Default::default(),
+        export: kinds.get(JobKind::StudentsByAge).unwrap().clone(),
+    })
 }
 
 #[actix_web::test]
@@ -406,8 +410,9 @@ async fn a_panicking_job_fails_that_attempt_only_and_the_pool_keeps_its_size() {
 
 async fn futures_join(app: &TestApp, n: usize) -> Vec<Value> {
     let mut jobs = Vec::new();
-    for _ in 0..n {
-        jobs.push(app.start_export(json!({})).await);
+    for i in 0..n {
+        // Distinct parameters: an identical export would be the same job.
+        jobs.push(app.start_export(json!({"max_age": 150 - i})).await);
     }
     jobs
 }
@@ -490,7 +495,7 @@ async fn cancelling_a_running_export_stops_it_within_a_second_and_removes_its_fi
 /// A job that never ends by itself.
 struct Endless;
 
-impl JobHandler for Endless {
+impl StandIn for Endless {
     fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
         // "Never" is bounded, so that no test leaves a thread spinning for ever.
         for done in 1..6_000 {
@@ -504,10 +509,7 @@ impl JobHandler for Endless {
 #[actix_web::test]
 async fn a_job_past_its_time_limit_fails_as_timed_out() {
     for deployment in [Deployment::Embedded, Deployment::Production] {
-        let hooks = Hooks {
-            handler: Some(Arc::new(Endless)),
-            ..Hooks::default()
-        };
+        let hooks = helpers::instead_of_export(Endless);
         let Some(app) = spawn_with(deployment, |s| s.job_timeout_secs = 1, hooks).await else {
             continue;
         };
@@ -526,15 +528,12 @@ async fn a_job_past_its_time_limit_fails_as_timed_out() {
 
 #[actix_web::test]
 async fn the_consumer_holds_no_more_jobs_than_idle_workers() {
-    let hooks = Hooks {
-        handler: Some(Arc::new(Endless)),
-        ..Hooks::default()
-    };
+    let hooks = helpers::instead_of_export(Endless);
     let Some(app) = spawn_with(Deployment::Production, |s| s.concurrency = 2, hooks).await else {
         return;
     };
-    for _ in 0..10 {
-        app.start_export(json!({})).await;
+    for i in 0..10 {
+        app.start_export(json!({ "max_age": 150 - i })).await;
     }
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     let stats = app.broker().stats().await.unwrap();

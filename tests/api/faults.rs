@@ -6,13 +6,14 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use roster::domain::job::{JobId, JobStatus};
-use roster::jobs::store::ExportStore;
-use roster::jobs::{Attempt, JobError, JobHandler};
+use roster::jobs::store::FileStore;
+use roster::jobs::{Attempt, JobError};
+
+use crate::helpers::StandIn;
 use roster::models::attempt;
 use roster::models::job::{self, Ending, Job};
 use roster::startup::Hooks;
@@ -66,14 +67,14 @@ async fn cancel_meets_every_ending(deployment: Deployment) {
         Ending::Release,
         Ending::Failed {
             error: "bad".into(),
+            result: None,
         },
         Ending::Succeeded {
             result: "{}".into(),
-            rows: 0,
         },
     ];
-    for ending in endings {
-        let accepted = web.start_export(json!({"min_age": 150})).await;
+    for (i, ending) in endings.into_iter().enumerate() {
+        let accepted = web.start_export(json!({ "min_age": 150 - i })).await;
         let mut conn = web.pool.get().unwrap();
         let (running, token) =
             job::claim(&mut conn, &id(&accepted), "test", Duration::from_secs(30))
@@ -144,9 +145,9 @@ async fn jobs_a_redis_that_lost_its_queue_forgot_run_once_the_workers_start() {
     let settings = sandbox.settings();
     let web = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
     let mut accepted = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
         accepted.push(
-            web.start_export(json!({"min_age": 30, "max_age": 30}))
+            web.start_export(json!({"min_age": 30, "max_age": 30 + i}))
                 .await,
         );
     }
@@ -176,7 +177,7 @@ async fn jobs_a_redis_that_lost_its_queue_forgot_run_once_the_workers_start() {
 /// Sleeps longer than several leases without reporting progress, then succeeds.
 struct Silent(Duration);
 
-impl JobHandler for Silent {
+impl StandIn for Silent {
     fn run(&self, _job: &Job, _attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
         std::thread::sleep(self.0);
         Ok(json!({"rows": 0}))
@@ -194,10 +195,7 @@ async fn a_job_that_reports_no_progress_for_several_leases_keeps_its_lease_on_po
 }
 
 async fn silent_job_keeps_its_lease(deployment: Deployment) {
-    let hooks = Hooks {
-        handler: Some(Arc::new(Silent(Duration::from_millis(4_000)))),
-        ..Hooks::default()
-    };
+    let hooks = helpers::instead_of_export(Silent(Duration::from_millis(4_000)));
     let Some(quiet) = helpers::spawn_with(deployment, |s| s.lease_secs = 1, hooks).await else {
         return;
     };
@@ -324,9 +322,9 @@ async fn the_sweeper_deletes_only_roster_s_files_that_no_attempt_can_own() {
     let web = web_only(Deployment::Embedded).await.unwrap();
     let dir = web.settings.export_dir.clone();
     std::fs::create_dir_all(&dir).unwrap();
-    let store = ExportStore::new(dir.clone(), Duration::from_secs(60));
+    let store = FileStore::new(dir.clone(), Duration::from_secs(60));
     let queued = id(&web.start_export(json!({"min_age": 150})).await);
-    let running = id(&web.start_export(json!({"min_age": 150})).await);
+    let running = id(&web.start_export(json!({"min_age": 149})).await);
     let mut conn = web.pool.get().unwrap();
     let (_, token) = job::claim(&mut conn, &running, "node", Duration::from_secs(30))
         .unwrap()
@@ -365,7 +363,6 @@ async fn the_sweeper_deletes_only_roster_s_files_that_no_attempt_can_own() {
         result: json!({"rows": 0, "bytes": 1, "sha256": "", "file": name,
             "content_type": "text/csv", "expires_at": expires_at})
         .to_string(),
-        rows: 0,
     };
     let past = chrono::Utc::now() - chrono::Duration::seconds(1);
     job::finish(&mut conn, &token, &result(past))

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use roster::config::BrokerUrl;
-use roster::jobs::{Attempt, JobError, JobHandler};
+use roster::jobs::{Attempt, JobError};
+
+use crate::helpers::StandIn;
 use roster::models::job::Job;
 use roster::startup::Hooks;
 use serde_json::{json, Value};
@@ -107,7 +109,7 @@ async fn redis_going_away_makes_readyz_503_and_nothing_accepted_meanwhile_is_los
 /// Holds every job until the test opens the gate, reporting nothing meanwhile.
 struct Gate(Arc<AtomicBool>);
 
-impl JobHandler for Gate {
+impl StandIn for Gate {
     fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
         while !self.0.load(Ordering::SeqCst) {
             attempt.check()?;
@@ -126,10 +128,7 @@ async fn the_first_event_after_redis_dropped_its_connections_reaches_the_other_p
     sandbox.broker_url = Some(BrokerUrl::parse(&redis.url()).unwrap());
     let web_sandbox = sandbox.sharing();
     let gate = Arc::new(AtomicBool::new(false));
-    let hooks = Hooks {
-        handler: Some(Arc::new(Gate(gate.clone()))),
-        ..Hooks::default()
-    };
+    let hooks = helpers::instead_of_export(Gate(gate.clone()));
     let mut settings = sandbox.settings();
     // One worker, busy with the job: its consumer reads nothing from Redis meanwhile,
     // so nothing else of that process touches Redis before the ending is published.

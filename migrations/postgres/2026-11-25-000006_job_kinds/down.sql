@@ -1,0 +1,11 @@
+DROP TABLE schedules;
+DROP INDEX jobs_finished_at;
+DROP INDEX jobs_kind_created_at;
+DROP INDEX jobs_schedule_tick;
+DROP INDEX jobs_dedup_key;
+DROP INDEX jobs_idempotency_key;
+ALTER TABLE jobs DROP COLUMN fire_at;
+ALTER TABLE jobs DROP COLUMN schedule_id;
+ALTER TABLE jobs DROP COLUMN dedup_key;
+ALTER TABLE jobs DROP COLUMN idempotency_key;
+ALTER TABLE jobs DROP COLUMN created_by;

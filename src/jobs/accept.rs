@@ -1,0 +1,274 @@
+//! Accepting a job: the one way a job comes to exist, used by the HTTP routes, the CLI
+//! and the scheduler alike.
+//!
+//! The kind checks the parameters; the row is committed (durable accept) before anything
+//! else happens; then the job is announced as an event and published to the broker. If
+//! publishing fails the job stays unpublished and the sweeper's reconciler publishes it.
+//!
+//! Unique jobs: an `Idempotency-Key` returns the job first created with it by the same
+//! creator within [`IDEMPOTENCY_WINDOW`] (the same key with other parameters is refused),
+//! and a request marked `dedupe` returns an identical job of the same creator that is
+//! still queued or running. Both are enforced by unique indexes, so two racing requests
+//! still make one job; a schedule's tick is unique the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::kind::Registry;
+use crate::broker::Broker;
+use crate::db::{DbConnection, Pool};
+use crate::domain::job::{JobId, JobKind};
+use crate::error::{ApiError, FieldErrors};
+use crate::events::Events;
+use crate::models::job::{self, Job, NewJob};
+
+/// How long an idempotency key returns the job it first created.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The longest idempotency key taken.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A job someone asks for.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub kind: JobKind,
+    /// As the client sent them; the kind checks them.
+    pub params: Map<String, Value>,
+    /// The id to give the job (an import's upload is named after its job); else a new one.
+    pub id: Option<JobId>,
+    pub created_by: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// Return an identical queued or running job of the same creator instead of a new one.
+    pub dedupe: bool,
+    /// The schedule and tick this job is for (one job per tick).
+    pub tick: Option<(String, NaiveDateTime)>,
+}
+
+impl JobRequest {
+    pub fn new(kind: JobKind, params: Map<String, Value>) -> Self {
+        Self {
+            kind,
+            params,
+            id: None,
+            created_by: None,
+            idempotency_key: None,
+            dedupe: false,
+            tick: None,
+        }
+    }
+}
+
+/// What accepting a request gave.
+#[derive(Debug)]
+pub enum Accepted {
+    /// A new job, committed.
+    New(Job),
+    /// The job this request repeats (same idempotency key, or identical and still active).
+    Existing(Job),
+}
+
+impl Accepted {
+    pub fn job(&self) -> &Job {
+        match self {
+            Accepted::New(job) | Accepted::Existing(job) => job,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("no kind {0} here")]
+    UnknownKind(JobKind),
+    #[error("jobs of kind {0} cannot be scheduled")]
+    NotSchedulable(JobKind),
+    #[error("some parameters are invalid")]
+    Invalid(FieldErrors),
+    #[error("this Idempotency-Key was used for a job with other parameters")]
+    KeyReused,
+    #[error("the schedule already fired for this tick")]
+    TickTaken,
+    #[error(transparent)]
+    Database(#[from] DieselError),
+    #[error(transparent)]
+    Pool(#[from] r2d2::Error),
+    #[error("accepting the job failed: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl From<AcceptError> for ApiError {
+    fn from(e: AcceptError) -> Self {
+        match e {
+            AcceptError::UnknownKind(_) | AcceptError::NotSchedulable(_) => {
+                ApiError::invalid("kind", e.to_string())
+            }
+            AcceptError::Invalid(fields) => ApiError::Invalid(fields),
+            AcceptError::KeyReused => ApiError::invalid("Idempotency-Key", e.to_string()),
+            AcceptError::TickTaken => ApiError::Conflict(e.to_string()),
+            AcceptError::Database(e) => e.into(),
+            AcceptError::Pool(e) => e.into(),
+            AcceptError::Blocking(e) => e.into(),
+        }
+    }
+}
+
+/// Accepts jobs for this process.
+#[derive(Clone)]
+pub struct Acceptor {
+    pool: Pool,
+    broker: Arc<dyn Broker>,
+    events: Events,
+    kinds: Registry,
+    max_attempts: i32,
+}
+
+impl Acceptor {
+    pub fn new(
+        pool: Pool,
+        broker: Arc<dyn Broker>,
+        events: Events,
+        kinds: Registry,
+        max_attempts: u16,
+    ) -> Self {
+        Self {
+            pool,
+            broker,
+            events,
+            kinds,
+            max_attempts: i32::from(max_attempts),
+        }
+    }
+
+    pub fn kinds(&self) -> &Registry {
+        &self.kinds
+    }
+
+    /// Checks the request's parameters with its kind, as stored.
+    pub fn check(&self, kind: JobKind, params: &Map<String, Value>) -> Result<Value, AcceptError> {
+        let handler = self.kinds.get(kind).ok_or(AcceptError::UnknownKind(kind))?;
+        handler.accept(params).map_err(AcceptError::Invalid)
+    }
+
+    /// Accepts `request`: commits its job, announces it and publishes it; or returns the
+    /// job it repeats.
+    pub async fn accept(&self, request: JobRequest) -> Result<Accepted, AcceptError> {
+        let params = self.check(request.kind, &request.params)?;
+        if request.tick.is_some()
+            && !self
+                .kinds
+                .get(request.kind)
+                .is_some_and(|k| k.schedulable())
+        {
+            return Err(AcceptError::NotSchedulable(request.kind));
+        }
+        let creator = request.created_by.as_deref().unwrap_or("-");
+        let new = NewJob {
+            id: request.id.unwrap_or_default(),
+            kind: request.kind,
+            idempotency_key: request
+                .idempotency_key
+                .as_ref()
+                .map(|key| format!("{creator}/{key}")),
+            dedup_key: request.dedupe.then(|| {
+                let identity = format!("{creator}/{}/{params}", request.kind);
+                hex::encode(Sha256::digest(identity.as_bytes()))
+            }),
+            params,
+            max_attempts: self.max_attempts,
+            created_by: request.created_by,
+            tick: request.tick,
+        };
+        let pool = self.pool.clone();
+        let accepted = actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            commit(&mut conn, &new)
+        })
+        .await??;
+        if let Accepted::New(job) = &accepted {
+            log::info!(
+                "job {} queued: kind={} params={}",
+                job.id,
+                job.kind,
+                job.params
+            );
+            self.events.status(job);
+            self.publish(job).await;
+        }
+        Ok(accepted)
+    }
+
+    /// Tells the broker about a committed job; the reconciler does it later if this fails.
+    pub async fn publish(&self, created: &Job) {
+        match self.broker.publish(&created.id).await {
+            Ok(()) => {
+                let (pool, id, attempts) = (self.pool.clone(), created.id, created.attempts);
+                let marked = actix_web::web::block(move || -> anyhow::Result<usize> {
+                    Ok(job::mark_published(&mut *pool.get()?, &[(id, attempts)])?)
+                })
+                .await;
+                match marked {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => log::warn!("job {id}: published, but not marked so: {e:#}"),
+                    Err(e) => log::warn!("job {id}: published, but not marked so: {e}"),
+                }
+            }
+            Err(e) => log::warn!(
+                "job {}: could not publish it now ({e}); the reconciler will",
+                created.id
+            ),
+        }
+    }
+}
+
+/// Returns the job `new` repeats, or commits it.
+fn commit(conn: &mut DbConnection, new: &NewJob) -> Result<Accepted, AcceptError> {
+    if let Some(existing) = repeated(conn, new)? {
+        return Ok(existing);
+    }
+    match job::insert(conn, new) {
+        Ok(job) => Ok(Accepted::New(job)),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            // A racing request took the key first: answer with its job.
+            match repeated(conn, new)? {
+                Some(existing) => Ok(existing),
+                None if new.tick.is_some() => Err(AcceptError::TickTaken),
+                None => Err(AcceptError::Database(DieselError::RollbackTransaction)),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job `new` repeats, if any: by idempotency key, else an identical active one.
+fn repeated(conn: &mut DbConnection, new: &NewJob) -> Result<Option<Accepted>, AcceptError> {
+    if let Some(key) = &new.idempotency_key {
+        if let Some(first) = job::by_idempotency_key(conn, key, IDEMPOTENCY_WINDOW)? {
+            if first.kind != new.kind || !same_request(&first.params, &new.params) {
+                return Err(AcceptError::KeyReused);
+            }
+            return Ok(Some(Accepted::Existing(first)));
+        }
+    }
+    if let Some(key) = &new.dedup_key {
+        if let Some(active) = job::active_by_dedup_key(conn, key)? {
+            return Ok(Some(Accepted::Existing(active)));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether two jobs' parameters ask for the same thing. An uploaded input file is named
+/// after its job (`upload`), so two uploads of one request differ only there.
+fn same_request(a: &Value, b: &Value) -> bool {
+    let without_upload = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("upload");
+        }
+        v
+    };
+    without_upload(a) == without_upload(b)
+}
