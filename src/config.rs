@@ -94,6 +94,16 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub retry_backoff_ms: u64,
 
+    /// The largest file `POST /api/imports` takes, in bytes.
+    #[arg(long, env = "ROSTER_MAX_IMPORT_BYTES", global = true, default_value_t = 256 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_import_bytes: u64,
+
+    /// Ended jobs older than this many days are deleted, with their files.
+    #[arg(long, env = "ROSTER_JOB_RETENTION_DAYS", global = true, default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub job_retention_days: u64,
+
     /// Rows read from the database per keyset batch of an export.
     #[arg(long, env = "ROSTER_EXPORT_BATCH_ROWS", global = true, default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -119,6 +129,10 @@ impl Settings {
 
     pub fn export_ttl(&self) -> Duration {
         Duration::from_secs(self.export_ttl_secs)
+    }
+
+    pub fn job_retention(&self) -> Duration {
+        Duration::from_secs(self.job_retention_days * 86_400)
     }
 
     pub fn retry_backoff(&self) -> Duration {

@@ -30,8 +30,9 @@ pub enum ApiError {
     Gone(String),
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("expected Content-Type: application/json")]
-    UnsupportedMediaType,
+    /// The body's content type is not one the route takes (which it names).
+    #[error("expected Content-Type: {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("some fields are invalid")]
     Invalid(FieldErrors),
     #[error("range not satisfiable")]
@@ -56,7 +57,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone(_) => "gone",
             ApiError::TooLarge { .. } => "too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Invalid(_) => "invalid",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Unavailable(_) => "unavailable",
@@ -123,7 +124,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

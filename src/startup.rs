@@ -122,6 +122,7 @@ impl Services {
             events.clone(),
             FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
             settings.redeliver(),
+            settings.job_retention(),
         )
         .start();
         let mut kinds: Registry = crate::jobs::standard_kinds(&settings);
@@ -230,6 +231,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(routes::students::delete)),
             )
             .service(web::resource("/exports").route(web::post().to(routes::jobs::create_export)))
+            .service(web::resource("/imports").route(web::post().to(routes::imports::create)))
             .service(web::resource("/jobs").route(web::get().to(routes::jobs::list)))
             .service(
                 web::resource("/jobs/{id}")

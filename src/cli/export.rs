@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
-use crate::domain::job::{ExportFormat, ExportParams, JobKind, JobStatus};
+use crate::domain::job::{ExportParams, FileFormat, JobKind, JobStatus};
 use crate::domain::student::Age;
 use crate::jobs::accept::JobRequest;
 use crate::models::job;
@@ -18,8 +18,8 @@ pub struct Opts {
     pub min_age: Option<Age>,
     #[arg(long, value_parser = parse_age)]
     pub max_age: Option<Age>,
-    #[arg(long, default_value = "csv", value_parser = |s: &str| s.parse::<ExportFormat>())]
-    pub format: ExportFormat,
+    #[arg(long, default_value = "csv", value_parser = |s: &str| s.parse::<FileFormat>())]
+    pub format: FileFormat,
     /// Follow the job until it ends.
     #[arg(long)]
     pub wait: bool,

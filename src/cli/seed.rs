@@ -1,5 +1,5 @@
 //! `roster seed --students N`: a fast bulk load of generated, deterministic students
-//! (COPY on PostgreSQL, multi-row inserts in one transaction on SQLite).
+//! (COPY on PostgreSQL, multi-row inserts on SQLite), in one transaction.
 
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::models::job::now;
-use crate::models::student::NewStudent;
+use crate::models::student::{self, NewStudent};
 use crate::schema::students;
 
 #[derive(Debug, Args)]
@@ -119,45 +119,25 @@ pub fn generate(rng: &mut fastrand::Rng, count: usize) -> Vec<NewStudent> {
         .collect()
 }
 
-/// Adds `count` generated students; returns how many were added.
+/// Adds `count` generated students in one transaction; returns how many were added.
 pub fn seed(conn: &mut DbConnection, count: u64, seed: u64) -> anyhow::Result<u64> {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut left = count;
-    match conn {
-        DbConnection::Pg(pg) => pg
-            .transaction(|pg| {
-                while left > 0 {
-                    let n = left.min(100_000) as usize;
-                    let batch = generate(&mut rng, n);
-                    diesel::copy_from(students::table)
-                        .from_insertable(&batch)
-                        .execute(pg)?;
-                    left -= n as u64;
-                }
-                QueryResult::Ok(())
-            })
-            .and_then(|()| {
-                // Outside the transaction: VACUUM sets the visibility map, so that exports
-                // and counts can be index-only scans straight away.
-                diesel::sql_query("VACUUM ANALYZE students").execute(pg)
-            })
-            .map(|_| ())?,
-        DbConnection::Sqlite(lite) => lite.transaction(|lite| {
-            while left > 0 {
-                let n = left.min(100_000) as usize;
-                let batch = generate(&mut rng, n);
-                // 4 parameters a row; SQLite allows 32766 per statement.
-                for rows in batch.chunks(5_000) {
-                    diesel::insert_into(students::table)
-                        .values(rows)
-                        .execute(lite)?;
-                }
-                left -= n as u64;
-            }
-            diesel::sql_query("ANALYZE students").execute(lite)?;
-            QueryResult::Ok(())
-        })?,
-    }
+    conn.transaction(|conn| {
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(100_000) as usize;
+            student::insert_many(conn, &generate(&mut rng, n))?;
+            left -= n as u64;
+        }
+        QueryResult::Ok(())
+    })?;
+    // Outside the transaction: VACUUM sets the visibility map, so that exports and counts
+    // can be index-only scans straight away.
+    let analyze = match conn {
+        DbConnection::Pg(_) => "VACUUM ANALYZE students",
+        DbConnection::Sqlite(_) => "ANALYZE students",
+    };
+    diesel::sql_query(analyze).execute(conn)?;
     Ok(count)
 }
 

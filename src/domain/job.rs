@@ -162,37 +162,37 @@ impl FromStr for JobKind {
     }
 }
 
-/// The file format of an export.
+/// The format of a file of students (an export, an import).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ExportFormat {
+pub enum FileFormat {
     #[default]
     Csv,
     Jsonl,
 }
 
-impl ExportFormat {
+impl FileFormat {
     pub fn extension(self) -> &'static str {
         match self {
-            ExportFormat::Csv => "csv",
-            ExportFormat::Jsonl => "jsonl",
+            FileFormat::Csv => "csv",
+            FileFormat::Jsonl => "jsonl",
         }
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
-            ExportFormat::Csv => "text/csv; charset=utf-8",
-            ExportFormat::Jsonl => "application/x-ndjson",
+            FileFormat::Csv => "text/csv; charset=utf-8",
+            FileFormat::Jsonl => "application/x-ndjson",
         }
     }
 }
 
-impl FromStr for ExportFormat {
+impl FromStr for FileFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "csv" => Ok(ExportFormat::Csv),
-            "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
+            "csv" => Ok(FileFormat::Csv),
+            "jsonl" | "ndjson" => Ok(FileFormat::Jsonl),
             _ => Err("must be csv or jsonl".into()),
         }
     }
@@ -201,7 +201,7 @@ impl FromStr for ExportFormat {
 /// What to export: an optional inclusive age range, in a format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ExportParams {
-    pub format: ExportFormat,
+    pub format: FileFormat,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_age: Option<Age>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +211,7 @@ pub struct ExportParams {
 impl ExportParams {
     /// Refuses an empty range (`min_age` above `max_age`).
     pub fn new(
-        format: ExportFormat,
+        format: FileFormat,
         min_age: Option<Age>,
         max_age: Option<Age>,
     ) -> Result<Self, String> {
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn an_empty_age_range_is_refused() {
         let a = |n| Some(Age::new(n).unwrap());
-        assert!(ExportParams::new(ExportFormat::Csv, a(30), a(20)).is_err());
-        assert!(ExportParams::new(ExportFormat::Csv, a(20), a(20)).is_ok());
+        assert!(ExportParams::new(FileFormat::Csv, a(30), a(20)).is_err());
+        assert!(ExportParams::new(FileFormat::Csv, a(20), a(20)).is_ok());
     }
 }

@@ -21,7 +21,7 @@ use super::store::{FileStore, TempFile};
 use super::worker::{Attempt, JobError, Stop};
 use crate::config::Settings;
 use crate::db::{DbConnection, PooledConn};
-use crate::domain::job::{ExportFormat, ExportParams, ExportResult, JobKind};
+use crate::domain::job::{ExportParams, ExportResult, FileFormat, JobKind};
 use crate::error::FieldErrors;
 use crate::models::job::Job;
 use crate::models::student::{self, ExportRow, StudentFilter};
@@ -103,9 +103,9 @@ enum RowWriter<W: Write> {
 
 impl<W: Write> RowWriter<W> {
     /// A writer of `format`; `header`: write the CSV header first (not when resuming).
-    fn new(format: ExportFormat, out: W, header: bool) -> Result<Self, JobError> {
+    fn new(format: FileFormat, out: W, header: bool) -> Result<Self, JobError> {
         Ok(match format {
-            ExportFormat::Csv => {
+            FileFormat::Csv => {
                 let mut w = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(out);
@@ -115,7 +115,7 @@ impl<W: Write> RowWriter<W> {
                 }
                 RowWriter::Csv(Box::new(w))
             }
-            ExportFormat::Jsonl => RowWriter::Jsonl(out),
+            FileFormat::Jsonl => RowWriter::Jsonl(out),
         })
     }
 
@@ -327,7 +327,7 @@ impl Kind for StudentsByAge {
             .and_then(|f| {
                 fields.check(
                     "format",
-                    input::string(f).and_then(|f| f.parse::<ExportFormat>()),
+                    input::string(f).and_then(|f| f.parse::<FileFormat>()),
                 )
             })
             .unwrap_or_default();

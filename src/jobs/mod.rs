@@ -6,6 +6,7 @@
 pub mod accept;
 pub mod consumer;
 pub mod export;
+pub mod import;
 pub mod kind;
 pub mod store;
 pub mod sweeper;
@@ -21,6 +22,9 @@ pub fn standard_kinds(settings: &Settings) -> Registry {
     let mut kinds = Registry::default();
     kinds.register(export::StudentsByAge {
         settings: export::ExportSettings::new(settings),
+    });
+    kinds.register(import::StudentsImport {
+        settings: import::ImportSettings::new(settings),
     });
     kinds
 }

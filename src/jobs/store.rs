@@ -114,6 +114,11 @@ impl FileName {
         })
     }
 
+    /// Whether this names an upload (an import's input file).
+    pub fn is_upload(&self) -> bool {
+        self.tag == UPLOAD_TAG && self.attempt == 0 && !self.temp
+    }
+
     fn finished(&self) -> Self {
         Self {
             temp: false,
@@ -252,7 +257,7 @@ impl FileStore {
     pub fn open_upload(&self, job: &Job) -> io::Result<File> {
         let name = upload_of(job)
             .and_then(FileName::parse)
-            .filter(|n| n.tag == UPLOAD_TAG && !n.temp && n.job == job.id)
+            .filter(|n| n.is_upload() && n.job == job.id)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the job names no upload"))?;
         let path = self.dir.join(name.to_string());
         File::open(&path).map_err(|e| with_path(e, "opening the upload", &path))

@@ -7,7 +7,8 @@
 //! - queued jobs published longer than `ROSTER_REDELIVER_SECS` ago that the broker no
 //!   longer holds (Redis restarted empty or lost its last writes, a delivery was dropped
 //!   after a failed claim) are published again;
-//! - the export store drops expired files and files no attempt can own.
+//! - ended jobs older than `ROSTER_JOB_RETENTION_DAYS` are deleted, with their files;
+//! - the file store drops expired files and files no attempt can own.
 //!
 //! Every process runs one; the updates are conditional, so two sweeping at once is fine.
 //! [`sweep_once`] is one pass, for tests to call.
@@ -40,6 +41,7 @@ pub struct Sweeper {
     events: Events,
     store: FileStore,
     redeliver: Duration,
+    retention: Duration,
     busy: bool,
 }
 
@@ -50,6 +52,7 @@ impl Sweeper {
         events: Events,
         store: FileStore,
         redeliver: Duration,
+        retention: Duration,
     ) -> Self {
         Self {
             pool,
@@ -57,6 +60,7 @@ impl Sweeper {
             events,
             store,
             redeliver,
+            retention,
             busy: false,
         }
     }
@@ -140,6 +144,23 @@ pub async fn sweep_once(
     Ok(())
 }
 
+/// Deletes jobs that ended longer than `retention` ago, and the files they name (the
+/// file sweep removes any other file of theirs as an orphan); returns how many.
+pub fn prune(pool: &Pool, store: &FileStore, retention: Duration) -> anyhow::Result<usize> {
+    let mut conn = pool.get()?;
+    let mut pruned = 0;
+    loop {
+        let jobs = job::prune_ended(&mut conn, retention, PUBLISH_BATCH)?;
+        for job in &jobs {
+            store.remove_job_files(job);
+        }
+        pruned += jobs.len();
+        if (jobs.len() as i64) < PUBLISH_BATCH {
+            return Ok(pruned);
+        }
+    }
+}
+
 impl Actor for Sweeper {
     type Context = Context<Self>;
 
@@ -147,8 +168,13 @@ impl Actor for Sweeper {
         self.sweep(ctx);
         ctx.run_interval(SWEEP_INTERVAL, |act, ctx| act.sweep(ctx));
         ctx.run_interval(FILE_SWEEP_INTERVAL, |act, _ctx| {
-            let (pool, store) = (act.pool.clone(), act.store.clone());
+            let (pool, store, retention) = (act.pool.clone(), act.store.clone(), act.retention);
             actix_web::rt::task::spawn_blocking(move || {
+                match prune(&pool, &store, retention) {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("deleted {n} job(s) ended more than {retention:?} ago"),
+                    Err(e) => log::warn!("could not delete old jobs: {e:#}"),
+                }
                 let swept = pool
                     .get()
                     .map_err(anyhow::Error::from)

@@ -237,6 +237,8 @@ pub struct Attempt<'a> {
     last_write: Option<Instant>,
     /// Files the attempt produced: removed unless its success is recorded.
     outputs: Vec<PathBuf>,
+    /// Whether the job's effects are committed (see [`Attempt::committed`]).
+    committed: bool,
 }
 
 impl Attempt<'_> {
@@ -266,10 +268,17 @@ impl Attempt<'_> {
         }
     }
 
-    /// A file this attempt produced for its result: it is removed unless the job's
-    /// success is recorded (a cancel won, the lease was lost, the ending failed).
+    /// A file this attempt produced for its result: it is removed unless the ending that
+    /// names it is recorded (a cancel won, the lease was lost, the ending failed).
     pub fn output(&mut self, path: PathBuf) {
         self.outputs.push(path);
+    }
+
+    /// Says that the job's effects are committed in the database (an import's last
+    /// batch): a cancel requested from now on cannot undo them, so the job ends
+    /// `succeeded` if it returns a result.
+    pub fn committed(&mut self) {
+        self.committed = true;
     }
 
     /// Whether the job should stop now: cancelled or lost (seen by the lease keeper or
@@ -316,6 +325,42 @@ impl Attempt<'_> {
     ) -> Result<(), Stop> {
         self.check()?;
         self.write(done, total, Some(checkpoint))
+    }
+
+    /// Records progress, and a checkpoint if given, on `conn`: the connection of the
+    /// kind's own transaction, so that they commit (or roll back) with the work they
+    /// vouch for (an import's batch). Fenced like every write of the attempt: when the
+    /// attempt no longer holds the job this fails with [`Stop::LeaseLost`], and the
+    /// caller's transaction must roll back.
+    pub fn record_in(
+        &mut self,
+        conn: &mut DbConnection,
+        done: u64,
+        total: u64,
+        checkpoint: Option<&serde_json::Value>,
+    ) -> Result<(), JobError> {
+        self.check()?;
+        self.last_write = Some(Instant::now());
+        let beat = Beat {
+            progress: Some(Progress {
+                done: done as i64,
+                total: total as i64,
+            }),
+            checkpoint,
+        };
+        match job::renew(conn, &self.token, self.ctx.lease, &beat)? {
+            Some(row) => {
+                self.ctx.events.progress(&row);
+                match row.cancel_requested {
+                    true => Err(Stop::Cancelled.into()),
+                    false => Ok(()),
+                }
+            }
+            None => {
+                self.shared.stop(Stop::LeaseLost);
+                Err(Stop::LeaseLost.into())
+            }
+        }
     }
 
     fn write(
@@ -441,7 +486,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         renewed_ms: AtomicU64::new(0),
         started: Instant::now(),
     };
-    let (result, outputs) = std::thread::scope(|scope| {
+    let (result, outputs, committed) = std::thread::scope(|scope| {
         let (done, keeper_done) = mpsc::channel::<()>();
         scope.spawn(|| keep_lease(ctx, &token, &shared, keeper_done));
         let mut attempt = Attempt {
@@ -450,6 +495,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
             shared: &shared,
             last_write: None,
             outputs: Vec::new(),
+            committed: false,
         };
         let result = catch_unwind(AssertUnwindSafe(|| match ctx.kinds.get(job.kind) {
             Some(kind) => kind.run(&job, &mut attempt),
@@ -465,7 +511,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
             )))
         });
         drop(done); // the keeper stops; the scope waits for it
-        (result, attempt.outputs)
+        (result, attempt.outputs, attempt.committed)
     });
     let mut conn = shared.conn.into_inner().unwrap_or_else(|p| p.into_inner());
     // Whatever happens next, the outputs stay only if the success is recorded.
@@ -473,6 +519,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     let ending = match result {
         Ok(value) => Ending::Succeeded {
             result: value.to_string(),
+            committed,
         },
         Err(JobError::Stopped(Stop::Cancelled)) => Ending::Cancelled,
         Err(JobError::Stopped(Stop::TimedOut)) => Ending::Failed {
@@ -505,7 +552,17 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         log::warn!("job {id}: lease lost before its end was recorded; another worker has it");
         return Ok(AttemptOutcome::LeaseLost);
     };
-    if ended.status == JobStatus::Succeeded {
+    // What the recorded ending's result names stays: a success's file, or the report of
+    // a job refused as a whole (an import's rejects).
+    let has_result = matches!(
+        ending,
+        Ending::Succeeded { .. }
+            | Ending::Failed {
+                result: Some(_),
+                ..
+            }
+    );
+    if has_result && ended.status == ending.status() {
         outputs.keep();
     }
     let elapsed = shared.started.elapsed().as_secs_f64();

@@ -784,6 +784,9 @@ pub fn renew(
 pub enum Ending {
     Succeeded {
         result: String,
+        /// The job's effects were committed before this ending (an import's rows): a
+        /// cancel requested since came too late to stop anything, and does not win.
+        committed: bool,
     },
     /// No attempt can succeed, or none is left; `result` is what the job produced
     /// anyway (an import's rejects report).
@@ -813,8 +816,8 @@ impl Ending {
     }
 }
 
-/// Ends the attempt `token` holds. A requested cancel wins over any other ending: the
-/// job ends `cancelled`. `None` when the attempt no longer holds the job.
+/// Ends the attempt `token` holds. A requested cancel wins over any other ending (but a
+/// success whose work is already committed): the job ends `cancelled`. `None` when the attempt no longer holds the job.
 pub fn finish(
     conn: &mut DbConnection,
     token: &AttemptToken,
@@ -870,14 +873,25 @@ fn end_unless_cancelled(
     token: &AttemptToken,
     ending: &Ending,
 ) -> QueryResult<Vec<Job>> {
-    let held = fenced!(token).and(jobs::cancel_requested.eq(false));
+    // A cancel wins, unless the attempt's work is committed already: it cannot be undone.
+    let committed = matches!(
+        ending,
+        Ending::Succeeded {
+            committed: true,
+            ..
+        }
+    );
+    let held = fenced!(token).and(BoolExpressionMethods::or(
+        jobs::cancel_requested.eq(false),
+        jobs::cancel_requested.eq(committed),
+    ));
     let released = (
         jobs::lease_owner.eq(None::<String>),
         jobs::lease_expires_at.eq(None::<NaiveDateTime>),
     );
     let finished = clock::now_nullable(conn);
     match ending {
-        Ending::Succeeded { result } => transition!(
+        Ending::Succeeded { result, .. } => transition!(
             conn,
             JobStatus::Succeeded,
             held,

@@ -69,6 +69,26 @@ impl NewStudent {
     }
 }
 
+/// Inserts `rows` the fastest way each backend has (COPY on PostgreSQL, multi-row
+/// inserts on SQLite), inside the caller's transaction if there is one.
+pub fn insert_many(conn: &mut DbConnection, rows: &[NewStudent]) -> QueryResult<usize> {
+    match conn {
+        DbConnection::Pg(pg) => diesel::copy_from(students::table)
+            .from_insertable(rows)
+            .execute(pg),
+        DbConnection::Sqlite(lite) => {
+            let mut inserted = 0;
+            // 4 parameters a row; SQLite allows 32766 per statement.
+            for chunk in rows.chunks(5_000) {
+                inserted += diesel::insert_into(students::table)
+                    .values(chunk)
+                    .execute(lite)?;
+            }
+            Ok(inserted)
+        }
+    }
+}
+
 /// A change to a student; absent fields stay as they are.
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = students)]

@@ -18,7 +18,7 @@ pub fn json_config() -> web::JsonConfig {
         .limit(JSON_LIMIT)
         .error_handler(|err, _req: &HttpRequest| {
             match err {
-                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType("application/json"),
                 JsonPayloadError::Overflow { .. }
                 | JsonPayloadError::OverflowKnownLength { .. } => {
                     ApiError::TooLarge { limit: JSON_LIMIT }

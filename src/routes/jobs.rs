@@ -50,7 +50,7 @@ async fn optional_object(
         .and_then(|v| v.parse::<mime::Mime>().ok())
         .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
     if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType("application/json"));
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => Ok(map),

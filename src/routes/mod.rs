@@ -2,6 +2,7 @@
 
 pub mod counts;
 pub mod health;
+pub mod imports;
 pub mod input;
 pub mod jobs;
 pub mod page;

@@ -71,6 +71,7 @@ async fn cancel_meets_every_ending(deployment: Deployment) {
         },
         Ending::Succeeded {
             result: "{}".into(),
+            committed: false,
         },
     ];
     for (i, ending) in endings.into_iter().enumerate() {
@@ -363,6 +364,7 @@ async fn the_sweeper_deletes_only_roster_s_files_that_no_attempt_can_own() {
         result: json!({"rows": 0, "bytes": 1, "sha256": "", "file": name,
             "content_type": "text/csv", "expires_at": expires_at})
         .to_string(),
+        committed: false,
     };
     let past = chrono::Utc::now() - chrono::Duration::seconds(1);
     job::finish(&mut conn, &token, &result(past))

@@ -8,6 +8,8 @@ mod exports;
 mod faults;
 mod health;
 pub mod helpers;
+mod imports;
+mod jobs;
 mod outages;
 mod process;
 mod processes;
