@@ -20,9 +20,12 @@
     }
   }
 
-  async function api(method, path, body) {
+  async function api(method, path, body, contentType) {
     const init = { method, headers: { Accept: 'application/json' } };
-    if (body !== undefined) {
+    if (contentType !== undefined) {
+      init.headers['Content-Type'] = contentType;
+      init.body = body;
+    } else if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
@@ -473,6 +476,36 @@
     }
   });
 
+  // --------------------------------------------------------------- import
+
+  const importForm = $('import-form');
+  importForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const submit = $('import-submit');
+    const file = $('import-file').files[0];
+    clearFieldErrors(importForm);
+    if (!file) {
+      showFieldErrors(importForm, { file: 'choose a file to import' });
+      return;
+    }
+    const jsonLines = /\.(jsonl|ndjson)$/i.test(file.name);
+    const checked = importForm.querySelector('input[name="mode"]:checked');
+    const mode = checked ? checked.value : 'all_or_nothing';
+    submit.disabled = true;
+    try {
+      const job = await api('POST', `/api/imports?mode=${encodeURIComponent(mode)}`, file,
+        jsonLines ? 'application/x-ndjson' : 'text/csv');
+      showAlert($('import-form-error'), '');
+      upsertJob(job, false);
+      announce(`${jobName(job)} started.`);
+    } catch (err) {
+      const rest = err.status === 422 ? showFieldErrors(importForm, err.fields) : {};
+      showAlert($('import-form-error'), formMessage(err, rest));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
   // ----------------------------------------------------------------- jobs
 
   /** id → { job, el, samples: [{t, done}] } */
@@ -482,9 +515,19 @@
   const MAX_JOBS = 200;
   const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
+  function isImport(job) {
+    return job.kind === 'students_import';
+  }
+
   function jobName(job) {
     const format = job.params && job.params.format === 'jsonl' ? 'JSON Lines' : 'CSV';
-    return `${format} export`;
+    return `${format} ${isImport(job) ? 'import' : 'export'}`;
+  }
+
+  function jobScope(job) {
+    if (!isImport(job)) return jobRange(job.params);
+    const mode = job.params && job.params.mode === 'skip_invalid' ? 'invalid rows skipped' : 'all or nothing';
+    return `${formatBytes(job.params ? job.params.bytes : 0)} · ${mode}`;
   }
 
   function jobRange(params) {
@@ -529,6 +572,11 @@
   }
 
   function applyStatus(event) {
+    if (event.job && isImport(event.job) && event.job.status === 'succeeded') {
+      const before = jobs.get(event.job.id);
+      // New students: show them (once, however many times the ending is heard).
+      if (!before || before.job.status !== 'succeeded') loadStudents();
+    }
     if (event.job) {
       upsertJob(event.job, false);
       return;
@@ -604,7 +652,7 @@
     const shortId = job.id.slice(0, 8);
     el.querySelector('.job-name').textContent = name;
     el.querySelector('.job-meta').textContent =
-      `${jobRange(job.params)} · ${shortId} · ${formatTime(job.created_at)}`;
+      `${jobScope(job)} · ${shortId} · ${formatTime(job.created_at)}`;
 
     const badge = el.querySelector('.job-status');
     badge.dataset.status = status;
@@ -634,18 +682,20 @@
     const download = el.querySelector('.job-download');
     const result = job.result;
     const expired = result && result.expires_at && Date.parse(result.expires_at) < Date.now();
-    download.hidden = !(status === 'succeeded' && result && !expired);
+    // An import's download is its rejects report (also when it failed because of them).
+    download.hidden = !(result && result.file && !expired && (status === 'succeeded' || isImport(job)));
     if (!download.hidden) {
       download.href = `/api/jobs/${encodeURIComponent(job.id)}/download`;
       // The server names the download (Content-Disposition); result.file is internal.
       download.setAttribute('download', '');
-      download.setAttribute('aria-label', `Download ${name} ${shortId}`);
+      download.textContent = isImport(job) ? 'Rejected rows' : 'Download';
+      download.setAttribute('aria-label', `Download ${isImport(job) ? 'the rejected rows of ' : ''}${name} ${shortId}`);
     } else {
       download.removeAttribute('href');
     }
 
     const error = el.querySelector('.job-error');
-    const message = status === 'failed' ? job.error || 'The export failed.' : '';
+    const message = status === 'failed' ? job.error || `The ${isImport(job) ? 'import' : 'export'} failed.` : '';
     error.textContent = message ? `Error: ${message}` : '';
     error.hidden = !message;
 
@@ -671,6 +721,14 @@
       }
       case 'succeeded': {
         const result = job.result || {};
+        if (isImport(job)) {
+          const parts = [`${n(result.inserted || 0)} added`];
+          if (result.rejected > 0) parts.push(`${n(result.rejected)} rejected`);
+          if (result.resumed_rows > 0) parts.push(`resumed after ${n(result.resumed_rows)}`);
+          const took = seconds(job.started_at, job.finished_at);
+          if (Number.isFinite(took)) parts.push(`in ${formatDuration(took)}`);
+          return parts.join(' · ');
+        }
         const rows = result.rows != null ? result.rows : done;
         const parts = [`${n(rows)} rows`];
         if (result.bytes != null) parts.push(formatBytes(result.bytes));

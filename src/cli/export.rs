@@ -1,16 +1,12 @@
 //! `roster export`: enqueue an export from the command line, and with `--wait` follow it
 //! with a progress bar until it ends (exit status 1 unless it succeeded).
 
-use std::time::Duration;
-
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
-use crate::domain::job::{ExportParams, FileFormat, JobKind, JobStatus};
+use crate::domain::job::{ExportParams, FileFormat, JobKind};
 use crate::domain::student::Age;
 use crate::jobs::accept::JobRequest;
-use crate::models::job;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -48,37 +44,5 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
     if !opts.wait {
         return Ok(0);
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} rows ({per_sec}, {eta} left) {msg}",
-        )
-        .expect("valid template"),
-    );
-    let id = created.id;
-    loop {
-        let Some(current) = job::find(&mut *pool.get()?, &id)? else {
-            anyhow::bail!("job {id} disappeared");
-        };
-        bar.set_length(current.progress.total.max(0) as u64);
-        bar.set_position(current.progress.done.max(0) as u64);
-        bar.set_message(current.status.as_str());
-        match current.status {
-            JobStatus::Succeeded => {
-                bar.finish_with_message("succeeded");
-                println!("{}", current.result.unwrap_or_default());
-                return Ok(0);
-            }
-            JobStatus::Failed | JobStatus::Cancelled => {
-                bar.abandon_with_message(current.status.as_str());
-                eprintln!(
-                    "job {id} {}: {}",
-                    current.status,
-                    current.error.unwrap_or_default()
-                );
-                return Ok(1);
-            }
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    super::follow(&pool, created.id, "rows")
 }

@@ -2,6 +2,7 @@
 //! a `run`.
 
 pub mod export;
+pub mod import;
 pub mod seed;
 pub mod serve;
 
@@ -35,6 +36,8 @@ pub enum Command {
     Seed(seed::Opts),
     /// Enqueue an export, and with --wait follow it to its end.
     Export(export::Opts),
+    /// Import students from a CSV or JSON Lines file, and with --wait follow it.
+    Import(import::Opts),
 }
 
 /// Parses the command line; a bad value stops here with one line naming the variable
@@ -104,9 +107,55 @@ fn env_of(arg: &str) -> Option<String> {
 
 use std::error::Error as _;
 
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
 use crate::db::{self, Pool};
+use crate::domain::job::{JobId, JobStatus};
 use crate::events::Events;
 use crate::jobs::accept::{Accepted, Acceptor, JobRequest};
+use crate::models::job;
+
+/// Follows job `id` with a progress bar (counting `unit`) until it ends; exit status 0
+/// if it succeeded, else 1.
+pub fn follow(pool: &Pool, id: JobId, unit: &str) -> anyhow::Result<i32> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left) {{msg}}"
+        ))
+        .expect("valid template"),
+    );
+    loop {
+        let Some(current) = job::find(&mut *pool.get()?, &id)? else {
+            anyhow::bail!("job {id} disappeared");
+        };
+        bar.set_length(current.progress.total.max(0) as u64);
+        bar.set_position(current.progress.done.max(0) as u64);
+        bar.set_message(current.status.as_str());
+        match current.status {
+            JobStatus::Succeeded => {
+                bar.finish_with_message("succeeded");
+                println!("{}", current.result.unwrap_or_default());
+                return Ok(0);
+            }
+            JobStatus::Failed | JobStatus::Cancelled => {
+                bar.abandon_with_message(current.status.as_str());
+                eprintln!(
+                    "job {id} {}: {}",
+                    current.status,
+                    current.error.unwrap_or_default()
+                );
+                if let Some(result) = current.result {
+                    println!("{result}");
+                }
+                return Ok(1);
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
 
 /// Accepts a job from the command line as the HTTP API would: same checks, same commit,
 /// same broker. Returns the pool, for following the job.
@@ -148,6 +197,7 @@ pub fn run() -> i32 {
         Some(Command::Migrate) => serve::migrate(cli.settings),
         Some(Command::Seed(opts)) => seed::run(cli.settings, opts),
         Some(Command::Export(opts)) => export::run(cli.settings, opts),
+        Some(Command::Import(opts)) => import::run(cli.settings, opts),
     };
     match result {
         Ok(code) => code,

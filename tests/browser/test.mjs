@@ -2,7 +2,7 @@
 //
 // It seeds a fresh SQLite database, starts `roster serve` on a free port, and then does
 // what a person would: adds, corrects, edits and deletes students, starts exports and
-// watches them live, downloads one, cancels one, and restarts the server under the page
+// watches them live, downloads one, imports a file, cancels one, and restarts the server under the page
 // to see it reconnect. Screenshots of every step go to tests/artifacts/browser/.
 //
 // Environment: ROSTER_BIN (default target/debug/roster), CHROMIUM (default
@@ -433,6 +433,34 @@ async function main() {
     assert(size > 0, 'the download is empty');
     assert(head === 'id,name,age', `the header line is "${head}"`);
     assert(download.suggestedFilename().endsWith('.csv'), `file name ${download.suggestedFilename()}`);
+  });
+
+  await step('import a file: valid rows are added, rejected ones can be downloaded', async () => {
+    await page.setInputFiles('#import-file', {
+      name: 'new-students.csv',
+      mimeType: 'text/csv',
+      buffer: Buffer.from('name,age\r\nImported Person,33\r\nNobody Valid,999\r\n'),
+    });
+    await page.click('label[for="import-mode-skip"]');
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().includes('/api/imports'), { timeout: WAIT_MS }),
+      page.click('#import-submit'),
+    ]);
+    assert(response.status() === 202, `the import answered ${response.status()}`);
+    const id = (await response.json()).id;
+    await waitStatus(id, 'succeeded');
+    const numbers = await job(id).locator('.job-numbers').textContent();
+    assert(/^1 added · 1 rejected/.test(numbers), `numbers say "${numbers}"`);
+    const link = job(id).getByRole('link', { name: /rejected rows/ });
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: WAIT_MS }), link.click()]);
+    const report = fs.readFileSync(await download.path(), 'utf8').split(/\r?\n/);
+    assert(report[0] === 'line,field,message', `the report starts "${report[0]}"`);
+    assert(report[1].startsWith('3,age,'), `the report says "${report[1]}"`);
+    await until('the new student is listed', async () => {
+      const found = await (await fetch(`${base}/api/students?q=Imported%20Person`)).json();
+      return found.total === 1;
+    });
+    await screenshot('import-succeeded');
   });
 
   await step('cancel a running export', async () => {
