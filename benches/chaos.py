@@ -482,9 +482,9 @@ class Api:
         self.port = port
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=160)
 
-    def _call(self, method, path, body, timeout):
+    def _call(self, method, path, body, timeout, extra=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers, data = {}, None
+        headers, data = dict(extra or {}), None
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body).encode()
@@ -513,9 +513,11 @@ class Api:
         finally:
             conn.close()
 
-    async def call(self, method, path, body=None, timeout=30):
+    async def call(self, method, path, body=None, timeout=30, headers=None):
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self._call, method, path, body, timeout)
+        return await loop.run_in_executor(
+            self.pool, self._call, method, path, body, timeout, headers
+        )
 
     async def download_sha256(self, path):
         loop = asyncio.get_running_loop()
@@ -754,8 +756,11 @@ class Workload:
         await asyncio.gather(*submissions)
 
     async def submit(self, params, cancel_plan):
+        # One key for the submission and its retries, as a careful client does: a retry
+        # of a request whose answer was lost returns the job it made (200), not a second.
+        key = {"Idempotency-Key": f"chaos-{self.rng.getrandbits(64):016x}"}
         for _ in range(15):
-            reply = await self.api.call("POST", "/api/exports", params)
+            reply = await self.api.call("POST", "/api/exports", params, headers=key)
             body = reply.json() or {}
             if reply.status in (200, 202) and "id" in body:
                 break

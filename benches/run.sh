@@ -347,8 +347,9 @@ queue_jobs() { # queue_jobs N
   : >"$config"
   for ((i = 0; i < n; i++)); do
     [ "$i" = 0 ] || echo next >>"$config"
-    printf 'url = "%s/api/exports"\nheader = "Content-Type: application/json"\ndata-binary = "@%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
-      "$BASE" "$WORK/body.json" >>"$config"
+    # A key of its own for each: identical exports without one would be one job.
+    printf 'url = "%s/api/exports"\nheader = "Content-Type: application/json"\nheader = "Idempotency-Key: drain-%s-%s"\ndata-binary = "@%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+      "$BASE" "$$" "$i" "$WORK/body.json" >>"$config"
   done
   timeout 300 curl -s --parallel --parallel-max 32 -K "$config" 2>>"$WORK/curl.log" |
     sort | uniq -c | sed 's/^ */    /' >&2

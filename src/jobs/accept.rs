@@ -42,7 +42,8 @@ pub struct JobRequest {
     pub id: Option<JobId>,
     pub created_by: Option<String>,
     pub idempotency_key: Option<String>,
-    /// Return an identical queued or running job of the same creator instead of a new one.
+    /// Return an identical queued or running job of the same creator instead of a new one
+    /// (what a request without an idempotency key gets).
     pub dedupe: bool,
     /// The schedule and tick this job is for (one job per tick).
     pub tick: Option<(String, NaiveDateTime)>,

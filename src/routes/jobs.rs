@@ -110,8 +110,9 @@ pub async fn create_export(
             .map_err(|e| ApiError::invalid("kind", e))?,
     };
     let request = JobRequest {
+        // A client that names its requests says itself which ones are the same.
+        dedupe: key.is_none(),
         idempotency_key: key,
-        dedupe: true,
         ..JobRequest::new(kind, params)
     };
     let accepted = state.jobs.accept(request).await?;
