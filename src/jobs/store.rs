@@ -191,11 +191,16 @@ impl FileStore {
     /// Creates the attempt's temporary file; fails if it exists, so no two attempts can
     /// ever write one file.
     pub fn create_temp(&self, token: &AttemptToken, ext: &str) -> io::Result<TempFile> {
+        self.create(FileName::of(token, ext, true))
+    }
+
+    /// Creates the file `name` exclusively: no two writers can ever share one.
+    fn create(&self, name: FileName) -> io::Result<TempFile> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| with_path(e, "creating the export directory", &self.dir))?;
-        let name = FileName::of(token, ext, true);
         let path = self.dir.join(name.to_string());
         let file = File::options()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
@@ -229,27 +234,12 @@ impl FileStore {
     /// Creates the temporary file an upload for job `job` is written to (before the job
     /// exists); [`commit`](Self::commit) gives it the name the job's `upload` names.
     pub fn create_upload(&self, job: JobId, ext: &str) -> io::Result<TempFile> {
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| with_path(e, "creating the export directory", &self.dir))?;
-        let name = FileName {
+        self.create(FileName {
             job,
             attempt: 0,
             tag: UPLOAD_TAG.to_owned(),
             ext: ext.to_owned(),
             temp: true,
-        };
-        let path = self.dir.join(name.to_string());
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| with_path(e, "creating", &path))?;
-        Ok(TempFile {
-            name,
-            path,
-            file: Some(file),
-            kept: false,
         })
     }
 

@@ -340,14 +340,7 @@ impl Attempt<'_> {
         checkpoint: Option<&serde_json::Value>,
     ) -> Result<(), JobError> {
         self.check()?;
-        self.last_write = Some(Instant::now());
-        let beat = Beat {
-            progress: Some(Progress {
-                done: done as i64,
-                total: total as i64,
-            }),
-            checkpoint,
-        };
+        let beat = self.beat(done, total, checkpoint);
         match job::renew(conn, &self.token, self.ctx.lease, &beat)? {
             Some(row) => {
                 self.ctx.events.progress(&row);
@@ -363,20 +356,30 @@ impl Attempt<'_> {
         }
     }
 
+    /// What a progress write records; the write is about to happen.
+    fn beat<'c>(
+        &mut self,
+        done: u64,
+        total: u64,
+        checkpoint: Option<&'c serde_json::Value>,
+    ) -> Beat<'c> {
+        self.last_write = Some(Instant::now());
+        Beat {
+            progress: Some(Progress {
+                done: done as i64,
+                total: total as i64,
+            }),
+            checkpoint,
+        }
+    }
+
     fn write(
         &mut self,
         done: u64,
         total: u64,
         checkpoint: Option<&serde_json::Value>,
     ) -> Result<(), Stop> {
-        self.last_write = Some(Instant::now());
-        let beat = Beat {
-            progress: Some(Progress {
-                done: done as i64,
-                total: total as i64,
-            }),
-            checkpoint,
-        };
+        let beat = self.beat(done, total, checkpoint);
         let written = job::renew(&mut self.shared.conn(), &self.token, self.ctx.lease, &beat);
         match written {
             Ok(Some(row)) => {
