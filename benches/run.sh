@@ -18,9 +18,12 @@
 #  3. HTTP: wrk -t2 -c64 -d10s on GET /api/students?page=1 and POST /api/exports.
 #  4. Events: emit-to-receipt latency with 1,000 WebSocket subscribers; RSS of 10,000 idle
 #     WebSocket sessions (benches/events.rs, `cargo bench --bench events`).
+#  5. Import of BENCH_ROWS students from a CSV file, from POST /api/imports (the upload
+#     included) to `succeeded`, next to `roster seed --students BENCH_ROWS` on a fresh
+#     database of the same backend.
 #
 # Knobs (environment): BENCH_RUNS (3), BENCH_EXPORT_RUNS (5), BENCH_ROWS (1000000), BENCH_DRAIN_JOBS (10000),
-# BENCH_SMALL_ROWS (1000), BENCH_SKIP (space-separated phases to skip: export http drain events).
+# BENCH_SMALL_ROWS (1000), BENCH_SKIP (space-separated phases to skip: export http drain events import).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,6 +39,7 @@ PG_HOST=127.0.0.1
 PG_ADMIN="postgres://postgres@$PG_HOST:5432/postgres"
 PG_DB=roster_bench
 PG_URL="postgres://postgres@$PG_HOST:5432/$PG_DB"
+PG_IMPORT_URL="postgres://postgres@$PG_HOST:5432/${PG_DB}_import"
 REDIS_URL="redis://127.0.0.1:6379"
 QUEUE="bench-$$"
 # A small export: one age of a small table (a handful of students).
@@ -63,6 +67,7 @@ cleanup() {
     if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
   done <"$WORK/pids"
   psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_import WITH (FORCE)" >/dev/null 2>&1 || true
   redis-cli -h 127.0.0.1 --scan --pattern "roster:$QUEUE*" 2>/dev/null |
     xargs -r redis-cli -h 127.0.0.1 del >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -411,6 +416,75 @@ phase_events() {
 }
 
 # ---------------------------------------------------------------------------------------
+# 5. Import.
+
+# fresh_db BACKEND: an empty, migrated database (PostgreSQL: $PG_DB_IMPORT; SQLite: a file).
+fresh_db() {
+  case $1 in
+    pg) psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_import WITH (FORCE)" >/dev/null
+      createdb -h "$PG_HOST" -U postgres "${PG_DB}_import"
+      DATABASE_URL="$PG_IMPORT_URL" RUST_LOG=warn "$BIN" migrate >&2 ;;
+    sqlite) rm -f "$WORK/import.db"*
+      DATABASE_URL="sqlite://$WORK/import.db" RUST_LOG=warn "$BIN" migrate >&2 ;;
+  esac
+}
+
+import_on() { # import_on BACKEND
+  local backend=$1 run pid t0 t1 s0 s1 id job status inserted url
+  local -a times=() refs=() ratios=()
+  # roster_env reads PG_URL: point it at the import database for this phase.
+  local PG_URL=$PG_IMPORT_URL
+  case $backend in
+    pg) url=$PG_IMPORT_URL ;;
+    sqlite) url="sqlite://$WORK/import.db" ;;
+  esac
+  for run in $(seq 1 "$RUNS"); do
+    fresh_db "$backend"
+    roster_env "$backend" "import-$run" "$WORK/import.db"
+    start_roster "import-$backend" serve
+    pid=$PID
+    wait_ready "$pid"
+    t0=$EPOCHREALTIME
+    id=$(curl -sf -XPOST "$BASE/api/imports?mode=all_or_nothing" -H 'Content-Type: text/csv' \
+      --data-binary @"$WORK/import.csv" | jq -r .id)
+    [ -n "$id" ] && [ "$id" != null ] || die "$backend import was not accepted"
+    for _ in $(seq 1 6000); do
+      job=$(curl -sf "$BASE/api/jobs/$id")
+      status=$(jq -r .status <<<"$job")
+      case $status in succeeded | failed | cancelled) break ;; esac
+      sleep 0.05
+    done
+    t1=$EPOCHREALTIME
+    stop_roster "$pid"
+    inserted=$(jq -r .result.inserted <<<"$job")
+    [ "$status" = succeeded ] && [ "$inserted" = "$ROWS" ] ||
+      die "$backend import ended $status with $inserted rows: $(jq -c . <<<"$job")"
+    fresh_db "$backend"
+    s0=$EPOCHREALTIME
+    DATABASE_URL="$url" RUST_LOG=warn timeout 600 "$BIN" seed --students "$ROWS" >/dev/null
+    s1=$EPOCHREALTIME
+    times+=("$(calc '%.3f' "$t1 - $t0")")
+    refs+=("$(calc '%.3f' "$s1 - $s0")")
+    ratios+=("$(calc '%.3f' "${times[-1]} / ${refs[-1]}")")
+    log "$backend run $run: import ${times[-1]} s, seed ${refs[-1]} s, ratio ${ratios[-1]}"
+    run_value "import_${backend}_s" "${times[-1]}"
+    run_value "import_${backend}_seed_s" "${refs[-1]}"
+  done
+  put "import_${backend}_s" "$(median "${times[@]}")"
+  put "import_${backend}_ref_s" "$(median "${refs[@]}")"
+  put "import_${backend}_ratio" "$(median "${ratios[@]}")"
+}
+
+phase_import() {
+  awk -v n="$ROWS" 'BEGIN { print "name,age"; for (i = 0; i < n; i++) printf "Student %d,%d\n", i, i % 100 }' \
+    >"$WORK/import.csv"
+  import_on pg
+  import_on sqlite
+  psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_import WITH (FORCE)" >/dev/null
+  rm -f "$WORK/import.csv" "$WORK/import.db"*
+}
+
+# ---------------------------------------------------------------------------------------
 # The machine may be shared: wait a while for it to be quiet, and record who uses the CPU.
 
 QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
@@ -435,6 +509,7 @@ phase http phase_http_big
 phase http-small phase_http_small
 phase drain phase_drain
 phase events phase_events
+phase import phase_import
 
 # ---------------------------------------------------------------------------------------
 # The table.
@@ -466,6 +541,12 @@ wait "$MONITOR" 2>/dev/null || true
       "$(fmt "$(get "export_${b}_peak_mib")" '%.1f')" "$(fmt "$(get "export_${b}_idle_first_mib")" '%.1f')" \
       "$(fmt "$(get "export_${b}_idle_last_mib")" '%.1f')" \
       "$(fmt "$(get "export_${b}_peak_mib")" '%.1f')" "$(mark "$(get "export_${b}_peak_mib")" 64)"
+  done
+  for b in pg sqlite; do
+    if [ $b = pg ]; then name="PostgreSQL"; else name="SQLite"; fi
+    printf '| import %s rows from CSV, %s | %s s | `roster seed` %s s | %s × | ≤ 2 × | %s |\n' "$ROWS" "$name" \
+      "$(fmt "$(get "import_${b}_s")" '%.2f')" "$(fmt "$(get "import_${b}_ref_s")" '%.2f')" \
+      "$(fmt "$(get "import_${b}_ratio")" '%.2f')" "$(mark "$(get "import_${b}_ratio")" 2)"
   done
   printf '| drain %s small exports, Redis + PostgreSQL, 8 workers | %s jobs/s | | | | |\n' "$DRAIN_JOBS" \
     "$(fmt "$(get drain_pg_rate)" '%.0f')"
@@ -523,6 +604,10 @@ mem=$(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo "  per second and the 99th percentile latency, after a 2 s warm-up. The POST queues one job"
   echo "  per request. \`GET /api/students\` counts the matching students on every request, which is"
   echo "  what the $ROWS-row figures mostly measure."
+  echo "- **import**: wall time from \`POST /api/imports?mode=all_or_nothing\` with a $ROWS-row CSV"
+  echo "  (the upload streamed to disk and checked included) to the job read back as \`succeeded\`"
+  echo "  (polled every 50 ms), on a fresh database; the reference is \`roster seed --students $ROWS\`"
+  echo "  (COPY on PostgreSQL, multi-row inserts on SQLite, then ANALYZE) on a fresh database."
   echo "- **event latency**: benches/events.rs: roster in-process (embedded default); 1,000"
   echo "  WebSocket clients on \`/ws\` subscribed to one real queued job; progress events emitted"
   echo "  straight into the registry 10 a second (the real throttle); latency from just before"

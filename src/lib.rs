@@ -13,8 +13,9 @@
 //! - [`routes`]: the HTTP handlers, a module per resource.
 //! - [`startup`]: builds the application from settings; the route table.
 //! - [`broker`]: the queue of job ids: a Redis stream, or the in-process broker.
-//! - [`jobs`]: the consumer, the JobWorker pool (fenced attempts, lease keeper), the
-//!   export, the export store (file names, commit, expiry), the sweeper (reconciler).
+//! - [`jobs`]: job kinds and their registry (the export, the import), the one accept
+//!   function, the consumer, the JobWorker pool (fenced attempts, lease keeper), the file
+//!   store (names, commit, expiry), the sweeper (reconciler, retention).
 //! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
 //! - [`ws`]: the WebSocket session actors.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.

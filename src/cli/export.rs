@@ -4,9 +4,10 @@
 use clap::Args;
 
 use crate::config::Settings;
-use crate::domain::job::{ExportParams, FileFormat, JobKind};
+use crate::domain::job::{FileFormat, JobKind};
 use crate::domain::student::Age;
 use crate::jobs::accept::JobRequest;
+use crate::jobs::export::ExportParams;
 
 #[derive(Debug, Args)]
 pub struct Opts {

@@ -1,14 +1,11 @@
-//! The job state machine and the values a job carries (id, kind, export parameters,
-//! result). Every status change in the database is guarded by [`JobStatus::sources`], so
+//! The job state machine and the values every job carries (id, kind, status), and the
+//! format of a file of students. Every status change in the database is guarded by [`JobStatus::sources`], so
 //! the table below is the only place that says which transitions exist.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-
-use super::student::Age;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -198,51 +195,6 @@ impl FromStr for FileFormat {
     }
 }
 
-/// What to export: an optional inclusive age range, in a format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ExportParams {
-    pub format: FileFormat,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_age: Option<Age>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_age: Option<Age>,
-}
-
-impl ExportParams {
-    /// Refuses an empty range (`min_age` above `max_age`).
-    pub fn new(
-        format: FileFormat,
-        min_age: Option<Age>,
-        max_age: Option<Age>,
-    ) -> Result<Self, String> {
-        if let (Some(lo), Some(hi)) = (min_age, max_age) {
-            if lo > hi {
-                return Err("min_age must not be greater than max_age".into());
-            }
-        }
-        Ok(Self {
-            format,
-            min_age,
-            max_age,
-        })
-    }
-}
-
-/// What a finished export produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportResult {
-    pub rows: u64,
-    pub bytes: u64,
-    pub sha256: String,
-    /// The file's name inside the export directory.
-    pub file: String,
-    pub content_type: String,
-    pub expires_at: DateTime<Utc>,
-    /// Rows copied from an earlier attempt's checkpoint instead of read again.
-    #[serde(default)]
-    pub resumed_rows: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,12 +266,5 @@ mod tests {
             );
         }
         assert!("done".parse::<JobStatus>().is_err());
-    }
-
-    #[test]
-    fn an_empty_age_range_is_refused() {
-        let a = |n| Some(Age::new(n).unwrap());
-        assert!(ExportParams::new(FileFormat::Csv, a(30), a(20)).is_err());
-        assert!(ExportParams::new(FileFormat::Csv, a(20), a(20)).is_ok());
     }
 }

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::sync::mpsc;
 
+use chrono::{DateTime, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use serde::{Deserialize, Serialize};
@@ -21,12 +22,58 @@ use super::store::{FileStore, TempFile};
 use super::worker::{Attempt, JobError, Stop};
 use crate::config::Settings;
 use crate::db::{DbConnection, PooledConn};
-use crate::domain::job::{ExportParams, ExportResult, FileFormat, JobKind};
+use crate::domain::job::{FileFormat, JobKind};
+use crate::domain::student::Age;
 use crate::error::FieldErrors;
 use crate::models::job::Job;
 use crate::models::student::{self, ExportRow, StudentFilter};
 use crate::routes::input::{self, Fields};
 use crate::routes::students::age_range;
+
+/// What to export: an optional inclusive age range, in a format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExportParams {
+    pub format: FileFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_age: Option<Age>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Age>,
+}
+
+impl ExportParams {
+    /// Refuses an empty range (`min_age` above `max_age`).
+    pub fn new(
+        format: FileFormat,
+        min_age: Option<Age>,
+        max_age: Option<Age>,
+    ) -> Result<Self, String> {
+        if let (Some(lo), Some(hi)) = (min_age, max_age) {
+            if lo > hi {
+                return Err("min_age must not be greater than max_age".into());
+            }
+        }
+        Ok(Self {
+            format,
+            min_age,
+            max_age,
+        })
+    }
+}
+
+/// What a finished export produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportResult {
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The file's name inside the export directory.
+    pub file: String,
+    pub content_type: String,
+    pub expires_at: DateTime<Utc>,
+    /// Rows copied from an earlier attempt's checkpoint instead of read again.
+    #[serde(default)]
+    pub resumed_rows: u64,
+}
 
 /// The export of `students_by_age` jobs.
 pub struct StudentsByAge {
@@ -445,6 +492,13 @@ impl StudentsByAge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_age_range_is_refused() {
+        let a = |n| Some(Age::new(n).unwrap());
+        assert!(ExportParams::new(FileFormat::Csv, a(30), a(20)).is_err());
+        assert!(ExportParams::new(FileFormat::Csv, a(20), a(20)).is_ok());
+    }
 
     #[test]
     fn formula_cells_are_neutralised() {
