@@ -100,7 +100,7 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub export_batch_rows: u32,
 
-    /// IANA time zone a schedule's cron expression is read in when it names none.
+    /// IANA time zone of a schedule that names none (and of the one `schedule add` makes).
     #[arg(long, env = "ROSTER_TIMEZONE", global = true, default_value = "UTC", value_parser = TimeZone::parse)]
     pub timezone: TimeZone,
 }

@@ -2,6 +2,7 @@
 //! a `run`.
 
 pub mod export;
+pub mod schedule;
 pub mod seed;
 pub mod serve;
 
@@ -35,6 +36,8 @@ pub enum Command {
     Seed(seed::Opts),
     /// Enqueue an export, and with --wait follow it to its end.
     Export(export::Opts),
+    /// Periodic jobs: add, list and remove schedules.
+    Schedule(schedule::Opts),
 }
 
 /// Parses the command line; a bad value stops here with one line naming the variable
@@ -148,6 +151,7 @@ pub fn run() -> i32 {
         Some(Command::Migrate) => serve::migrate(cli.settings),
         Some(Command::Seed(opts)) => seed::run(cli.settings, opts),
         Some(Command::Export(opts)) => export::run(cli.settings, opts),
+        Some(Command::Schedule(opts)) => schedule::run(cli.settings, opts),
     };
     match result {
         Ok(code) => code,

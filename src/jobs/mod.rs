@@ -7,6 +7,8 @@ pub mod accept;
 pub mod consumer;
 pub mod export;
 pub mod kind;
+pub mod schedule;
+pub mod scheduler;
 pub mod store;
 pub mod sweeper;
 pub mod worker;

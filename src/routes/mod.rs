@@ -5,6 +5,7 @@ pub mod health;
 pub mod input;
 pub mod jobs;
 pub mod page;
+pub mod schedules;
 pub mod students;
 
 use actix_web::web;
