@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use croner::parser::{CronParser, Seconds, Year};
@@ -93,7 +94,8 @@ impl fmt::Display for ScheduleName {
 #[derive(Clone)]
 pub struct CronExpr {
     text: String,
-    cron: Cron,
+    // Shared: a parsed pattern is some 400 bytes, and schedules are cloned into tasks.
+    cron: Arc<Cron>,
 }
 
 impl CronExpr {
@@ -114,7 +116,10 @@ impl CronExpr {
             .build()
             .parse(&text)
             .map_err(|e| e.to_string())?;
-        let expr = Self { text, cron };
+        let expr = Self {
+            text,
+            cron: Arc::new(cron),
+        };
         // An expression such as `0 0 30 2 *` parses but names no real time.
         if expr.next_after(TimeZone::UTC, Utc::now()).is_none() {
             return Err("never matches a real date and time".into());
@@ -230,7 +235,10 @@ mod tests {
             Some(utc(2026, 1, 1, 12, 0, 1))
         );
         assert!(CronExpr::parse("* * * *").is_err());
-        assert!(CronExpr::parse("0 0 0 1 1 * 2030").is_err(), "no year field");
+        assert!(
+            CronExpr::parse("0 0 0 1 1 * 2030").is_err(),
+            "no year field"
+        );
         assert!(CronExpr::parse("").is_err());
         let reason = CronExpr::parse("61 * * * *").unwrap_err();
         assert!(!reason.is_empty());
@@ -341,7 +349,10 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(ScheduleName::parse("  nightly ").unwrap().as_str(), "nightly");
+        assert_eq!(
+            ScheduleName::parse("  nightly ").unwrap().as_str(),
+            "nightly"
+        );
         assert!(ScheduleName::parse("   ").is_err());
         assert!(ScheduleName::parse(&"x".repeat(101)).is_err());
         assert!(ScheduleName::parse("a\nb").is_err());

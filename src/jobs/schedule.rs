@@ -165,7 +165,8 @@ pub fn change(
     let current = schedule::find(conn, id)?.ok_or(ScheduleError::NotFound)?;
     let mut changes = ScheduleChanges::default();
     if let Some(params) = &edit.params {
-        let job = JobTemplate::check(kinds, current.kind, params).map_err(ScheduleError::Invalid)?;
+        let job =
+            JobTemplate::check(kinds, current.kind, params).map_err(ScheduleError::Invalid)?;
         changes = changes.params(job.params());
     }
     if let Some(name) = &edit.name {

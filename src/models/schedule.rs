@@ -172,10 +172,7 @@ pub fn find(conn: &mut DbConnection, id: &ScheduleId) -> QueryResult<Option<Sche
     )
 }
 
-pub fn find_by_name(
-    conn: &mut DbConnection,
-    name: &ScheduleName,
-) -> QueryResult<Option<Schedule>> {
+pub fn find_by_name(conn: &mut DbConnection, name: &ScheduleName) -> QueryResult<Option<Schedule>> {
     typed_one(
         schedules::table
             .filter(schedules::name.eq(name.as_str()))
@@ -245,8 +242,7 @@ pub fn delete(conn: &mut DbConnection, id: &ScheduleId) -> QueryResult<bool> {
 /// Deletes the schedule called `name`; whether there was one.
 pub fn delete_by_name(conn: &mut DbConnection, name: &ScheduleName) -> QueryResult<bool> {
     Ok(
-        diesel::delete(schedules::table.filter(schedules::name.eq(name.as_str())))
-            .execute(conn)?
+        diesel::delete(schedules::table.filter(schedules::name.eq(name.as_str()))).execute(conn)?
             > 0,
     )
 }

@@ -56,7 +56,8 @@ fn given(fields: &mut Fields, body: &Map<String, Value>) -> Given {
     let enabled = body.get("enabled").and_then(|v| {
         fields.check(
             "enabled",
-            v.as_bool().ok_or_else(|| "must be true or false".to_owned()),
+            v.as_bool()
+                .ok_or_else(|| "must be true or false".to_owned()),
         )
     });
     Given {

@@ -11,5 +11,6 @@ pub mod helpers;
 mod outages;
 mod process;
 mod processes;
+mod schedules;
 mod students;
 pub mod websocket;
