@@ -14,7 +14,8 @@
 //! - [`startup`]: builds the application from settings; the route table.
 //! - [`broker`]: the queue of job ids: a Redis stream, or the in-process broker.
 //! - [`jobs`]: the consumer, the JobWorker pool (fenced attempts, lease keeper), the
-//!   export, the export store (file names, commit, expiry), the sweeper (reconciler).
+//!   export, the export store (file names, commit, expiry), the sweeper (reconciler), the
+//!   scheduler of periodic jobs.
 //! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
 //! - [`ws`]: the WebSocket session actors.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.

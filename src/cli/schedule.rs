@@ -64,7 +64,9 @@ fn parse_params(raw: &str) -> Result<Map<String, Value>, String> {
 }
 
 pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
-    let pool = db::connect(&settings.database_url, 2)?;
+    // One connection: a pool allowed more refills itself in the background, and a
+    // connection still being made when the process exits can crash it (libpq at exit).
+    let pool = db::connect(&settings.database_url, 1)?;
     db::migrate(&pool)?;
     let mut conn = pool.get()?;
     match opts.command {
