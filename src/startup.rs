@@ -232,6 +232,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::patch().to(routes::students::patch))
                     .route(web::delete().to(routes::students::delete)),
             )
+            .service(
+                web::resource("/schedules")
+                    .route(web::get().to(routes::schedules::list))
+                    .route(web::post().to(routes::schedules::create)),
+            )
+            .service(
+                web::resource("/schedules/{id}")
+                    .route(web::get().to(routes::schedules::get))
+                    .route(web::patch().to(routes::schedules::patch))
+                    .route(web::delete().to(routes::schedules::delete)),
+            )
             .service(web::resource("/exports").route(web::post().to(routes::jobs::create_export)))
             .service(web::resource("/jobs").route(web::get().to(routes::jobs::list)))
             .service(
@@ -246,17 +257,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 web::resource("/jobs/{id}/download").route(web::get().to(routes::jobs::download)),
-            )
-            .service(
-                web::resource("/schedules")
-                    .route(web::get().to(routes::schedules::list))
-                    .route(web::post().to(routes::schedules::create)),
-            )
-            .service(
-                web::resource("/schedules/{id}")
-                    .route(web::get().to(routes::schedules::get))
-                    .route(web::patch().to(routes::schedules::patch))
-                    .route(web::delete().to(routes::schedules::delete)),
             ),
     )
     .route("/", web::get().to(routes::page::index))
