@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::db::DatabaseUrl;
+use crate::domain::schedule::TimeZone;
 
 /// Everything a roster process can be configured with.
 #[derive(Debug, Clone, Args)]
@@ -108,6 +109,10 @@ pub struct Settings {
     #[arg(long, env = "ROSTER_EXPORT_BATCH_ROWS", global = true, default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub export_batch_rows: u32,
+
+    /// IANA time zone of a schedule that names none (and of the one `schedule add` makes).
+    #[arg(long, env = "ROSTER_TIMEZONE", global = true, default_value = "UTC", value_parser = TimeZone::parse)]
+    pub timezone: TimeZone,
 }
 
 impl Settings {
@@ -205,6 +210,7 @@ mod tests {
         assert_eq!(s.concurrency, 8);
         assert_eq!(s.max_attempts, 3);
         assert_eq!(s.queue, "default");
+        assert_eq!(s.timezone, TimeZone::UTC);
         assert!(s.broker_url.is_none());
         assert!(matches!(s.database_url, DatabaseUrl::Sqlite(ref p) if p == "roster.db"));
     }

@@ -15,7 +15,8 @@
 //! - [`broker`]: the queue of job ids: a Redis stream, or the in-process broker.
 //! - [`jobs`]: job kinds and their registry (the export, the import), the one accept
 //!   function, the consumer, the JobWorker pool (fenced attempts, lease keeper), the file
-//!   store (names, commit, expiry), the sweeper (reconciler, retention).
+//!   store (names, commit, expiry), the sweeper (reconciler, retention), the scheduler of
+//!   periodic jobs.
 //! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
 //! - [`ws`]: the WebSocket session actors.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.

@@ -1,6 +1,6 @@
 //! Builds a roster process from its settings: the database pool, the broker, the event
-//! registry, the worker pool with its consumer, the sweeper and (for `serve`) the HTTP
-//! server. The whole route table is here, in [`routes`].
+//! registry, the worker pool with its consumer, the sweeper, the scheduler and (for
+//! `serve`) the HTTP server. The whole route table is here, in [`routes`].
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use crate::db::{self, Pool};
 use crate::events::Events;
 use crate::jobs::accept::Acceptor;
 use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
+use crate::jobs::scheduler::Scheduler;
 use crate::jobs::store::FileStore;
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::worker::{JobWorker, WorkerContext};
@@ -136,6 +137,8 @@ impl Services {
             kinds.clone(),
             settings.max_attempts,
         );
+        // Every process fires schedules; one job per tick however many do.
+        Scheduler::new(pool.clone(), jobs.clone()).start();
         let shutdown = Shutdown::default();
         let consumer = workers.then(|| {
             let ctx = Arc::new(WorkerContext::new(
@@ -229,6 +232,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::put().to(routes::students::replace))
                     .route(web::patch().to(routes::students::patch))
                     .route(web::delete().to(routes::students::delete)),
+            )
+            .service(
+                web::resource("/schedules")
+                    .route(web::get().to(routes::schedules::list))
+                    .route(web::post().to(routes::schedules::create)),
+            )
+            .service(
+                web::resource("/schedules/{id}")
+                    .route(web::get().to(routes::schedules::get))
+                    .route(web::patch().to(routes::schedules::patch))
+                    .route(web::delete().to(routes::schedules::delete)),
             )
             .service(web::resource("/exports").route(web::post().to(routes::jobs::create_export)))
             .service(web::resource("/imports").route(web::post().to(routes::imports::create)))

@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod import;
+pub mod schedule;
 pub mod seed;
 pub mod serve;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Export(export::Opts),
     /// Import students from a CSV or JSON Lines file, and with --wait follow it.
     Import(import::Opts),
+    /// Periodic jobs: add, list and remove schedules.
+    Schedule(schedule::Opts),
 }
 
 /// Parses the command line; a bad value stops here with one line naming the variable
@@ -160,7 +163,9 @@ pub fn follow(pool: &Pool, id: JobId, unit: &str) -> anyhow::Result<i32> {
 /// Accepts a job from the command line as the HTTP API would: same checks, same commit,
 /// same broker. Returns the pool, for following the job.
 pub fn submit(settings: &Settings, request: JobRequest) -> anyhow::Result<(Pool, Accepted)> {
-    let pool = db::connect(&settings.database_url, 2)?;
+    // One connection: the CLI does one thing at a time, and a pool still opening a second
+    // connection in the background when the process exits can crash it inside libpq.
+    let pool = db::connect(&settings.database_url, 1)?;
     db::migrate(&pool)?;
     let accepted = actix_web::rt::System::new().block_on(async {
         let (broker, link) = crate::broker::connect(settings, &pool, "roster-cli").await?;
@@ -198,6 +203,7 @@ pub fn run() -> i32 {
         Some(Command::Seed(opts)) => seed::run(cli.settings, opts),
         Some(Command::Export(opts)) => export::run(cli.settings, opts),
         Some(Command::Import(opts)) => import::run(cli.settings, opts),
+        Some(Command::Schedule(opts)) => schedule::run(cli.settings, opts),
     };
     match result {
         Ok(code) => code,

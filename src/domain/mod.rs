@@ -1,4 +1,5 @@
 //! Domain types: values that can only be valid once parsed at the edge.
 
 pub mod job;
+pub mod schedule;
 pub mod student;

@@ -8,6 +8,8 @@ pub mod consumer;
 pub mod export;
 pub mod import;
 pub mod kind;
+pub mod schedule;
+pub mod scheduler;
 pub mod store;
 pub mod sweeper;
 pub mod worker;

@@ -3,4 +3,5 @@
 pub mod attempt;
 pub mod clock;
 pub mod job;
+pub mod schedule;
 pub mod student;

@@ -6,6 +6,7 @@ pub mod imports;
 pub mod input;
 pub mod jobs;
 pub mod page;
+pub mod schedules;
 pub mod students;
 
 use actix_web::web;

@@ -13,5 +13,6 @@ mod jobs;
 mod outages;
 mod process;
 mod processes;
+mod schedules;
 mod students;
 pub mod websocket;

@@ -1,0 +1,175 @@
+//! `/api/schedules`: list, create, read, change and delete periodic jobs.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::input::{self, Body, Fields};
+use super::with_conn;
+use crate::domain::job::JobKind;
+use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
+use crate::error::ApiError;
+use crate::jobs::schedule::{self as rules, JobTemplate, ScheduleEdit, ScheduleSpec};
+use crate::models::schedule::{self, ScheduleView};
+use crate::startup::AppState;
+
+#[derive(Serialize)]
+struct Items {
+    items: Vec<ScheduleView>,
+}
+
+/// A schedule id from the path; anything that is not one names no schedule.
+fn schedule_id(raw: &str) -> Result<ScheduleId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("schedule"))
+}
+
+/// The fields a body may set, each read if present.
+struct Given {
+    name: Option<ScheduleName>,
+    cron: Option<CronExpr>,
+    timezone: Option<TimeZone>,
+    kind: Option<JobKind>,
+    params: Option<Map<String, Value>>,
+    enabled: Option<bool>,
+}
+
+/// A string field of `body`, parsed into its type if present.
+fn text<T>(
+    fields: &mut Fields,
+    body: &Map<String, Value>,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    body.get(name)
+        .and_then(|v| fields.check(name, input::string(v).and_then(&parse)))
+}
+
+fn given(fields: &mut Fields, body: &Map<String, Value>) -> Given {
+    let params = match body.get("params") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(_) => {
+            fields.fail("params", "must be a JSON object");
+            None
+        }
+    };
+    let enabled = body.get("enabled").and_then(|v| {
+        fields.check(
+            "enabled",
+            v.as_bool()
+                .ok_or_else(|| "must be true or false".to_owned()),
+        )
+    });
+    Given {
+        name: text(fields, body, "name", ScheduleName::parse),
+        cron: text(fields, body, "cron", CronExpr::parse),
+        timezone: text(fields, body, "timezone", TimeZone::parse),
+        kind: text(fields, body, "kind", str::parse::<JobKind>),
+        params,
+        enabled,
+    }
+}
+
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let all = with_conn(&state, |conn| Ok(schedule::list(conn)?)).await?;
+    Ok(HttpResponse::Ok().json(Items {
+        items: all.iter().map(|s| s.view()).collect(),
+    }))
+}
+
+/// `POST /api/schedules` `{name, cron, timezone?, kind, params?, enabled?}`.
+pub async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::default();
+    fields.only(
+        &body,
+        &["name", "cron", "timezone", "kind", "params", "enabled"],
+    );
+    let given = given(&mut fields, &body);
+    let name = fields.require("name", given.name);
+    let cron = fields.require("cron", given.cron);
+    let kind = fields.require("kind", given.kind);
+    let job = kind.and_then(|kind| {
+        let params = given.params.unwrap_or_default();
+        match JobTemplate::check(state.jobs.kinds(), kind, &params) {
+            Ok(job) => Some(job),
+            Err(errors) => {
+                for (field, message) in errors {
+                    fields.fail(&field, message);
+                }
+                None
+            }
+        }
+    });
+    fields.finish()?;
+    let (Some(name), Some(cron), Some(job)) = (name, cron, job) else {
+        unreachable!("required fields are checked");
+    };
+    let spec = ScheduleSpec {
+        name,
+        cron,
+        timezone: given.timezone.unwrap_or(state.settings.timezone),
+        job,
+        enabled: given.enabled.unwrap_or(true),
+        // Who asks, once requests carry a user; until then no one.
+        created_by: None,
+    };
+    let created = with_conn(&state, move |conn| Ok(rules::create(conn, spec)?)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/schedules/{}", created.id)))
+        .json(created.view()))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = schedule_id(&path)?;
+    let found = with_conn(&state, move |conn| Ok(schedule::find(conn, &id)?))
+        .await?
+        .ok_or(ApiError::NotFound("schedule"))?;
+    Ok(HttpResponse::Ok().json(found.view()))
+}
+
+/// `PATCH /api/schedules/{id}` with any of `{name, cron, timezone, params, enabled}`.
+pub async fn patch(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let id = schedule_id(&path)?;
+    let mut fields = Fields::default();
+    fields.only(
+        &body,
+        &["name", "cron", "timezone", "kind", "params", "enabled"],
+    );
+    let given = given(&mut fields, &body);
+    if body.contains_key("kind") {
+        fields.fail(
+            "kind",
+            "cannot be changed (the parameters belong to it); make another schedule",
+        );
+    }
+    fields.finish()?;
+    let edit = ScheduleEdit {
+        name: given.name,
+        cron: given.cron,
+        timezone: given.timezone,
+        params: given.params,
+        enabled: given.enabled,
+    };
+    let kinds = state.jobs.kinds().clone();
+    let changed = with_conn(&state, move |conn| {
+        Ok(rules::change(conn, &kinds, &id, edit)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(changed.view()))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = schedule_id(&path)?;
+    with_conn(&state, move |conn| Ok(rules::remove(conn, &id)?)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
