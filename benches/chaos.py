@@ -3,10 +3,18 @@
 
 It starts a private PostgreSQL cluster and Redis in a temporary directory, one
 `roster serve --no-workers` and three `roster worker` processes (2 workers each) on them,
-submits export jobs in bursts (about 15 % of them cancelled at some moment: at once, while
+submits jobs in bursts (about 15 % of them cancelled at some moment: at once, while
 running, or later), follows every job over WebSocket (plus one `/ws` dashboard subscribed
 to "*"), and meanwhile injects faults at random intervals, sometimes two at once (every
-kind at least once when there are as many faults as kinds):
+kind at least once when there are as many faults as kinds).
+
+About 80 % of the jobs are exports (csv or jsonl, an age range or none). The others are
+imports (`POST /api/imports`, half `skip_invalid`, half `all_or_nothing`) of a CSV of
+batch rows x 1,500-7,500 rows, within 3,000-30,000 (so 3,000-15,000 with --quick), named
+`chaos-imp-<n>-<row>`, unique to import n; about half the files (each mode at least one
+with and one without, when there are 4 imports) have 1-5 invalid rows (age 200 or -1, a
+blank name, age "12.5"). Every submission keeps one Idempotency-Key across its retries.
+The faults:
 
   kill_worker    kill -9 a worker (one running jobs, if any), restart it 0-3 s later
   pause_worker   SIGSTOP a worker for lease+2..lease+6 s, then SIGCONT
@@ -23,21 +31,43 @@ kind at least once when there are as many faults as kinds):
 
 A roster process that exits by itself (say, refused to start while Redis was down) is
 restarted and reported. Exports read ROSTER_EXPORT_BATCH_ROWS = students / 20,000 rows a
-batch, so that one lasts a couple of seconds and faults meet running jobs.
+batch, so that one lasts a couple of seconds and faults meet running jobs; imports insert
+(and skip_invalid commits) as many rows a batch, so that one lasts a few seconds too.
 
 Then it restarts anything down, waits for every accepted job to end (120 s + lease), lets
 the sweeper settle for 15 s, and counts:
 
   lost                accepted (202) and not ended
   double completions  `job ID succeeded` logged more than once, or two files for one job
-  corrupt files       a succeeded job's file missing, or not matching its result (size,
+                      (an import's upload aside)
+  corrupt files       a succeeded export's file missing, or not matching its result (size,
                       sha256, rows), unparsable, out of (age, id) order, duplicate ids,
-                      ages outside the job's range, a row count other than the database's,
-                      written after its job ended (a rewrite, even of equal bytes), or a
-                      download whose sha256 differs
-  leftover files      hidden or *.part files, or files no succeeded job's result names
-  wrong endings       a job whose cancel got 202 but did not end `cancelled`; a job never
-                      cancelled that did not end `succeeded`
+                      ages outside the job's range, a count of seeded rows (names not
+                      `chaos-imp-`) other than the database's, written after its job ended
+                      (a rewrite, even of equal bytes), or a download whose sha256 differs.
+                      An export may or may not hold rows imported while it ran (a resumed
+                      export reads on from its checkpoint as the table is then); order,
+                      duplicates and ranges are checked over all its rows. For an import:
+                      its upload missing or not the bytes sent; a rejects report missing
+                      when the file had invalid rows (or present when it had none), not
+                      listing exactly their lines, or downloading other bytes
+  leftover files      hidden or *.part files, or files that neither a job's result names
+                      (a succeeded export's file, an ended import's rejects report) nor an
+                      existing import names as its upload; uploads of no job (a request
+                      cut by kill_serve: roster keeps them 10 minutes) are allowed only up
+                      to the number of import requests that got no answer
+  double inserts      an import's name (`chaos-imp-<n>-<row>`) in `students` more than once
+  wrong import counts a succeeded import whose rows in `students` differ from its
+                      `result.inserted`, its valid rows or their ages, or whose result
+                      miscounts rows or rejects; an all_or_nothing import that did not
+                      succeed with rows in the table; a cancelled (or failed) skip_invalid
+                      import whose rows are not the first k of its valid rows; an invalid
+                      row inserted; rows of an import that was never accepted
+  wrong endings       an export whose cancel got 202 but did not end `cancelled`; one never
+                      cancelled that did not end `succeeded`. An import: `succeeded`
+                      (`failed` for an all_or_nothing file with invalid rows) when never
+                      cancelled; after a cancel answered 202, `cancelled` or, when the
+                      cancel came after its last commit, that same ending
   missed endings      a subscriber whose last known status is not the job's final one
                       (the dashboard: of the jobs that ended while it was connected)
   seq backwards       a frame whose seq is lower than an earlier one on the same connection
@@ -57,9 +87,9 @@ initdb and pg_ctl, psql, redis-server, and `pip install websockets`):
     python3 benches/chaos.py --roster target/release/roster           # about 10 minutes
     python3 benches/chaos.py --roster target/release/roster --quick   # under 4 minutes (CI)
 
-Options: --jobs N (200; --quick 30), --faults M (100; --quick 15), --seed S,
---students K (200000; --quick 50000), --report FILE (append a Markdown section),
---keep (keep the temporary directory with every process's log).
+Options: --jobs N (200; --quick 30; imports included), --faults M (100; --quick 15),
+--seed S, --students K (200000; --quick 50000), --report FILE (append a Markdown
+section), --keep (keep the temporary directory with every process's log).
 """
 
 import argparse
@@ -120,6 +150,19 @@ SETTLE_SECS = 15
 SECOND_TERM_LIMIT_SECS = 3
 FIRST_TERM_LIMIT_SECS = GRACE_SECS + 15
 CANCEL_SHARE = 0.15
+IMPORT_SHARE = 0.20  # of the submissions: imports, the rest exports
+IMPORT_PREFIX = "chaos-imp-"  # the names of imported students: chaos-imp-<n>-<row>
+# Rows of an import file: batch rows x this (the import's batches are the export's size),
+# so that an import takes a few seconds like an export; within IMPORT_ROWS.
+IMPORT_BATCHES = (1_500, 7_500)
+IMPORT_ROWS = (3_000, 30_000)
+INVALID_FILE_SHARE = 0.5  # of the import files: with 1-5 invalid rows
+# An invalid row: (what is wrong, its name field or None for ours, its age field).
+INVALID_ROWS = [("age 200", None, "200"), ("age -1", None, "-1"),
+                ("blank name", "   ", "30"), ("age 12.5", None, "12.5")]
+# roster keeps an upload whose job does not exist (yet) this long.
+UPLOAD_GRACE_SECS = 600
+UPLOAD_NAME = re.compile(r"^\.?([0-9a-f-]{36})\.0\.upload\.csv(\.part)?$")
 MAX_FOLLOWERS = 256
 # psql sessions of the harness itself never wait long on roster's locks.
 HARNESS_PGOPTIONS = "-c lock_timeout=1000 -c statement_timeout=4000"
@@ -148,6 +191,8 @@ CHECKS = [
     "double completions",
     "corrupt files",
     "leftover files",
+    "double inserts",
+    "wrong import counts",
     "wrong endings",
     "missed endings",
     "seq backwards",
@@ -483,9 +528,10 @@ class Api:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=160)
 
     def _call(self, method, path, body, timeout, extra=None):
+        """`body`: JSON to send, or bytes sent as they are (`extra` names their type)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers, data = dict(extra or {}), None
-        if body is not None:
+        headers, data = dict(extra or {}), body
+        if body is not None and not isinstance(body, bytes):
             headers["Content-Type"] = "application/json"
             data = json.dumps(body).encode()
         try:
@@ -698,22 +744,67 @@ class Monitor:
 # ----------------------------------------------------------------------------- workload
 
 
+class ImportFile:
+    """The CSV of import number `number`: row i is `chaos-imp-{number}-{i}` with ages[i],
+    or, for i in `invalid`, a row roster must reject (invalid[i] says why)."""
+
+    def __init__(self, number, mode, rows, invalid_rows, rng):
+        self.number, self.mode = number, mode
+        self.ages = [rng.randint(0, 150) for _ in range(rows)]
+        self.invalid = {i: rng.choice(INVALID_ROWS)
+                        for i in rng.sample(range(rows), invalid_rows)}
+        lines = ["name,age"]
+        for i, age in enumerate(self.ages):
+            what, name, bad_age = self.invalid.get(i, (None, None, None))
+            lines.append(f"{self.name(i) if name is None else name},"
+                         f"{age if bad_age is None else bad_age}")
+        self.data = ("\r\n".join(lines) + "\r\n").encode()
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+        self.valid = [i for i in range(rows) if i not in self.invalid]
+
+    def name(self, i):
+        return f"{IMPORT_PREFIX}{self.number}-{i}"
+
+    @property
+    def rows(self):
+        return len(self.ages)
+
+    @property
+    def refused(self):
+        """Whether roster must refuse the whole file (all or nothing, invalid rows)."""
+        return self.mode == "all_or_nothing" and bool(self.invalid)
+
+    def report_lines(self):
+        """The lines of the rejects report (the header is line 1)."""
+        return {i + 2 for i in self.invalid}
+
+    def describe(self):
+        return (f"import {self.number}, {self.mode}, {self.rows} rows, "
+                f"{len(self.invalid)} invalid")
+
+
 @dataclasses.dataclass
 class Job:
     id: str
     params: dict
     cancels: list = dataclasses.field(default_factory=list)  # "accepted" | "conflict" | "unknown"
+    upload: ImportFile | None = None  # an import's file; None for an export
 
     def expected_endings(self):
+        # An import ends like this unless cancelled; so does one cancelled too late (after
+        # its last commit, when nothing is left to stop).
+        done = {"failed" if self.upload and self.upload.refused else "succeeded"}
+        late = done if self.upload else set()
         if "accepted" in self.cancels:
-            return {"cancelled"}
+            return {"cancelled"} | late
         if "unknown" in self.cancels:
-            return {"cancelled", "succeeded"}
-        return {"succeeded"}
+            return {"cancelled"} | done
+        return done
 
 
 class Workload:
-    """Submits the exports spread over the run, follows each one, and cancels some."""
+    """Submits the exports and imports spread over the run, follows each one, and cancels
+    some."""
 
     def __init__(self, api, monitor, port, rng):
         self.api, self.monitor, self.rng = api, monitor, rng
@@ -724,6 +815,10 @@ class Workload:
         self.followers = []
         self.retried = 0
         self.not_accepted = 0
+        self.imports = []  # every ImportFile submitted, accepted or not
+        self.unanswered_imports = 0  # import requests that got no answer at all
+        self.merged = []  # (job id, submission) answered with another submission's job
+        self.batch_rows = 1  # set by chaos_run: rows per import batch
 
     def random_params(self):
         params = {"format": self.rng.choice(["csv", "jsonl"])}
@@ -744,23 +839,54 @@ class Workload:
             times += [at] * min(self.rng.randint(1, 8), count - len(times))
         return sorted(times)
 
+    def import_shapes(self, count):
+        """(mode, invalid rows) of `count` imports: the two modes, each with files that
+        have invalid rows and files that have none, in turn, in random order."""
+        shapes = [(mode, self.rng.random() < INVALID_FILE_SHARE if i >= 2 else i % 2 == 0)
+                  for i in range(count // 2 + 1) for mode in ("skip_invalid", "all_or_nothing")]
+        shapes = shapes[:count]
+        self.rng.shuffle(shapes)
+        return [(mode, self.rng.randint(1, 5) if invalid else 0) for mode, invalid in shapes]
+
+    def random_import(self, mode, invalid):
+        low, high = IMPORT_ROWS
+        rows = min(high, max(low, self.batch_rows * self.rng.randint(*IMPORT_BATCHES)))
+        upload = ImportFile(len(self.imports), mode, rows, invalid, self.rng)
+        self.imports.append(upload)
+        return upload
+
     async def run(self, count, duration):
         start = time.monotonic()
+        imports = self.import_shapes(round(count * IMPORT_SHARE))
+        kinds = [True] * len(imports) + [False] * (count - len(imports))
+        self.rng.shuffle(kinds)
         submissions = []
-        for at in self.bursts(count, duration):
+        for at, is_import in zip(self.bursts(count, duration), kinds):
             await asyncio.sleep(max(0.0, start + at - time.monotonic()))
             plan = None
             if self.rng.random() < CANCEL_SHARE:
                 plan = self.rng.choice(["now", "running", "later"])
-            submissions.append(asyncio.create_task(self.submit(self.random_params(), plan)))
+            if is_import:
+                submission = self.submit(None, plan, upload=self.random_import(*imports.pop()))
+            else:
+                submission = self.submit(self.random_params(), plan)
+            submissions.append(asyncio.create_task(submission))
         await asyncio.gather(*submissions)
 
-    async def submit(self, params, cancel_plan):
+    async def submit(self, params, cancel_plan, upload=None):
+        """Submits an export of `params`, or the import of `upload` (an ImportFile)."""
         # One key for the submission and its retries, as a careful client does: a retry
         # of a request whose answer was lost returns the job it made (200), not a second.
         key = {"Idempotency-Key": f"chaos-{self.rng.getrandbits(64):016x}"}
         for _ in range(15):
-            reply = await self.api.call("POST", "/api/exports", params, headers=key)
+            if upload is None:
+                reply = await self.api.call("POST", "/api/exports", params, headers=key)
+            else:
+                reply = await self.api.call(
+                    "POST", f"/api/imports?mode={upload.mode}", upload.data,
+                    headers={**key, "Content-Type": "text/csv"})
+                if reply.status is None and not reply.refused:
+                    self.unanswered_imports += 1
             body = reply.json() or {}
             if reply.status in (200, 202) and "id" in body:
                 break
@@ -769,7 +895,11 @@ class Workload:
         else:
             self.not_accepted += 1
             return
-        job = self.jobs.setdefault(body["id"], Job(body["id"], params))
+        job = self.jobs.setdefault(body["id"], Job(body["id"], params, upload=upload))
+        if job.upload is not upload:
+            what = upload.describe() if upload else f"export {params}"
+            self.merged.append((job.id, what))
+            say(f"submission of {what} answered with job {job.id}, another submission's")
         url = f"{self.ws_base}/ws/jobs/{job.id}"
         follower = follow(url, self.watches[job.id], job.id, self.slots)
         self.followers.append(asyncio.create_task(follower))
@@ -1009,7 +1139,8 @@ class Chaos:
 
 
 def read_rows(data, fmt):
-    """(age, id) of every row of an export file, or raises ValueError saying what is wrong."""
+    """(age, id, name) of every row of an export file, or raises ValueError saying what is
+    wrong."""
     text = data.decode("utf-8")
     if fmt == "jsonl":
         rows = []
@@ -1017,7 +1148,7 @@ def read_rows(data, fmt):
             obj = json.loads(line)
             if not isinstance(obj, dict) or set(obj) != {"id", "name", "age"}:
                 raise ValueError(f"line {n} is not {{id, name, age}}: {line[:80]!r}")
-            rows.append((obj["age"], obj["id"]))
+            rows.append((obj["age"], obj["id"], obj["name"]))
         if text and not text.endswith("\n"):
             raise ValueError("the last line is not terminated")
         return rows
@@ -1033,18 +1164,20 @@ def read_rows(data, fmt):
             raise ValueError(f"record {n} has {len(record)} fields")
         if record[1].startswith(FORMULA_STARTS):
             raise ValueError(f"record {n}: formula not neutralised: {record[1][:40]!r}")
-        rows.append((int(record[2]), int(record[0])))
+        rows.append((int(record[2]), int(record[0]), record[1]))
     return rows
 
 
 def verify_file(path, result, params, expected_rows, finished):
-    """What is wrong with a succeeded export's file (empty when nothing). `finished`: when
-    its job ended (epoch seconds)."""
+    """What is wrong with a succeeded export's file (empty when nothing), and how many
+    imported rows it holds. `finished`: when its job ended (epoch seconds);
+    `expected_rows`: the seeded students in its range (rows imported meanwhile may be in
+    the file or not)."""
     try:
         data = Path(path).read_bytes()
         modified = os.stat(path).st_mtime
     except OSError as e:
-        return [f"cannot read {path}: {e}"]
+        return [f"cannot read {path}: {e}"], 0
     problems = []
     if finished is not None and modified > finished + MTIME_SLACK_SECS:
         problems.append(f"written {modified - finished:.2f}s after its job ended")
@@ -1055,18 +1188,45 @@ def verify_file(path, result, params, expected_rows, finished):
     try:
         rows = read_rows(data, params.get("format", "csv"))
     except (ValueError, TypeError, KeyError) as e:
-        return problems + [f"unparsable: {e}"]
+        return problems + [f"unparsable: {e}"], 0
     low, high = params.get("min_age", 0), params.get("max_age", 150)
-    if any(not low <= age <= high for age, _ in rows):
+    if any(not low <= age <= high for age, _, _ in rows):
         problems.append(f"ages outside {low}..{high}")
-    if any(a >= b for a, b in zip(rows, rows[1:])):
+    keys = [(age, i) for age, i, _ in rows]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
         problems.append("rows not strictly ordered by (age, id)")
-    if len({i for _, i in rows}) != len(rows):
+    if len({i for _, i, _ in rows}) != len(rows):
         problems.append("duplicate ids")
-    if len(rows) != result.get("rows") or len(rows) != expected_rows:
-        problems.append(f"{len(rows)} rows; result says {result.get('rows')}, "
-                        f"the database {expected_rows}")
-    return problems
+    seeded = sum(not name.startswith(IMPORT_PREFIX) for _, _, name in rows)
+    if len(rows) != result.get("rows") or seeded != expected_rows:
+        problems.append(f"{len(rows)} rows ({len(rows) - seeded} imported); result says "
+                        f"{result.get('rows')}; {seeded} seeded rows, the database "
+                        f"{expected_rows}")
+    return problems, len(rows) - seeded
+
+
+def verify_report(path, upload):
+    """What is wrong with an import's rejects report (empty when nothing): it must list
+    the line of each invalid row of `upload`, once, and nothing else; with its sha256."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return [f"cannot read its rejects report {path}: {e}"], None
+    try:
+        records = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (ValueError, csv.Error) as e:
+        return [f"rejects report unparsable: {e}"], None
+    if not records or records[0] != ["line", "field", "message"]:
+        return [f"rejects report header is {records[:1]}, not line,field,message"], None
+    try:
+        lines = [int(r[0]) for r in records[1:]]
+    except (ValueError, IndexError) as e:
+        return [f"rejects report has a bad line number: {e}"], None
+    problems = []
+    if len(lines) != len(set(lines)) or set(lines) != upload.report_lines():
+        problems.append(f"rejects report lists lines {sorted(lines)[:10]}, the invalid rows "
+                        f"are on {sorted(upload.report_lines())}")
+    return problems, hashlib.sha256(data).hexdigest()
 
 
 class Checker:
@@ -1075,7 +1235,12 @@ class Checker:
     def __init__(self, stack, api, workload, dashboard, chaos, histogram):
         self.stack, self.api, self.workload, self.dashboard, self.chaos = (
             stack, api, workload, dashboard, chaos)
-        self.histogram = histogram  # age -> students
+        self.histogram = histogram  # age -> seeded students (imported ones left out)
+        self.orphan_uploads = []  # uploads of no job, allowed (a cut request's)
+        self.endings_of = {}  # job id -> its status in the table at the end
+        self.took = {}  # job id -> seconds from its first start to its end
+        self.exports_with_imports = 0  # succeeded exports holding rows imported meanwhile
+        self.late_cancels = []  # imports that ended as if never cancelled after a 202
         self.found = {check: [] for check in CHECKS}
         self.logs = {p: p.read_text(errors="replace").splitlines()
                      for p in sorted(stack.logs.glob("*.log"))}
@@ -1095,16 +1260,24 @@ class Checker:
 
     async def run(self):
         rows = self.stack.pg.sql_now(
-            "SELECT row_to_json(j) FROM (SELECT id, status, error, "
-            "extract(epoch FROM finished_at) AS finished FROM jobs) j")
-        db = {job["id"]: job for job in (json.loads(r[0]) for r in rows)}
+            "SELECT row_to_json(j) FROM (SELECT id, kind, status, error, params, result, "
+            "extract(epoch FROM finished_at) AS finished, "
+            "extract(epoch FROM finished_at - started_at) AS took FROM jobs) j")
+        db = {}
+        for job in (json.loads(r[0]) for r in rows):
+            job["params"] = json.loads(job["params"] or "{}")
+            job["result"] = json.loads(job["result"] or "null")
+            db[job["id"]] = job
+        self.endings_of = {job_id: job["status"] for job_id, job in db.items()}
+        self.took = {job_id: job["took"] for job_id, job in db.items() if job["took"]}
         self.endings(db)
         self.subscribers(db)
-        self.doubles()
-        succeeded = {job_id: job["finished"] for job_id, job in db.items()
-                     if job["status"] == "succeeded"}
-        named = await self.files(succeeded)
-        self.leftovers(named)
+        self.doubles(db)
+        exports = {job_id: job["finished"] for job_id, job in db.items()
+                   if job["status"] == "succeeded" and not job["params"].get("upload")}
+        named = await self.files(exports)
+        named |= await self.imports(db)
+        self.leftovers(db, named)
         for name, detail in self.chaos.slow_stops:
             self.add("slow stops", name, detail)
         return self.found
@@ -1113,11 +1286,17 @@ class Checker:
         for job in self.workload.jobs.values():
             row = db.get(job.id)
             status = row["status"] if row else "missing"
+            what = f"{job.upload.describe()}; " if job.upload else ""
             if status not in TERMINAL:
-                self.add("lost", job.id, f"{status}; cancels: {job.cancels or 'none'}")
+                self.add("lost", job.id, f"{what}{status}; cancels: {job.cancels or 'none'}")
             elif status not in job.expected_endings():
-                self.add("wrong endings", job.id, f"ended {status} (error: {row['error']}); "
-                         f"cancels: {job.cancels or 'none'}")
+                self.add("wrong endings", job.id, f"{what}ended {status} (error: "
+                         f"{row['error']}); cancels: {job.cancels or 'none'}")
+            elif job.upload and "accepted" in job.cancels and status != "cancelled":
+                self.late_cancels.append(job.id)
+        for job_id, what in self.workload.merged:
+            self.add("lost", job_id, f"the submission of {what} was answered with this job, "
+                     "which another submission made")
 
     def subscribers(self, db):
         for job in self.workload.jobs.values():
@@ -1142,24 +1321,25 @@ class Checker:
             for job_id, earlier, later in watch.backwards:
                 self.add("seq backwards", job_id, f"{who}: seq {later} after {earlier}")
 
-    def doubles(self):
+    def doubles(self, db):
         logged = collections.Counter(m.group(1) for text in self.logs.values() for line in text
                                      if (m := SUCCEEDED_LINE.search(line)))
         for job_id, n in logged.items():
             if n > 1:
                 self.add("double completions", job_id, f"'succeeded' logged {n} times")
+        uploads = {job["params"].get("upload") for job in db.values()}
         by_job = collections.defaultdict(list)
         for path in self.stack.exports.iterdir():
             m = re.search(UUID, path.name)
-            if m and not path.name.startswith("."):
+            if m and not path.name.startswith(".") and path.name not in uploads:
                 by_job[m.group(0)].append(path.name)
         for job_id, names in by_job.items():
             if len(names) > 1:
                 self.add("double completions", job_id, f"files {names}")
 
     async def files(self, succeeded):
-        """Checks every succeeded job's file and download (`succeeded`: job id -> when it
-        ended); returns the file names their results name."""
+        """Checks every succeeded export's file and download (`succeeded`: job id -> when
+        it ended); returns the file names their results name."""
         named = set()
         loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("spawn")
@@ -1179,7 +1359,9 @@ class Checker:
                     pool, verify_file, str(path), result, params, self.expected_rows(params),
                     finished)))
             for job_id, result, check in checks:
-                for problem in await check:
+                problems, imported = await check
+                self.exports_with_imports += imported > 0
+                for problem in problems:
                     self.add("corrupt files", job_id, problem)
                 status, digest = await self.api.download_sha256(f"/api/jobs/{job_id}/download")
                 if status != 200 or digest != result.get("sha256"):
@@ -1187,12 +1369,144 @@ class Checker:
                              f"{'differs' if status == 200 else digest}")
         return named
 
-    def leftovers(self, named):
+    async def imports(self, db):
+        """Checks every import: its rows in `students` (each name once, as many as its
+        ending says, the right ones with the right ages), its upload, and its rejects
+        report; returns the names of the reports their results name."""
+        imported = collections.defaultdict(collections.Counter)  # import -> row -> count
+        ages = {}  # (import, row) -> age
+        names = self.stack.pg.sql_now(
+            f"SELECT name, age FROM students WHERE name LIKE '{IMPORT_PREFIX}%'")
+        for name, age in names:
+            number, _, row = name.removeprefix(IMPORT_PREFIX).partition("-")
+            key = (int(number), int(row))
+            imported[key[0]][key[1]] += 1
+            ages[key] = int(age)
+        for number, rows in sorted(imported.items()):
+            for row, n in sorted(rows.items()):
+                if n > 1:
+                    self.add("double inserts", f"{IMPORT_PREFIX}{number}-{row}",
+                             f"{n} times in students (import {number}: job "
+                             f"{self.import_job(number) or 'none'})")
+        accepted = {job.upload.number: job for job in self.workload.jobs.values()
+                    if job.upload}
+        for number in sorted(set(imported) - set(accepted)):
+            self.add("wrong import counts", f"import {number}",
+                     f"{sum(imported[number].values())} rows in students, but it was "
+                     "never accepted")
+        named = set()
+        for number, job in sorted(accepted.items()):
+            row = db.get(job.id) or {}
+            rows = imported.get(number, collections.Counter())
+            for problem in self.import_counts(job.upload, row, rows, ages):
+                self.add("wrong import counts", job.id, f"{job.upload.describe()}, "
+                         f"{row.get('status')}: {problem}")
+            for problem in await self.import_files(job, row, named):
+                self.add("corrupt files", job.id, f"{job.upload.describe()}: {problem}")
+        return named
+
+    def import_job(self, number):
+        return next((job.id for job in self.workload.jobs.values()
+                     if job.upload and job.upload.number == number), None)
+
+    @staticmethod
+    def import_counts(upload, row, rows, ages):
+        """What is wrong with the rows an import left in `students` (`rows`: its row
+        numbers -> how many times each is there)."""
+        status, result = row.get("status"), row.get("result") or {}
+        in_table = sum(rows.values())
+        problems = []
+        if bad := sorted(i for i in rows if i in upload.invalid or i >= upload.rows):
+            problems.append(f"rows inserted that the file has not as valid: {bad[:10]}")
+        if wrong := sorted(i for i in rows if i < upload.rows and i not in upload.invalid
+                           and ages[(upload.number, i)] != upload.ages[i]):
+            problems.append(f"rows with another age than the file's: {wrong[:10]}")
+        if status == "succeeded":
+            if in_table != result.get("inserted") or in_table != len(upload.valid):
+                problems.append(f"{in_table} rows in students; result.inserted "
+                                f"{result.get('inserted')}, valid rows {len(upload.valid)}")
+            if (result.get("rows"), result.get("rejected")) != (upload.rows, len(upload.invalid)):
+                problems.append(f"result counts rows {result.get('rows')}, rejected "
+                                f"{result.get('rejected')}; the file has {upload.rows} rows, "
+                                f"{len(upload.invalid)} invalid")
+        elif upload.mode == "all_or_nothing":
+            if in_table:
+                problems.append(f"{in_table} rows in students although it did not succeed")
+        elif set(rows) != set(upload.valid[:len(rows)]) or in_table > len(upload.valid):
+            problems.append(f"{in_table} rows in students, not the first of its "
+                            f"{len(upload.valid)} valid rows")
+        if (status == "failed" and upload.refused
+                and (result.get("inserted"), result.get("rejected")) != (0, len(upload.invalid))):
+            problems.append(f"result says inserted {result.get('inserted')}, rejected "
+                            f"{result.get('rejected')}; the file has {len(upload.invalid)} "
+                            "invalid rows")
+        return problems
+
+    async def import_files(self, job, row, named):
+        """What is wrong with an import's upload and rejects report; adds the report's
+        name to `named`."""
+        upload, result = job.upload, row.get("result") or {}
+        problems = []
+        name = (row.get("params") or {}).get("upload") or ""
+        if not UPLOAD_NAME.match(name) or not name.startswith(job.id) or name.startswith("."):
+            problems.append(f"params name no upload of its own: {name!r}")
+        else:
+            try:
+                data = (self.stack.exports / name).read_bytes()
+                if hashlib.sha256(data).hexdigest() != upload.sha256:
+                    problems.append(f"upload {name} is not the file sent")
+            except OSError as e:
+                problems.append(f"upload gone while its job exists: {e}")
+        report = result.get("file")
+        if report is not None:
+            named.add(report)
+        if row.get("status") not in ("succeeded", "failed"):
+            return problems  # cancelled (or lost): no report to check
+        if report is None:
+            if upload.invalid:
+                problems.append(f"result names no rejects report: {result}")
+            return problems
+        if "/" in report or report.startswith(".") or not report.startswith(job.id):
+            return problems + [f"result names no usable report: {result}"]
+        if not upload.invalid:
+            problems.append(f"a rejects report {report} although every row is valid")
+        loop = asyncio.get_running_loop()
+        found, digest = await loop.run_in_executor(
+            None, verify_report, str(self.stack.exports / report), upload)
+        problems += found
+        if digest is not None:
+            status, downloaded = await self.api.download_sha256(f"/api/jobs/{job.id}/download")
+            if status != 200 or downloaded != digest:
+                problems.append(f"report download: status {status}, sha256 "
+                                f"{'differs' if status == 200 else downloaded}")
+        return problems
+
+    def leftovers(self, db, named):
+        """Files no job may own: temporary files, and files that neither a result names
+        (`named`) nor an existing job names as its upload. An upload of no job (of a
+        request cut by kill_serve; roster keeps it for the grace) is allowed, as many as
+        import requests got no answer."""
+        uploads = {job["params"].get("upload") for job in db.values()}
+        strays = []
         for path in sorted(self.stack.exports.iterdir()):
-            if path.name.startswith(".") or path.name.endswith(".part"):
+            m = UPLOAD_NAME.match(path.name)
+            if path.name in named or path.name in uploads:
+                continue
+            if m and m.group(1) not in db and time.time() - path.stat().st_mtime < (
+                    UPLOAD_GRACE_SECS):
+                strays.append(path.name)
+            elif path.name.startswith(".") or path.name.endswith(".part"):
                 self.add("leftover files", path.name, "temporary file left behind")
-            elif path.name not in named:
-                self.add("leftover files", path.name, "no succeeded job's result names it")
+            else:
+                self.add("leftover files", path.name,
+                         "no job's result names it, nor any job as its upload")
+        allowed = self.workload.unanswered_imports
+        if len(strays) > allowed:
+            for name in strays:
+                self.add("leftover files", name, f"upload of no job ({len(strays)} such, "
+                         f"{allowed} import requests got no answer)")
+        else:
+            self.orphan_uploads = strays
 
 
 # ----------------------------------------------------------------------------- summary
@@ -1230,6 +1544,31 @@ def recovery_summary(recoveries):
     return lines
 
 
+def import_summary(checker):
+    """Lines: the imports by mode and file, how they ended, and what was allowed."""
+    workload = checker.workload
+    imports = [j for j in workload.jobs.values() if j.upload]
+    endings = collections.Counter(checker.endings_of.get(j.id) for j in imports)
+    kinds = collections.Counter((j.upload.mode, "with invalid rows" if j.upload.invalid
+                                 else "valid") for j in imports)
+    rows = sorted(j.upload.rows for j in imports)
+    lines = [f"imports: {len(imports)} accepted ("
+             + ", ".join(f"{mode} {what} {n}" for (mode, what), n in sorted(kinds.items()))
+             + f"), {rows[0] if rows else 0}-{rows[-1] if rows else 0} rows each; ended "
+             + ", ".join(f"{status} {n}" for status, n in sorted(endings.items(), key=str))
+             + f"; {len(checker.late_cancels)} cancelled (202) too late to stop"]
+    took = [checker.took[j.id] for j in imports if j.id in checker.took and not j.cancels]
+    if took:
+        lines.append(f"imports never cancelled, first start to end: {spread(took)}")
+    lines.append(f"succeeded exports holding rows imported while they ran: "
+                 f"{checker.exports_with_imports}")
+    if checker.orphan_uploads:
+        lines.append(f"uploads of no job (requests cut; roster keeps them "
+                     f"{UPLOAD_GRACE_SECS}s): {len(checker.orphan_uploads)}, of "
+                     f"{workload.unanswered_imports} import requests unanswered")
+    return lines
+
+
 def print_summary(checker, recoveries):
     found, chaos, workload, stack = checker.found, checker.chaos, checker.workload, checker.stack
     print("\n== faults ==")
@@ -1241,6 +1580,8 @@ def print_summary(checker, recoveries):
           f"{sum('accepted' in j.cancels for j in jobs)}, 409 for "
           f"{sum('conflict' in j.cancels for j in jobs)}; submissions retried {workload.retried}, "
           f"never accepted {workload.not_accepted}")
+    for line in import_summary(checker):
+        print(f"  {line}")
     if stack.unexpected_exits:
         exits = collections.Counter((name, code) for name, code, _ in stack.unexpected_exits)
         print("  processes that exited by themselves (restarted): "
@@ -1281,7 +1622,8 @@ def git_commit():
     return out.stdout.strip() or "unknown"
 
 
-def write_report(path, args, stack, found, chaos, workload, recoveries, elapsed):
+def write_report(path, args, stack, checker, recoveries, elapsed):
+    found, chaos, workload = checker.found, checker.chaos, checker.workload
     version = subprocess.run([args.roster, "--version"], capture_output=True,
                              text=True).stdout.strip()
     lines = [
@@ -1289,8 +1631,9 @@ def write_report(path, args, stack, found, chaos, workload, recoveries, elapsed)
         f"- binary: `{args.roster}` ({version or 'unknown version'})",
         f"- parameters: jobs {args.jobs}, faults {args.faults}, seed {args.seed}, "
         f"students {args.students}{', quick' if args.quick else ''}; lease {LEASE_SECS}s, "
-        f"{WORKERS} workers x 2, {stack.batch_rows} rows per export batch",
+        f"{WORKERS} workers x 2, {stack.batch_rows} rows per export and import batch",
         f"- took {elapsed:.0f}s; {len(workload.jobs)} jobs accepted",
+        *(f"- {line}" for line in import_summary(checker)),
         "",
         "| fault | count |",
         "|---|---:|",
@@ -1326,6 +1669,7 @@ async def chaos_run(args, stack):
     api = Api(stack.port)
     monitor = Monitor(stack.pg)
     workload = Workload(api, monitor, stack.port, rng)
+    workload.batch_rows = stack.batch_rows
     dashboard = Dashboard(f"ws://127.0.0.1:{stack.port}/ws")
     chaos = Chaos(stack, monitor, workload, api, rng)
     background = [asyncio.create_task(task)
@@ -1333,7 +1677,7 @@ async def chaos_run(args, stack):
 
     duration = args.faults * FAULT_INTERVAL_SECS
     say(f"{args.jobs} jobs and {args.faults} faults over about {duration:.0f}s "
-        f"({stack.batch_rows} rows per export batch)")
+        f"({stack.batch_rows} rows per export and import batch)")
     await asyncio.gather(workload.run(args.jobs, duration * 0.9), chaos.run(args.faults, duration))
     say("faults over; restoring anything down")
     await stack.restore()
@@ -1343,8 +1687,9 @@ async def chaos_run(args, stack):
     await asyncio.sleep(SETTLE_SECS)
     for task in workload.followers:
         task.cancel()
-    histogram = {int(age): int(n) for age, n in
-                 stack.pg.sql_now("SELECT age, count(*) FROM students GROUP BY age")}
+    histogram = {int(age): int(n) for age, n in stack.pg.sql_now(
+        f"SELECT age, count(*) FROM students WHERE name NOT LIKE '{IMPORT_PREFIX}%' "
+        "GROUP BY age")}
     checker = Checker(stack, api, workload, dashboard, chaos, histogram)
     found = await checker.run()
     for task in background:
@@ -1352,7 +1697,7 @@ async def chaos_run(args, stack):
     print_summary(checker, monitor.recoveries)
     elapsed = time.monotonic() - T0
     if args.report:
-        write_report(args.report, args, stack, found, chaos, workload, monitor.recoveries, elapsed)
+        write_report(args.report, args, stack, checker, monitor.recoveries, elapsed)
     failed = sum(len(v) for v in found.values())
     print(f"\n{'FAIL' if failed else 'PASS'}: {failed} finding(s) in {elapsed:.0f}s")
     return 1 if failed else 0
@@ -1361,7 +1706,8 @@ async def chaos_run(args, stack):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--roster", required=True, help="path to the roster binary")
-    parser.add_argument("--jobs", type=int, help="exports to submit (200; --quick 30)")
+    parser.add_argument("--jobs", type=int,
+                        help="jobs to submit, a fifth of them imports (200; --quick 30)")
     parser.add_argument("--faults", type=int, help="faults to inject (100; --quick 15)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the run")
     parser.add_argument("--students", type=int, help="students to seed (200000; --quick 50000)")

@@ -572,6 +572,7 @@
   }
 
   function applyStatus(event) {
+    if (event.job && event.job.schedule_id && !jobs.has(event.job.id)) loadSchedules();
     if (event.job && isImport(event.job) && event.job.status === 'succeeded') {
       const before = jobs.get(event.job.id);
       // New students: show them (once, however many times the ending is heard).
@@ -787,6 +788,39 @@
     }
   }
 
+  // ------------------------------------------------------------ schedules
+
+  const SCHEDULES_REFRESH_MS = 30_000;
+
+  async function loadSchedules() {
+    let items;
+    try {
+      items = (await api('GET', '/api/schedules')).items;
+    } catch (_) {
+      return; // shown again on the next refresh
+    }
+    const body = $('schedules-body');
+    const rows = document.createDocumentFragment();
+    for (const schedule of items) {
+      const tr = document.createElement('tr');
+      const name = document.createElement('td');
+      name.textContent = schedule.name;
+      const kind = document.createElement('span');
+      kind.className = 'muted';
+      kind.textContent = ` · ${schedule.kind === 'students_by_age' ? 'export' : schedule.kind}`;
+      name.appendChild(kind);
+      const when = document.createElement('td');
+      when.textContent = `${schedule.cron} (${schedule.timezone})`;
+      const next = document.createElement('td');
+      next.textContent = schedule.enabled ? formatTime(schedule.next_fire_at) : 'paused';
+      tr.append(name, when, next);
+      rows.appendChild(tr);
+    }
+    body.replaceChildren(rows);
+    $('schedules-table').hidden = items.length === 0;
+    $('schedules-empty').hidden = items.length > 0;
+  }
+
   // ------------------------------------------------------------ WebSocket
 
   const RECONNECT_MIN_MS = 500;
@@ -903,5 +937,7 @@
 
   readFilters();
   loadStudents();
+  loadSchedules();
+  setInterval(loadSchedules, SCHEDULES_REFRESH_MS);
   connect();
 })();

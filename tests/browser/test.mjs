@@ -2,7 +2,7 @@
 //
 // It seeds a fresh SQLite database, starts `roster serve` on a free port, and then does
 // what a person would: adds, corrects, edits and deletes students, starts exports and
-// watches them live, downloads one, imports a file, cancels one, and restarts the server under the page
+// watches them live, downloads one, imports a file, cancels one, sees a schedule, and restarts the server under the page
 // to see it reconnect. Screenshots of every step go to tests/artifacts/browser/.
 //
 // Environment: ROSTER_BIN (default target/debug/roster), CHROMIUM (default
@@ -515,6 +515,24 @@ async function main() {
     const seen = await page.evaluate((jobId) => window.__seen[jobId], id);
     assert(seen && seen.values.length > 1, 'the new export was not seen live');
     await screenshot('export-after-reconnect');
+  });
+
+  await step('schedules are listed with their next fire time', async () => {
+    const created = await fetch(`${base}/api/schedules`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'nightly export', cron: '0 2 * * *', timezone: 'America/Manaus', kind: 'students_by_age', params: { format: 'csv' } }),
+    });
+    assert(created.status === 201, `creating a schedule answered ${created.status}`);
+    await page.reload();
+    await page.locator('#connection[data-state="connected"]').waitFor();
+    const row = page.locator('#schedules-body tr', { hasText: 'nightly export' });
+    await row.waitFor();
+    const text = await row.textContent();
+    assert(text.includes('0 2 * * * (America/Manaus)'), `the row says "${text}"`);
+    assert(await page.locator('#schedules-empty').isHidden(), 'the empty note is still shown');
+    await row.scrollIntoViewIfNeeded();
+    await screenshot('schedules');
   });
 
   await step('keyboard focus is visible', async () => {
