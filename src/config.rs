@@ -105,6 +105,32 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     pub job_retention_days: u64,
 
+    /// Who must sign in: `auto` (off when bound to a loopback address, else required),
+    /// `required` or `off`.
+    #[arg(long, env = "ROSTER_AUTH", global = true, default_value = "auto", value_parser = AuthSetting::parse)]
+    pub auth: AuthSetting,
+
+    /// When set, the user `admin` is created (or its password reset) with this password at
+    /// start: for containers and compose files.
+    #[arg(
+        long,
+        env = "ROSTER_ADMIN_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
+
+    /// The key browser sessions are signed with (at least 32 characters); unset, a key is
+    /// generated once and kept in the database.
+    #[arg(long, env = "ROSTER_SECRET_KEY", global = true, hide_env_values = true,
+          value_parser = parse_secret_key)]
+    pub secret_key: Option<String>,
+
+    /// Jobs one user may have queued or running at once; beyond that 429.
+    #[arg(long, env = "ROSTER_MAX_ACTIVE_JOBS", global = true, default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_active_jobs: u32,
+
     /// Rows read from the database per keyset batch of an export.
     #[arg(long, env = "ROSTER_EXPORT_BATCH_ROWS", global = true, default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -140,6 +166,15 @@ impl Settings {
         Duration::from_secs(self.job_retention_days * 86_400)
     }
 
+    /// Whether requests must be signed in, `auto` resolved against the bind address.
+    pub fn auth_required(&self) -> bool {
+        match self.auth {
+            AuthSetting::Required => true,
+            AuthSetting::Off => false,
+            AuthSetting::Auto => !self.bind.ip().is_loopback(),
+        }
+    }
+
     pub fn retry_backoff(&self) -> Duration {
         Duration::from_millis(self.retry_backoff_ms)
     }
@@ -165,6 +200,34 @@ impl Settings {
         Only::from_arg_matches(&matches)
             .expect("defaults parse")
             .settings
+    }
+}
+
+/// `ROSTER_AUTH`: whether requests must be signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSetting {
+    /// Off on a loopback address (a one-command start on a laptop), required elsewhere.
+    Auto,
+    Required,
+    Off,
+}
+
+impl AuthSetting {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "auto" => Ok(AuthSetting::Auto),
+            "required" => Ok(AuthSetting::Required),
+            "off" => Ok(AuthSetting::Off),
+            _ => Err("must be auto, required or off".into()),
+        }
+    }
+}
+
+fn parse_secret_key(raw: &str) -> Result<String, String> {
+    if raw.len() >= 32 {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be at least 32 characters".into())
     }
 }
 

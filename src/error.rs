@@ -22,6 +22,14 @@ pub enum ApiError {
     Malformed(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// No (valid) credentials: sign in, or send `Authorization: Bearer <token>`.
+    #[error(
+        "sign in first: a session cookie (POST /api/session) or Authorization: Bearer <token>"
+    )]
+    Unauthorized,
+    /// Too many requests of this kind; try again after this many seconds.
+    #[error("{message}")]
+    TooMany { message: String, retry_after: u64 },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -53,6 +61,8 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => "malformed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::TooMany { .. } => "too_many",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone(_) => "gone",
@@ -120,6 +130,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -145,8 +157,17 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::RangeNotSatisfiable { size } = self {
-            response.insert_header(("Content-Range", format!("bytes */{size}")));
+        match self {
+            ApiError::RangeNotSatisfiable { size } => {
+                response.insert_header(("Content-Range", format!("bytes */{size}")));
+            }
+            ApiError::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer realm=\"roster\""));
+            }
+            ApiError::TooMany { retry_after, .. } => {
+                response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            _ => {}
         }
         response.json(Body {
             error: Detail {

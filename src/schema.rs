@@ -1,6 +1,17 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        user_name -> Text,
+        name -> Text,
+        token_sha256 -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     job_attempts (job_id, worker) {
         job_id -> Text,
         worker -> Text,
@@ -61,6 +72,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_name -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
     students (id) {
         id -> Int8,
         name -> Text,
@@ -70,6 +97,27 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(job_attempts -> jobs (job_id));
+diesel::table! {
+    users (name) {
+        name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(job_attempts, jobs, schedules, students,);
+diesel::joinable!(api_tokens -> users (user_name));
+diesel::joinable!(job_attempts -> jobs (job_id));
+diesel::joinable!(sessions -> users (user_name));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
+    job_attempts,
+    jobs,
+    schedules,
+    sessions,
+    settings,
+    students,
+    users,
+);

@@ -36,6 +36,8 @@ pub struct AppState {
     pub files: FileStore,
     /// The one way jobs are accepted.
     pub jobs: Acceptor,
+    /// Who must sign in, and how sessions are signed.
+    pub access: crate::access::Access,
 }
 
 /// Wraps the broker a process uses (fault injection in tests).
@@ -136,7 +138,8 @@ impl Services {
             events.clone(),
             kinds.clone(),
             settings.max_attempts,
-        );
+        )
+        .with_max_active(settings.max_active_jobs);
         // Every process fires schedules; one job per tick however many do.
         Scheduler::new(pool.clone(), jobs.clone()).start();
         let shutdown = Shutdown::default();
@@ -165,7 +168,7 @@ impl Services {
         })
     }
 
-    pub fn state(&self) -> AppState {
+    pub fn state(&self, access: crate::access::Access) -> AppState {
         AppState {
             pool: self.pool.clone(),
             settings: self.settings.clone(),
@@ -174,6 +177,7 @@ impl Services {
             student_counts: Arc::default(),
             files: FileStore::new(self.settings.export_dir.clone(), self.settings.export_ttl()),
             jobs: self.jobs.clone(),
+            access,
         }
     }
 
@@ -244,6 +248,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::patch().to(routes::schedules::patch))
                     .route(web::delete().to(routes::schedules::delete)),
             )
+            .service(
+                web::resource("/session")
+                    .route(web::post().to(routes::access::sign_in))
+                    .route(web::get().to(routes::access::whoami))
+                    .route(web::delete().to(routes::access::sign_out)),
+            )
+            .service(
+                web::resource("/tokens")
+                    .route(web::get().to(routes::access::tokens))
+                    .route(web::post().to(routes::access::create_token)),
+            )
+            .service(
+                web::resource("/tokens/{id}").route(web::delete().to(routes::access::delete_token)),
+            )
+            .service(
+                web::resource("/users")
+                    .route(web::get().to(routes::access::users))
+                    .route(web::post().to(routes::access::create_user)),
+            )
+            .service(
+                web::resource("/users/{name}")
+                    .route(web::patch().to(routes::access::change_user))
+                    .route(web::delete().to(routes::access::delete_user)),
+            )
             .service(web::resource("/exports").route(web::post().to(routes::jobs::create_export)))
             .service(web::resource("/imports").route(web::post().to(routes::imports::create)))
             .service(web::resource("/jobs").route(web::get().to(routes::jobs::list)))
@@ -286,7 +314,19 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
         let services = Services::start(settings, hooks, workers).await?;
-        let state = web::Data::new(services.state());
+        let access = {
+            let (settings, pool) = (services.settings.clone(), services.pool.clone());
+            web::block(move || crate::access::Access::start(&settings, &pool, true)).await??
+        };
+        if access.required {
+            log::info!("access: signing in is required (ROSTER_AUTH)");
+        } else {
+            log::info!(
+                "access: open to anyone who reaches {} (ROSTER_AUTH)",
+                services.settings.bind
+            );
+        }
+        let state = web::Data::new(services.state(access));
         let grace = services.settings.shutdown_grace();
         let server = HttpServer::new(move || {
             App::new()

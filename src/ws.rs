@@ -17,13 +17,14 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::access::Caller;
 use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
 use crate::events::registry::{
     Connect, Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic, Unsubscribe,
 };
-use crate::events::Rendered;
+use crate::events::{JobEvent, Rendered};
 use crate::models::job::{self, Job};
 use crate::startup::AppState;
 
@@ -57,6 +58,10 @@ pub struct WsSession {
     /// Topics whose snapshot is being read, with the events held back meanwhile.
     loading: HashMap<Topic, Vec<Arc<Rendered>>>,
     last_heard: Instant,
+    /// Whose jobs alone this session may see (a member); `None`: everyone's.
+    owner: Option<String>,
+    /// With an owner: the jobs seen to be theirs (progress events carry no owner).
+    theirs: HashSet<String>,
 }
 
 /// What a client may send on `/ws`.
@@ -70,8 +75,10 @@ enum ClientMessage {
 }
 
 impl WsSession {
-    fn new(state: &AppState, only: Option<String>) -> Self {
+    fn new(state: &AppState, caller: &Caller, only: Option<String>) -> Self {
         Self {
+            owner: caller.owner_filter(),
+            theirs: HashSet::new(),
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             pool: state.pool.clone(),
             registry: state.events.registry().clone(),
@@ -94,8 +101,28 @@ impl WsSession {
         );
     }
 
-    /// Sends an event unless the client already has it (or something newer).
+    /// Whether the caller may see the job of `event`: a status event names the job's
+    /// creator; a progress event belongs to a job already seen to be theirs.
+    fn may_see(&mut self, event: &Rendered) -> bool {
+        let Some(owner) = &self.owner else {
+            return true;
+        };
+        match &event.event {
+            JobEvent::Status { job, .. } if job.created_by.as_ref() == Some(owner) => {
+                self.theirs.insert(event.job_id().to_owned());
+                true
+            }
+            JobEvent::Status { .. } => false,
+            JobEvent::Progress { .. } => self.theirs.contains(event.job_id()),
+        }
+    }
+
+    /// Sends an event unless the client already has it (or something newer), or may not
+    /// see its job.
     fn forward(&mut self, event: &Rendered, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.may_see(event) {
+            return;
+        }
         // Called per session for every event: look the job up without allocating a key.
         match self.sent.get_mut(event.job_id()) {
             Some(last) if event.seq() <= *last => return,
@@ -111,6 +138,9 @@ impl WsSession {
     }
 
     fn snapshot(&mut self, job: &Job, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.owner.is_some() {
+            self.theirs.insert(job.id.to_string());
+        }
         let last = self.sent.entry(job.id.to_string()).or_insert(0);
         if job.seq <= *last {
             return;
@@ -153,6 +183,7 @@ impl WsSession {
         let registry = self.registry.clone();
         let pool = self.pool.clone();
         let read = topic.clone();
+        let owner = self.owner.clone();
         async move {
             registry
                 .send(subscribe)
@@ -163,10 +194,17 @@ impl WsSession {
                 Ok(match &read {
                     Topic::Job(id) => {
                         let id: JobId = id.parse()?;
-                        job::find(&mut conn, &id)?.into_iter().collect()
+                        // Another member's job is no job, as on the HTTP routes.
+                        job::find(&mut conn, &id)?
+                            .into_iter()
+                            .filter(|j| owner.is_none() || j.created_by == owner)
+                            .collect()
                     }
                     Topic::All => {
-                        let filter = job::JobFilter::default();
+                        let filter = job::JobFilter {
+                            created_by: owner,
+                            ..job::JobFilter::default()
+                        };
                         let (mut jobs, _) =
                             job::list(&mut conn, &filter, None, DASHBOARD_SNAPSHOTS)?;
                         jobs.reverse();
@@ -396,16 +434,18 @@ fn start(
 
 /// `GET /ws`: subscribe and unsubscribe by message.
 pub async fn connect(
+    caller: Caller,
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.settings.allowed_origins)?;
-    start(WsSession::new(&state, None), &req, stream)
+    start(WsSession::new(&state, &caller, None), &req, stream)
 }
 
 /// `GET /ws/jobs/{id}`: one job, from its snapshot to its end.
 pub async fn follow_job(
+    caller: Caller,
     req: HttpRequest,
     stream: web::Payload,
     path: web::Path<String>,
@@ -413,10 +453,13 @@ pub async fn follow_job(
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.settings.allowed_origins)?;
     let id: JobId = path.parse().map_err(|_| ApiError::NotFound("job"))?;
-    let exists =
-        crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?.is_some())).await?;
-    if !exists {
+    let found = crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?)).await?;
+    if !found.is_some_and(|j| caller.may_see(j.created_by.as_deref())) {
         return Err(ApiError::NotFound("job"));
     }
-    start(WsSession::new(&state, Some(id.to_string())), &req, stream)
+    start(
+        WsSession::new(&state, &caller, Some(id.to_string())),
+        &req,
+        stream,
+    )
 }

@@ -6,6 +6,7 @@ pub mod import;
 pub mod schedule;
 pub mod seed;
 pub mod serve;
+pub mod user;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -41,6 +42,10 @@ pub enum Command {
     Import(import::Opts),
     /// Periodic jobs: add, list and remove schedules.
     Schedule(schedule::Opts),
+    /// Who may sign in: add, list and remove users.
+    User(user::UserOpts),
+    /// API tokens for scripts.
+    Token(user::TokenOpts),
 }
 
 /// Parses the command line; a bad value stops here with one line naming the variable
@@ -204,9 +209,16 @@ pub fn run() -> i32 {
         Some(Command::Export(opts)) => export::run(cli.settings, opts),
         Some(Command::Import(opts)) => import::run(cli.settings, opts),
         Some(Command::Schedule(opts)) => schedule::run(cli.settings, opts),
+        Some(Command::User(opts)) => user::run_user(cli.settings, opts),
+        Some(Command::Token(opts)) => user::run_token(cli.settings, opts),
     };
     match result {
         Ok(code) => code,
+        // A setting that makes starting unsafe is a configuration error: exit status 2.
+        Err(e) if e.downcast_ref::<crate::access::Refused>().is_some() => {
+            eprintln!("roster: {e:#}");
+            2
+        }
         Err(e) => {
             log::error!("{e:#}");
             eprintln!("roster: {e:#}");

@@ -3,3 +3,4 @@
 pub mod job;
 pub mod schedule;
 pub mod student;
+pub mod user;

@@ -92,6 +92,8 @@ pub enum AcceptError {
     KeyReused,
     #[error("the schedule already fired for this tick")]
     TickTaken,
+    #[error("you have {limit} jobs queued or running already (ROSTER_MAX_ACTIVE_JOBS); wait for one to end")]
+    TooManyActive { limit: u32 },
     #[error(transparent)]
     Database(#[from] DieselError),
     #[error(transparent)]
@@ -109,6 +111,10 @@ impl From<AcceptError> for ApiError {
             AcceptError::Invalid(fields) => ApiError::Invalid(fields),
             AcceptError::KeyReused => ApiError::invalid("Idempotency-Key", e.to_string()),
             AcceptError::TickTaken => ApiError::Conflict(e.to_string()),
+            AcceptError::TooManyActive { .. } => ApiError::TooMany {
+                message: e.to_string(),
+                retry_after: 5,
+            },
             AcceptError::Database(e) => e.into(),
             AcceptError::Pool(e) => e.into(),
             AcceptError::Blocking(e) => e.into(),
@@ -124,6 +130,8 @@ pub struct Acceptor {
     events: Events,
     kinds: Registry,
     max_attempts: i32,
+    /// Jobs one user may have queued or running (`None`: no cap).
+    max_active: Option<u32>,
 }
 
 impl Acceptor {
@@ -140,7 +148,14 @@ impl Acceptor {
             events,
             kinds,
             max_attempts: i32::from(max_attempts),
+            max_active: None,
         }
+    }
+
+    /// Caps the jobs one user may have queued or running at once.
+    pub fn with_max_active(mut self, max_active: u32) -> Self {
+        self.max_active = Some(max_active);
+        self
     }
 
     pub fn kinds(&self) -> &Registry {
@@ -182,10 +197,10 @@ impl Acceptor {
             created_by: request.created_by,
             tick: request.tick,
         };
-        let pool = self.pool.clone();
+        let (pool, max_active) = (self.pool.clone(), self.max_active);
         let accepted = actix_web::web::block(move || {
             let mut conn = pool.get()?;
-            commit(&mut conn, &new)
+            commit(&mut conn, &new, max_active)
         })
         .await??;
         if let Accepted::New(job) = &accepted {
@@ -224,10 +239,21 @@ impl Acceptor {
     }
 }
 
-/// Returns the job `new` repeats, or commits it.
-fn commit(conn: &mut DbConnection, new: &NewJob) -> Result<Accepted, AcceptError> {
+/// Returns the job `new` repeats, or commits it (within its creator's cap).
+fn commit(
+    conn: &mut DbConnection,
+    new: &NewJob,
+    max_active: Option<u32>,
+) -> Result<Accepted, AcceptError> {
     if let Some(existing) = repeated(conn, new)? {
         return Ok(existing);
+    }
+    if let (Some(limit), Some(user)) = (max_active, &new.created_by) {
+        // Checked before the insert, not with it: two racing requests may both pass, so
+        // the cap can be exceeded by the requests in flight at once, never more.
+        if job::active_count(conn, user)? >= i64::from(limit) {
+            return Err(AcceptError::TooManyActive { limit });
+        }
     }
     match job::insert(conn, new) {
         Ok(job) => Ok(Accepted::New(job)),

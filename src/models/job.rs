@@ -340,6 +340,15 @@ pub fn by_idempotency_key(
     typed_one(row)
 }
 
+/// How many jobs `user` has queued or running.
+pub fn active_count(conn: &mut DbConnection, user: &str) -> QueryResult<i64> {
+    jobs::table
+        .filter(jobs::created_by.eq(user))
+        .filter(jobs::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]))
+        .count()
+        .get_result(conn)
+}
+
 /// The queued or running job with this dedup key.
 pub fn active_by_dedup_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<Job>> {
     let row = jobs::table

@@ -4,4 +4,7 @@ pub mod attempt;
 pub mod clock;
 pub mod job;
 pub mod schedule;
+pub mod session;
 pub mod student;
+pub mod token;
+pub mod user;

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::input::{Fields, Query};
 use super::jobs::{accepted_response, idempotency_key};
+use crate::access::Caller;
 use crate::domain::job::{FileFormat, JobId, JobKind};
 use crate::error::ApiError;
 use crate::jobs::accept::{Accepted, JobRequest};
@@ -48,6 +49,7 @@ impl From<UploadError> for ApiError {
 
 /// `POST /api/imports?mode=all_or_nothing|skip_invalid`, the file as the body.
 pub async fn create(
+    caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
     query: Query,
@@ -101,6 +103,7 @@ pub async fn create(
     });
     let request = JobRequest {
         id: Some(id),
+        created_by: caller.created_by(),
         idempotency_key: key,
         ..JobRequest::new(JobKind::StudentsImport, to_map(params))
     };

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::input::{self, Fields, Query, JSON_LIMIT};
 use super::with_conn;
+use crate::access::Caller;
 use crate::domain::job::{JobId, JobKind, JobStatus};
 use crate::error::ApiError;
 use crate::jobs::accept::{Accepted, JobRequest, MAX_IDEMPOTENCY_KEY};
@@ -92,6 +93,7 @@ pub fn accepted_response(accepted: &Accepted) -> HttpResponse {
 
 /// `POST /api/exports` `{kind?, format?, min_age?, max_age?}`.
 pub async fn create_export(
+    caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -110,6 +112,7 @@ pub async fn create_export(
             .map_err(|e| ApiError::invalid("kind", e))?,
     };
     let request = JobRequest {
+        created_by: caller.created_by(),
         // A client that names its requests says itself which ones are the same.
         dedupe: key.is_none(),
         idempotency_key: key,
@@ -120,7 +123,11 @@ pub async fn create_export(
 }
 
 /// `GET /api/jobs?status=&kind=&q=&limit=&cursor=`: newest first, a page at a time.
-pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
     fields.only_params(&query, &["status", "kind", "q", "limit", "cursor"]);
     let status = query
@@ -153,7 +160,7 @@ pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpRespon
         status,
         kind,
         id_prefix,
-        created_by: None,
+        created_by: caller.owner_filter(),
     };
     let (jobs, next) = with_conn(&state, move |conn| {
         Ok(job::list(conn, &filter, cursor.as_ref(), limit)?)
@@ -166,42 +173,41 @@ pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpRespon
     })))
 }
 
-async fn load(state: &AppState, id: JobId) -> Result<Job, ApiError> {
+/// The job, if the caller may see it: another member's job is "not found", like one that
+/// does not exist, so that ids cannot be probed.
+async fn load(state: &AppState, caller: &Caller, id: JobId) -> Result<Job, ApiError> {
     with_conn(state, move |conn| Ok(job::find(conn, &id)?))
         .await?
+        .filter(|job| caller.may_see(job.created_by.as_deref()))
         .ok_or(ApiError::NotFound("job"))
 }
 
 pub async fn get(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = load(&state, job_id(&path)?).await?;
+    let found = load(&state, &caller, job_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(found.view()))
 }
 
 /// `GET /api/jobs/{id}/attempts`: each attempt, first first.
 pub async fn attempts(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = job_id(&path)?;
-    let found = with_conn(&state, move |conn| {
-        Ok(match job::find(conn, &id)? {
-            Some(_) => Some(attempt::for_job(conn, &id)?),
-            None => None,
-        })
-    })
-    .await?;
-    let items = found.ok_or(ApiError::NotFound("job"))?;
+    let id = load(&state, &caller, job_id(&path)?).await?.id;
+    let items = with_conn(&state, move |conn| Ok(attempt::for_job(conn, &id)?)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
 }
 
 pub async fn cancel(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = job_id(&path)?;
+    let id = load(&state, &caller, job_id(&path)?).await?.id;
     let outcome = with_conn(&state, move |conn| Ok(job::request_cancel(conn, &id)?)).await?;
     match outcome {
         CancelOutcome::Cancelled(job) => {
@@ -224,10 +230,11 @@ pub async fn cancel(
 
 /// `POST /api/jobs/{id}/retry`: a failed or cancelled job back to the queue.
 pub async fn retry(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = job_id(&path)?;
+    let id = load(&state, &caller, job_id(&path)?).await?.id;
     let budget = i32::from(state.settings.max_attempts);
     let outcome = with_conn(&state, move |conn| match job::retry(conn, &id, budget) {
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(
@@ -253,10 +260,11 @@ pub async fn retry(
 
 /// `DELETE /api/jobs/{id}`: an ended job, its history and its files.
 pub async fn delete(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = job_id(&path)?;
+    let id = load(&state, &caller, job_id(&path)?).await?.id;
     let outcome = with_conn(&state, move |conn| Ok(job::delete(conn, &id)?)).await?;
     match outcome {
         DeleteOutcome::Deleted(job) => {
@@ -275,12 +283,13 @@ pub async fn delete(
 
 /// `GET /api/jobs/{id}/download`: the file the job's result names.
 pub async fn download(
+    caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&path)?;
-    let found = load(&state, id).await?;
+    let found = load(&state, &caller, id).await?;
     let Some(result) = found.result.as_ref().and_then(ResultFile::of) else {
         return Err(ApiError::Conflict(format!(
             "there is nothing to download: the job is {}",

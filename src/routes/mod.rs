@@ -1,5 +1,6 @@
 //! HTTP handlers, a module per resource; the route table itself is in `startup`.
 
+pub mod access;
 pub mod counts;
 pub mod health;
 pub mod imports;

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::input::{self, Body, Fields};
 use super::with_conn;
+use crate::access::Caller;
 use crate::domain::job::JobKind;
 use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
 use crate::error::ApiError;
@@ -70,15 +71,36 @@ fn given(fields: &mut Fields, body: &Map<String, Value>) -> Given {
     }
 }
 
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// A schedule, if the caller may see it: another member's is "not found".
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<schedule::Schedule, ApiError> {
+    let id = schedule_id(raw)?;
+    with_conn(state, move |conn| Ok(schedule::find(conn, &id)?))
+        .await?
+        .filter(|s| caller.may_see(s.created_by.as_deref()))
+        .ok_or(ApiError::NotFound("schedule"))
+}
+
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let all = with_conn(&state, |conn| Ok(schedule::list(conn)?)).await?;
     Ok(HttpResponse::Ok().json(Items {
-        items: all.iter().map(|s| s.view()).collect(),
+        items: all
+            .iter()
+            .filter(|s| caller.may_see(s.created_by.as_deref()))
+            .map(|s| s.view())
+            .collect(),
     }))
 }
 
 /// `POST /api/schedules` `{name, cron, timezone?, kind, params?, enabled?}`.
-pub async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
     fields.only(
         &body,
@@ -110,8 +132,7 @@ pub async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpRespon
         timezone: given.timezone.unwrap_or(state.settings.timezone),
         job,
         enabled: given.enabled.unwrap_or(true),
-        // Who asks, once requests carry a user; until then no one.
-        created_by: None,
+        created_by: caller.created_by(),
     };
     let created = with_conn(&state, move |conn| Ok(rules::create(conn, spec)?)).await?;
     Ok(HttpResponse::Created()
@@ -120,23 +141,22 @@ pub async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpRespon
 }
 
 pub async fn get(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = schedule_id(&path)?;
-    let found = with_conn(&state, move |conn| Ok(schedule::find(conn, &id)?))
-        .await?
-        .ok_or(ApiError::NotFound("schedule"))?;
+    let found = load(&state, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(found.view()))
 }
 
 /// `PATCH /api/schedules/{id}` with any of `{name, cron, timezone, params, enabled}`.
 pub async fn patch(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let id = schedule_id(&path)?;
+    let id = load(&state, &caller, &path).await?.id;
     let mut fields = Fields::default();
     fields.only(
         &body,
@@ -166,10 +186,11 @@ pub async fn patch(
 }
 
 pub async fn delete(
+    caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = schedule_id(&path)?;
+    let id = load(&state, &caller, &path).await?.id;
     with_conn(&state, move |conn| Ok(rules::remove(conn, &id)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::input::{self, Body, Fields, Query};
 use super::with_conn;
+use crate::access::Caller;
 use crate::domain::student::{Age, StudentName, MAX_NAME_CHARS};
 use crate::error::ApiError;
 use crate::models::job::now;
@@ -49,7 +50,11 @@ pub fn age_range(
     (min, max)
 }
 
-pub async fn list(state: web::Data<AppState>, query: Query) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
     fields.only_params(&query, &["page", "per_page", "min_age", "max_age", "q"]);
     let param = |name: &str| query.get(name).map(|raw| input::int_param(raw));
@@ -137,7 +142,11 @@ fn student_fields(
     Ok((name, age))
 }
 
-pub async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
     let (Some(name), Some(age)) = student_fields(&body, true)? else {
         unreachable!("required fields are checked");
     };
@@ -152,6 +161,7 @@ pub async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpRespon
 }
 
 pub async fn get(
+    _caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -183,6 +193,7 @@ async fn change(
 }
 
 pub async fn replace(
+    _caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: Body,
@@ -191,6 +202,7 @@ pub async fn replace(
 }
 
 pub async fn patch(
+    _caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: Body,
@@ -199,6 +211,7 @@ pub async fn patch(
 }
 
 pub async fn delete(
+    _caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

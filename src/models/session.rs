@@ -1,0 +1,97 @@
+//! The `sessions` table: signed-in browsers. The cookie carries a session's id (signed);
+//! signing out or removing the user ends it.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+
+use super::clock;
+use super::user::User;
+use crate::db::DbConnection;
+use crate::domain::user::UserName;
+use crate::schema::{sessions, settings, users};
+
+/// Starts a session for `user` lasting `ttl`; returns its id.
+pub fn create(conn: &mut DbConnection, user: &UserName, ttl: Duration) -> QueryResult<String> {
+    let id = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let (now, until) = (clock::now(conn), clock::after(conn, ttl));
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(&id),
+            sessions::user_name.eq(user.as_str()),
+            sessions::created_at.eq(now),
+            sessions::expires_at.eq(until),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// The user of a live session.
+pub fn user(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
+    let now = clock::now(conn);
+    let found: Option<(String, String)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id))
+        .filter(sessions::expires_at.gt(now))
+        .select((users::name, users::role))
+        .first(conn)
+        .optional()?;
+    let corrupt = |e: String| diesel::result::Error::DeserializationError(e.into());
+    found
+        .map(|(name, role)| {
+            Ok(User {
+                name: UserName::parse(&name).map_err(corrupt)?,
+                role: role.parse().map_err(corrupt)?,
+            })
+        })
+        .transpose()
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::delete(sessions::table.find(id))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Ends every session of `user` (a password change, a removal).
+pub fn delete_for(conn: &mut DbConnection, user: &UserName) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::user_name.eq(user.as_str())))
+        .execute(conn)
+        .map(drop)
+}
+
+/// The value of setting `key`, made by `make` and stored the first time it is asked for
+/// (by whichever process asks first: the others read it).
+pub fn setting_or_insert(
+    conn: &mut DbConnection,
+    key: &str,
+    make: impl FnOnce() -> String,
+) -> QueryResult<String> {
+    let read = |conn: &mut DbConnection| {
+        settings::table
+            .find(key)
+            .select(settings::value)
+            .first::<String>(conn)
+            .optional()
+    };
+    if let Some(value) = read(conn)? {
+        return Ok(value);
+    }
+    let inserted = diesel::insert_into(settings::table)
+        .values((settings::key.eq(key), settings::value.eq(make())))
+        .execute(conn);
+    match inserted {
+        Ok(_) => {}
+        // Another process stored it first: theirs is the one.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {}
+        Err(e) => return Err(e),
+    }
+    read(conn)?.ok_or(diesel::result::Error::NotFound)
+}

@@ -1,0 +1,119 @@
+//! The `api_tokens` table: a user's tokens for scripts. A token is shown once, when it is
+//! made; only its sha256 is kept.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::clock;
+use super::user::User;
+use crate::db::DbConnection;
+use crate::domain::user::UserName;
+use crate::schema::{api_tokens, users};
+
+/// What tokens start with, so that a leaked one is recognisable (secret scanners).
+pub const PREFIX: &str = "roster_";
+
+/// A token, as its owner sees it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Makes a token for `user`; returns it and its secret (the only time it is seen).
+pub fn create(
+    conn: &mut DbConnection,
+    user: &UserName,
+    name: &str,
+) -> QueryResult<(TokenView, String)> {
+    // uuid v4 draws from the operating system's CSPRNG: 244 random bits.
+    let secret = format!(
+        "{PREFIX}{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = clock::now(conn);
+    diesel::insert_into(api_tokens::table)
+        .values((
+            api_tokens::id.eq(&id),
+            api_tokens::user_name.eq(user.as_str()),
+            api_tokens::name.eq(name),
+            api_tokens::token_sha256.eq(digest(&secret)),
+            api_tokens::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    let view = list(conn, user)?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or(diesel::result::Error::NotFound)?;
+    Ok((view, secret))
+}
+
+/// A user's tokens, newest first.
+pub fn list(conn: &mut DbConnection, user: &UserName) -> QueryResult<Vec<TokenView>> {
+    let rows: Vec<(String, String, NaiveDateTime, Option<NaiveDateTime>)> = api_tokens::table
+        .filter(api_tokens::user_name.eq(user.as_str()))
+        .order(api_tokens::created_at.desc())
+        .select((
+            api_tokens::id,
+            api_tokens::name,
+            api_tokens::created_at,
+            api_tokens::last_used_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, created, used)| TokenView {
+            id,
+            name,
+            created_at: created.and_utc(),
+            last_used_at: used.map(|t| t.and_utc()),
+        })
+        .collect())
+}
+
+/// Removes one of `user`'s tokens; whether it was theirs to remove.
+pub fn delete(conn: &mut DbConnection, user: &UserName, id: &str) -> QueryResult<bool> {
+    diesel::delete(
+        api_tokens::table
+            .filter(api_tokens::id.eq(id))
+            .filter(api_tokens::user_name.eq(user.as_str())),
+    )
+    .execute(conn)
+    .map(|n| n > 0)
+}
+
+/// The user a presented token belongs to, noting its use.
+pub fn authenticate(conn: &mut DbConnection, secret: &str) -> QueryResult<Option<User>> {
+    if !secret.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    let hash = digest(secret);
+    let found: Option<(String, String)> = api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::token_sha256.eq(&hash))
+        .select((users::name, users::role))
+        .first(conn)
+        .optional()?;
+    let Some((name, role)) = found else {
+        return Ok(None);
+    };
+    let now = clock::now_nullable(conn);
+    diesel::update(api_tokens::table.filter(api_tokens::token_sha256.eq(&hash)))
+        .set(api_tokens::last_used_at.eq(now))
+        .execute(conn)?;
+    let corrupt = |e: String| diesel::result::Error::DeserializationError(e.into());
+    Ok(Some(User {
+        name: UserName::parse(&name).map_err(corrupt)?,
+        role: role.parse().map_err(corrupt)?,
+    }))
+}
