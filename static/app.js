@@ -44,8 +44,63 @@
         data = null;
       }
     }
+    if (res.status === 401 && path !== '/api/session') showSignIn();
     if (!res.ok) throw new ApiError(res.status, data);
     return data;
+  }
+
+  // ------------------------------------------------------------- sign-in
+
+  /** Shows the sign-in form instead of the page (no session, or it ended). */
+  function showSignIn() {
+    $('main').hidden = true;
+    $('sign-in').hidden = false;
+    $('who').hidden = true;
+    $('sign-in-username').focus();
+  }
+
+  $('sign-in-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const submit = $('sign-in-submit');
+    submit.disabled = true;
+    try {
+      await api('POST', '/api/session', {
+        username: $('sign-in-username').value,
+        password: $('sign-in-password').value,
+      });
+      // Everything starts afresh with the session's cookie.
+      window.location.reload();
+    } catch (err) {
+      const text = err.status === 401 ? 'The user name or the password is wrong.' : formMessage(err, {});
+      showAlert($('sign-in-error'), text);
+      submit.disabled = false;
+    }
+  });
+
+  $('sign-out').addEventListener('click', async () => {
+    try {
+      await api('DELETE', '/api/session');
+    } finally {
+      window.location.reload();
+    }
+  });
+
+  /** Who is signed in; false when nobody is and signing in is required. */
+  async function whoAmI() {
+    try {
+      const me = await api('GET', '/api/session');
+      if (me.auth === 'required') {
+        $('who-name').textContent = `${me.username} (${me.role})`;
+        $('who').hidden = false;
+      }
+      return true;
+    } catch (err) {
+      if (err.status === 401) {
+        showSignIn();
+        return false;
+      }
+      return true; // the server is away: the page says so and reconnects
+    }
   }
 
   // ------------------------------------------------------------- helpers
@@ -935,9 +990,12 @@
 
   // ----------------------------------------------------------------- start
 
-  readFilters();
-  loadStudents();
-  loadSchedules();
-  setInterval(loadSchedules, SCHEDULES_REFRESH_MS);
-  connect();
+  whoAmI().then((signedIn) => {
+    if (!signedIn) return;
+    readFilters();
+    loadStudents();
+    loadSchedules();
+    setInterval(loadSchedules, SCHEDULES_REFRESH_MS);
+    connect();
+  });
 })();

@@ -1,6 +1,7 @@
 //! roster's integration tests: one binary, a module per area. Each test starts the real
 //! application (or the real binary) against a database and queue of its own.
 
+mod access;
 mod cli;
 mod crash;
 mod deploy;

@@ -28,6 +28,16 @@ impl WsClient {
         path: &str,
         origin: Option<&str>,
     ) -> Result<Self, awc::error::WsClientError> {
+        Self::try_connect_as(address, path, origin, None).await
+    }
+
+    /// Connects with an API token (`Authorization: Bearer`), if given.
+    pub async fn try_connect_as(
+        address: &str,
+        path: &str,
+        origin: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Self, awc::error::WsClientError> {
         let url = format!("{}{path}", address.replacen("http", "ws", 1));
         let mut req = awc::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -35,6 +45,9 @@ impl WsClient {
             .ws(url);
         if let Some(origin) = origin {
             req = req.origin(origin);
+        }
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
         }
         let (_res, framed) = req.connect().await?;
         Ok(Self {
