@@ -54,6 +54,7 @@
   /** Shows the sign-in form instead of the page (no session, or it ended). */
   function showSignIn() {
     $('main').hidden = true;
+    $('connection').hidden = true;
     $('sign-in').hidden = false;
     $('who').hidden = true;
     $('sign-in-username').focus();

@@ -94,10 +94,39 @@ function serverEnv(port) {
     DATABASE_URL: `sqlite://${path.join(tmp, 'roster.db')}`,
     ROSTER_EXPORT_DIR: path.join(tmp, 'exports'),
     ROSTER_BIND: `127.0.0.1:${port}`,
+    // Signing in is required, as on an exposed server: the page signs in first.
+    ROSTER_AUTH: 'required',
     ROSTER_EXPORT_BATCH_ROWS: '50',
     ROSTER_SHUTDOWN_GRACE_SECS: '5',
     RUST_LOG: process.env.RUST_LOG || 'info',
   };
+}
+
+const ADMIN_PASSWORD = 'browser test password';
+/** An API token of the admin, for the test's own requests (the page uses its cookie). */
+let token = '';
+
+/** fetch() as the admin. */
+function apiFetch(url, init = {}) {
+  return fetch(url, { ...init, headers: { ...(init.headers || {}), Authorization: `Bearer ${token}` } });
+}
+
+/** `roster user add admin` and `roster token create`, before the server starts. */
+function makeAdmin(port) {
+  const add = spawnSync(BIN, ['user', 'add', 'admin', '--role', 'admin', '--password-stdin'], {
+    env: serverEnv(port),
+    input: `${ADMIN_PASSWORD}\n`,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert(add.status === 0, `roster user add exited ${add.status}: ${add.stderr}`);
+  const made = spawnSync(BIN, ['token', 'create', '--user', 'admin', '--name', 'browser test'], {
+    env: serverEnv(port),
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert(made.status === 0, `roster token create exited ${made.status}: ${made.stderr}`);
+  token = made.stdout.trim();
 }
 
 function seed(port) {
@@ -253,6 +282,7 @@ async function main() {
   const base = `http://127.0.0.1:${port}`;
   let ready = await step(`seed ${STUDENTS} students and start roster on port ${port}`, async () => {
     seed(port);
+    makeAdmin(port);
     await startServer(port);
   });
   if (!ready) return;
@@ -282,7 +312,20 @@ async function main() {
       if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) pageErrors.push(m.text());
     });
     await page.goto(base, { timeout: WAIT_MS });
+    // Signing in is required: the page asks first.
+    await page.locator('#sign-in-form').waitFor();
+    await page.getByLabel('User name').fill('admin');
+    await page.getByLabel('Password').fill('not the password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await until('a wrong password refused', async () =>
+      /wrong/.test((await page.locator('#sign-in-error').textContent()) || ''),
+    );
+    await screenshot('sign-in-refused');
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('#connection[data-state="connected"]').waitFor();
+    const who = await page.locator('#who-name').textContent();
+    assert(who === 'admin (admin)', `signed in as "${who}"`);
     await until('the first page of students', async () =>
       /of 300,000|students/.test(await page.locator('#students-summary').textContent()),
     );
@@ -382,7 +425,7 @@ async function main() {
     await row.getByRole('button', { name: 'Delete Grace Playwright' }).click();
     await row.getByRole('button', { name: 'Confirm: delete Grace Playwright' }).click();
     await page.locator('#students-empty').waitFor({ state: 'visible' });
-    const res = await fetch(`${base}/api/students?q=Grace%20Playwright`);
+    const res = await apiFetch(`${base}/api/students?q=Grace%20Playwright`);
     assert((await res.json()).total === 0, 'the API still has her');
     await screenshot('student-deleted');
     await page.locator('#filter-form').getByRole('button', { name: 'Clear' }).click();
@@ -416,7 +459,7 @@ async function main() {
       seen.texts.some((t) => /rows\/s/.test(t) && /left/.test(t)),
       `no rate and time left seen: ${seen.texts.slice(0, 5)}`,
     );
-    const { total } = await (await fetch(`${base}/api/students?per_page=1`)).json();
+    const { total } = await (await apiFetch(`${base}/api/students?per_page=1`)).json();
     const numbers = await job(exportId).locator('.job-numbers').textContent();
     assert(numbers.startsWith(`${total.toLocaleString('en-US')} rows`), `numbers say "${numbers}"`);
     await screenshot('export-succeeded');
@@ -457,7 +500,7 @@ async function main() {
     assert(report[0] === 'line,field,message', `the report starts "${report[0]}"`);
     assert(report[1].startsWith('3,age,'), `the report says "${report[1]}"`);
     await until('the new student is listed', async () => {
-      const found = await (await fetch(`${base}/api/students?q=Imported%20Person`)).json();
+      const found = await (await apiFetch(`${base}/api/students?q=Imported%20Person`)).json();
       return found.total === 1;
     });
     await screenshot('import-succeeded');
@@ -493,7 +536,7 @@ async function main() {
     await startServer(port2);
     // A job that starts and ends while the page is (probably) still waiting to retry:
     // it learns of it from the snapshots when it resubscribes.
-    const res = await fetch(`${base}/api/exports`, {
+    const res = await apiFetch(`${base}/api/exports`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ format: 'jsonl', min_age: 20, max_age: 21 }),
@@ -518,7 +561,7 @@ async function main() {
   });
 
   await step('schedules are listed with their next fire time', async () => {
-    const created = await fetch(`${base}/api/schedules`, {
+    const created = await apiFetch(`${base}/api/schedules`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ name: 'nightly export', cron: '0 2 * * *', timezone: 'America/Manaus', kind: 'students_by_age', params: { format: 'csv' } }),
