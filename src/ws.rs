@@ -17,7 +17,7 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::access::Caller;
+use crate::access::{Caller, SocketSlot};
 use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
@@ -62,6 +62,8 @@ pub struct WsSession {
     owner: Option<String>,
     /// With an owner: the jobs seen to be theirs (progress events carry no owner).
     theirs: HashSet<String>,
+    /// The user's place among their open sessions, given back when this one ends.
+    _slot: Option<SocketSlot>,
 }
 
 /// What a client may send on `/ws`.
@@ -75,8 +77,10 @@ enum ClientMessage {
 }
 
 impl WsSession {
-    fn new(state: &AppState, caller: &Caller, only: Option<String>) -> Self {
-        Self {
+    fn new(state: &AppState, caller: &Caller, only: Option<String>) -> Result<Self, ApiError> {
+        let slot = state.access.socket_slot(caller)?;
+        Ok(Self {
+            _slot: slot,
             owner: caller.owner_filter(),
             theirs: HashSet::new(),
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -87,7 +91,7 @@ impl WsSession {
             sent: HashMap::new(),
             loading: HashMap::new(),
             last_heard: Instant::now(),
-        }
+        })
     }
 
     fn send_json(ctx: &mut ws::WebsocketContext<Self>, value: &impl serde::Serialize) {
@@ -440,7 +444,7 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.settings.allowed_origins)?;
-    start(WsSession::new(&state, &caller, None), &req, stream)
+    start(WsSession::new(&state, &caller, None)?, &req, stream)
 }
 
 /// `GET /ws/jobs/{id}`: one job, from its snapshot to its end.
@@ -458,7 +462,7 @@ pub async fn follow_job(
         return Err(ApiError::NotFound("job"));
     }
     start(
-        WsSession::new(&state, &caller, Some(id.to_string())),
+        WsSession::new(&state, &caller, Some(id.to_string()))?,
         &req,
         stream,
     )

@@ -41,6 +41,9 @@ const LOGINS_PER_ADDRESS: u32 = 20;
 /// Limiter entries kept before stale ones are dropped (an attacker's random names).
 const LIMITER_KEYS: usize = 100_000;
 
+/// WebSocket sessions one user may hold open in one process.
+pub const MAX_SESSIONS_PER_USER: usize = 64;
+
 /// The access policy of this process.
 #[derive(Clone)]
 pub struct Access {
@@ -48,6 +51,25 @@ pub struct Access {
     pub required: bool,
     key: Key,
     logins: Arc<Logins>,
+    sockets: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// One of a user's open WebSocket sessions; dropping it frees the place.
+pub struct SocketSlot {
+    user: String,
+    sockets: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 struct Logins {
@@ -101,7 +123,30 @@ impl Access {
                 per_user: RateLimiter::keyed(per_minute(LOGINS_PER_USER)),
                 per_address: RateLimiter::keyed(per_minute(LOGINS_PER_ADDRESS)),
             }),
+            sockets: Arc::default(),
         })
+    }
+
+    /// A place for one more WebSocket session of the caller: refused (429) past
+    /// [`MAX_SESSIONS_PER_USER`]. Without access control there are no users to count.
+    pub fn socket_slot(&self, caller: &Caller) -> Result<Option<SocketSlot>, ApiError> {
+        let Caller::User(user) = caller else {
+            return Ok(None);
+        };
+        let name = user.name.to_string();
+        let mut open = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(name.clone()).or_insert(0);
+        if *n >= MAX_SESSIONS_PER_USER {
+            return Err(ApiError::TooMany {
+                message: format!("at most {MAX_SESSIONS_PER_USER} WebSocket sessions per user"),
+                retry_after: 5,
+            });
+        }
+        *n += 1;
+        Ok(Some(SocketSlot {
+            user: name,
+            sockets: self.sockets.clone(),
+        }))
     }
 
     /// The signed cookie of session `id`. `secure` when the request came over HTTPS.

@@ -727,3 +727,52 @@ fn users_and_tokens_are_made_from_the_command_line() {
     let (code, _, stderr) = run(&["user", "remove", "ada"], "");
     assert_eq!(code, Some(1), "{stderr}");
 }
+
+#[actix_web::test]
+async fn a_user_may_hold_only_so_many_websocket_sessions() {
+    let Some((app, p)) = guarded(Deployment::Embedded, |_| {}).await else {
+        return;
+    };
+    let limit = roster::access::MAX_SESSIONS_PER_USER;
+    let mut open = Vec::new();
+    for _ in 0..limit {
+        open.push(
+            WsClient::try_connect_as(&app.address, "/ws", None, Some(&p.ada))
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = WsClient::try_connect_as(&app.address, "/ws", None, Some(&p.ada)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(awc::error::WsClientError::InvalidResponseStatus(
+                StatusCode::TOO_MANY_REQUESTS
+            ))
+        ),
+        "the {}th session of one user",
+        limit + 1
+    );
+    assert!(
+        WsClient::try_connect_as(&app.address, "/ws", None, Some(&p.bob))
+            .await
+            .is_ok(),
+        "per user"
+    );
+    // A session that ends gives its place back.
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if WsClient::try_connect_as(&app.address, "/ws", None, Some(&p.ada))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was never given back"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
