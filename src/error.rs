@@ -8,6 +8,7 @@
 //!   says only that something failed.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -39,6 +40,24 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
+    /// Too many requests of this client (429): try again after `retry_after`.
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after: Duration,
+    },
+    /// The service is at capacity (503, e.g. the queue is full): try again after `retry_after`.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after: Duration,
+    },
+    /// Not enough free disk space for the work asked for (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// The request (its body) did not arrive in time (408).
+    #[error("{0}")]
+    Timeout(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -61,6 +80,10 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooMany { .. } => "too_many_requests",
+            ApiError::Busy { .. } => "busy",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -128,6 +151,10 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +174,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::RangeNotSatisfiable { size } = self {
             response.insert_header(("Content-Range", format!("bytes */{size}")));
+        }
+        if let ApiError::TooMany { retry_after, .. } | ApiError::Busy { retry_after, .. } = self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response.insert_header(("Retry-After", secs.to_string()));
         }
         response.json(Body {
             error: Detail {

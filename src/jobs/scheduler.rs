@@ -125,7 +125,9 @@ async fn fire(jobs: &Acceptor, schedule: &Schedule) -> anyhow::Result<bool> {
             e @ (AcceptError::UnknownKind(_)
             | AcceptError::NotSchedulable(_)
             | AcceptError::Invalid(_)
-            | AcceptError::KeyReused),
+            | AcceptError::KeyReused
+            | AcceptError::QueueFull { .. }
+            | AcceptError::DiskFull { .. }),
         ) => {
             let detail = match &e {
                 AcceptError::Invalid(fields) => format!(": {fields:?}"),
