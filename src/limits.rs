@@ -326,12 +326,17 @@ pub fn body_error(e: PayloadError) -> ApiError {
     }
 }
 
-/// Free space on the volume of `dir`, when it is below `min_bytes`. A volume that cannot
-/// be measured is not refused (logged instead).
+/// Free space on the volume of `dir` (or of its nearest existing parent, before the
+/// directory is made), when it is below `min_bytes`. A volume that cannot be measured is
+/// not refused (logged instead).
 pub fn short_of_disk(dir: &Path, min_bytes: u64) -> Option<u64> {
     if min_bytes == 0 {
         return None;
     }
+    let dir = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("."));
     match fs4::available_space(dir) {
         Ok(free) if free < min_bytes => Some(free),
         Ok(_) => None,
