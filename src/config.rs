@@ -107,7 +107,8 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
     pub min_free_disk_mb: u64,
 
-    /// A request body not received whole within this many seconds is refused (408).
+    /// A request body not received whole within this many seconds (plus one per 64 KiB
+    /// received) is refused (408).
     #[arg(long, env = "ROSTER_BODY_TIMEOUT_SECS", global = true, default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub body_timeout_secs: u64,

@@ -9,7 +9,8 @@
 //!   POST, scripts (curl) send none and are unaffected;
 //! - a POST, PUT or PATCH that names a content type, or has a body, must be JSON (the
 //!   upload route also takes its file types), else 415;
-//! - a request body must arrive whole within `ROSTER_BODY_TIMEOUT_SECS`, else 408.
+//! - a request body must arrive whole within `ROSTER_BODY_TIMEOUT_SECS` (plus a second per
+//!   64 KiB received, so that a large upload on a slow link is not cut), else 408.
 //!
 //! Also here: the free disk space check that exports and imports pass before they are
 //! accepted.
@@ -292,18 +293,30 @@ pub async fn guard<B: MessageBody>(
         .map(ServiceResponse::map_into_left_body)
 }
 
+/// The slowest a body may arrive beyond its deadline's start (bytes per second): each
+/// such amount received moves the deadline a second later.
+pub const MIN_BODY_RATE: u64 = 64 * 1024;
+
 /// Marks the error a body stream ends with when its deadline passes.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body was not received within {0:?}")]
+#[error("the request body was not received in time ({0:?}, plus a second per 64 KiB)")]
 struct BodyTimedOut(Duration);
 
-/// `body`, ending with a timed-out error once `limit` has passed since now.
+/// `body`, ending with a timed-out error once `limit` has passed since now, plus a second
+/// for every [`MIN_BODY_RATE`] bytes received: a large upload on a slow link gets the time
+/// it needs, a trickle does not.
 fn with_deadline(body: Payload, limit: Duration) -> Payload {
-    let deadline = tokio::time::Instant::now() + limit;
-    let stream = futures_util::stream::unfold(Some(body), move |body| async move {
-        let mut body = body?;
+    let start = tokio::time::Instant::now();
+    let stream = futures_util::stream::unfold(Some((body, 0u64)), move |state| async move {
+        let (mut body, received) = state?;
+        let deadline =
+            start + limit + Duration::from_secs_f64(received as f64 / MIN_BODY_RATE as f64);
         match tokio::time::timeout_at(deadline, body.next()).await {
-            Ok(Some(chunk)) => Some((chunk, Some(body))),
+            Ok(Some(Ok(chunk))) => {
+                let received = received + chunk.len() as u64;
+                Some((Ok(chunk), Some((body, received))))
+            }
+            Ok(Some(Err(e))) => Some((Err(e), None)),
             Ok(None) => None,
             Err(_) => {
                 let e = io::Error::new(io::ErrorKind::TimedOut, BodyTimedOut(limit));
