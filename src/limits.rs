@@ -47,6 +47,10 @@ pub fn connections_per_worker(settings: &Settings) -> usize {
     (settings.max_connections as usize).div_ceil(workers).max(1)
 }
 
+/// Probes that answer on any Host: they tell only whether the process is up, and
+/// orchestrators call them by the pod's address, which no one lists as a host name.
+const PROBES: [&str; 2] = ["/healthz", "/readyz"];
+
 /// Host names always allowed unless `ROSTER_ALLOWED_HOSTS` says otherwise.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
@@ -174,7 +178,9 @@ impl Policy {
     /// The checks every request passes before it reaches a handler.
     pub fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let host = request_host(req);
+        let probe = req.method() == Method::GET && PROBES.contains(&req.path());
         match host {
+            _ if probe => {}
             Some(h) if self.host_allowed(h) => {}
             Some(_) => {
                 return Err(ApiError::Malformed(

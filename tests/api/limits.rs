@@ -210,10 +210,17 @@ both_deployments!(
         }
         let missing = raw(
             port,
-            "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".into(),
+            "GET /api/jobs HTTP/1.1\r\nConnection: close\r\n\r\n".into(),
         )
         .await;
         assert_eq!(missing.status, 400, "{missing:?}");
+        // Probes answer whatever the Host (orchestrators call them by address).
+        let probe = raw(
+            port,
+            "GET /healthz HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: close\r\n\r\n".into(),
+        )
+        .await;
+        assert_eq!(probe.status, 200, "{probe:?}");
     }
 );
 
@@ -226,7 +233,7 @@ both_with!(
         let get = |host: String| {
             raw(
                 port,
-                format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+                format!("GET /api/jobs HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
             )
         };
         assert_eq!(get(format!("roster.example:{port}")).await.status, 200);
@@ -305,7 +312,7 @@ both_deployments!(
 both_with!(
     allowed_origins_may_post_and_open_websockets,
     |s: &mut Settings| s.allowed_origins = vec!["https://app.example".into()],
-    workers: true,
+    workers: false,
     |app| async move {
         let port = port(&app);
         let post = |origin: &str| {
