@@ -563,3 +563,47 @@ both_with!(
         assert_eq!(held.expect("served once a connection closed").status, 200);
     }
 );
+
+both_with!(
+    a_websocket_session_watches_at_most_a_thousand_jobs_one_by_one,
+    |_: &mut Settings| {},
+    workers: false,
+    |app| async move {
+        use roster::domain::job::{JobId, JobKind};
+        use roster::models::job::{self, NewJob};
+        let limit = roster::ws::MAX_SUBSCRIPTIONS;
+        let ids: Vec<String> = {
+            let mut conn = app.pool.get().unwrap();
+            (0..=limit)
+                .map(|_| {
+                    let new = NewJob {
+                        id: JobId::new(),
+                        kind: JobKind::StudentsByAge,
+                        params: json!({}),
+                        max_attempts: 1,
+                        created_by: None,
+                        idempotency_key: None,
+                        dedup_key: None,
+                        tick: None,
+                    };
+                    job::insert(&mut conn, &new).unwrap().id.to_string()
+                })
+                .collect()
+        };
+        let mut ws = crate::websocket::WsClient::connect(&app.address, "/ws").await;
+        for id in &ids {
+            ws.send(json!({ "subscribe": id })).await;
+        }
+        let mut snapshots = 0;
+        let refused = loop {
+            let frame = ws.next(Duration::from_secs(30)).await.expect("a frame");
+            match frame["type"].as_str() {
+                Some("snapshot") => snapshots += 1,
+                _ => break frame,
+            }
+        };
+        assert_eq!(refused["type"], "error", "{refused}");
+        assert_eq!(refused["code"], "too_many_subscriptions", "{refused}");
+        assert_eq!(snapshots, limit);
+    }
+);
