@@ -87,7 +87,8 @@ pub struct Settings {
         long,
         env = "ROSTER_ALLOWED_ORIGINS",
         global = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::limits::parse_allowed_origin
     )]
     pub allowed_origins: Vec<String>,
 

@@ -73,6 +73,22 @@ pub fn parse_allowed_host(raw: &str) -> Result<String, String> {
     }
 }
 
+/// One entry of `ROSTER_ALLOWED_ORIGINS`: `*`, or `http(s)://host[:port]` (normalized).
+pub fn parse_allowed_origin(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(raw.to_owned());
+    }
+    let path_free = url::Url::parse(raw)
+        .is_ok_and(|u| u.path() == "/" && u.query().is_none() && u.username().is_empty());
+    match normalized_origin(raw) {
+        Some(origin) if path_free => Ok(origin),
+        _ => Err(format!(
+            "{raw:?} is not an origin (expected e.g. https://roster.example or http://10.0.0.5:8080, or *)"
+        )),
+    }
+}
+
 /// Splits `host[:port]` (with `[v6]` brackets kept) into its lowercased host and port.
 fn split_host(raw: &str) -> (String, Option<&str>) {
     let raw = raw.trim();
@@ -115,18 +131,8 @@ impl Policy {
         } else {
             settings.allowed_hosts.clone()
         };
-        let origins = settings
-            .allowed_origins
-            .iter()
-            .map(|o| {
-                let o = o.trim();
-                if o == "*" {
-                    o.to_owned()
-                } else {
-                    normalized_origin(o).unwrap_or_else(|| o.to_owned())
-                }
-            })
-            .collect();
+        // Parsed (normalized) by `parse_allowed_origin`, as settings are.
+        let origins = settings.allowed_origins.clone();
         Self {
             hosts,
             origins,
@@ -376,7 +382,10 @@ mod tests {
             .iter()
             .map(|h| parse_allowed_host(h).unwrap())
             .collect();
-        s.allowed_origins = origins.iter().map(|o| o.to_string()).collect();
+        s.allowed_origins = origins
+            .iter()
+            .map(|o| parse_allowed_origin(o).unwrap())
+            .collect();
         Policy::from_settings(&s)
     }
 
@@ -419,6 +428,22 @@ mod tests {
         assert!(policy(&["*"], &[]).host_allowed("anything.example:1"));
         assert!(parse_allowed_host("http://x").is_err());
         assert!(parse_allowed_host("a*.b").is_err());
+    }
+
+    #[test]
+    fn allowed_origins_are_scheme_host_and_port_only() {
+        assert_eq!(
+            parse_allowed_origin("HTTPS://App.Example:443/").unwrap(),
+            "https://app.example"
+        );
+        assert_eq!(
+            parse_allowed_origin("http://10.0.0.5:8080").unwrap(),
+            "http://10.0.0.5:8080"
+        );
+        assert_eq!(parse_allowed_origin("*").unwrap(), "*");
+        for bad in ["localhost:8080", "ftp://x", "https://x/path", "null", ""] {
+            assert!(parse_allowed_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
