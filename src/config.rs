@@ -81,14 +81,43 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub export_ttl_secs: u64,
 
-    /// Origins allowed to open a WebSocket, comma separated (default: the service's own host).
+    /// Origins (`scheme://host[:port]`) besides the service's own allowed to send unsafe
+    /// requests and open WebSockets, comma separated; `*` allows any.
     #[arg(
         long,
         env = "ROSTER_ALLOWED_ORIGINS",
         global = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::limits::parse_allowed_origin
     )]
     pub allowed_origins: Vec<String>,
+
+    /// Host names the service answers to, comma separated (`.example.com` also allows its
+    /// subdomains; `*` allows any). Default: localhost, 127.0.0.1, [::1] and the bind address.
+    #[arg(long, env = "ROSTER_ALLOWED_HOSTS", global = true, value_delimiter = ',',
+          value_parser = crate::limits::parse_allowed_host)]
+    pub allowed_hosts: Vec<String>,
+
+    /// Jobs the whole queue may hold (status queued); beyond that new jobs are refused (503).
+    #[arg(long, env = "ROSTER_MAX_QUEUED_JOBS", global = true, default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub max_queued_jobs: u64,
+
+    /// Exports and imports are refused (507) when the export directory's volume has less free.
+    #[arg(long, env = "ROSTER_MIN_FREE_DISK_MB", global = true, default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+    pub min_free_disk_mb: u64,
+
+    /// A request body not received whole within this many seconds (plus one per 64 KiB
+    /// received) is refused (408).
+    #[arg(long, env = "ROSTER_BODY_TIMEOUT_SECS", global = true, default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub body_timeout_secs: u64,
+
+    /// Open HTTP connections (WebSockets included) this process keeps; more wait to be accepted.
+    #[arg(long, env = "ROSTER_MAX_CONNECTIONS", global = true, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 
     /// Base delay before a failed attempt is retried (doubled each attempt, with jitter).
     #[arg(long, env = "ROSTER_RETRY_BACKOFF_MS", global = true, default_value_t = 1000,
@@ -173,6 +202,10 @@ impl Settings {
             AuthSetting::Off => false,
             AuthSetting::Auto => !self.bind.ip().is_loopback(),
         }
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
     }
 
     pub fn retry_backoff(&self) -> Duration {

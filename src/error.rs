@@ -8,6 +8,7 @@
 //!   says only that something failed.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -27,9 +28,6 @@ pub enum ApiError {
         "sign in first: a session cookie (POST /api/session) or Authorization: Bearer <token>"
     )]
     Unauthorized,
-    /// Too many requests of this kind; try again after this many seconds.
-    #[error("{message}")]
-    TooMany { message: String, retry_after: u64 },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -47,6 +45,24 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
+    /// Too many requests of this client (429): try again after `retry_after`.
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after: Duration,
+    },
+    /// The service is at capacity (503, e.g. the queue is full): try again after `retry_after`.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after: Duration,
+    },
+    /// Not enough free disk space for the work asked for (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// The request (its body) did not arrive in time (408).
+    #[error("{0}")]
+    Timeout(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -62,7 +78,6 @@ impl ApiError {
             ApiError::Malformed(_) => "malformed",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::TooMany { .. } => "too_many",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone(_) => "gone",
@@ -71,6 +86,10 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooMany { .. } => "too_many_requests",
+            ApiError::Busy { .. } => "busy",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -131,7 +150,6 @@ impl ResponseError for ApiError {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -140,6 +158,10 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -164,10 +186,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => {
                 response.insert_header(("WWW-Authenticate", "Bearer realm=\"roster\""));
             }
-            ApiError::TooMany { retry_after, .. } => {
-                response.insert_header(("Retry-After", retry_after.to_string()));
-            }
             _ => {}
+        }
+        if let ApiError::TooMany { retry_after, .. } | ApiError::Busy { retry_after, .. } = self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response.insert_header(("Retry-After", secs.to_string()));
         }
         response.json(Body {
             error: Detail {

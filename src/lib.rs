@@ -18,6 +18,8 @@
 //!   function, the consumer, the JobWorker pool (fenced attempts, lease keeper), the file
 //!   store (names, commit, expiry), the sweeper (reconciler, retention), the scheduler of
 //!   periodic jobs.
+//! - [`limits`]: browser safety (allowed hosts and origins, body content types) and the
+//!   bounds on requests (body deadline, free disk, connections).
 //! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
 //! - [`ws`]: the WebSocket session actors.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
@@ -36,6 +38,7 @@ pub mod schema;
 pub mod broker;
 pub mod events;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod startup;
 pub mod ws;

@@ -120,6 +120,8 @@ impl Metrics {
         }
     }
 
+    /// `method` from [`method_label`] and `route` from the route table (or "(unmatched)"):
+    /// labels from fixed sets, whatever clients send.
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         self.http_requests
             .with_label_values(&[method, route, &status.to_string()])
@@ -139,6 +141,22 @@ impl Metrics {
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// A request method as a metric label: the standard ones by name, every other "other"
+/// (a client may send any token as a method, and each label value is kept forever).
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// `GET /metrics`: Prometheus text.
 pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -139,7 +139,7 @@ impl Services {
             kinds.clone(),
             settings.max_attempts,
         )
-        .with_max_active(settings.max_active_jobs);
+        .with_limits(crate::jobs::accept::AcceptLimits::from_settings(&settings));
         // Every process fires schedules; one job per tick however many do.
         Scheduler::new(pool.clone(), jobs.clone()).start();
         let shutdown = Shutdown::default();
@@ -328,13 +328,16 @@ impl Application {
         }
         let state = web::Data::new(services.state(access));
         let grace = services.settings.shutdown_grace();
+        let policy = web::Data::new(crate::limits::Policy::from_settings(&services.settings));
+        let max_connections = crate::limits::connections_per_worker(&services.settings);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(crate::limits::guard))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .wrap_fn(|req, srv| {
                     let started = Instant::now();
-                    let method = req.method().to_string();
+                    let method = crate::metrics::method_label(req.method());
                     let response = srv.call(req);
                     async move {
                         let response = response.await?;
@@ -343,7 +346,7 @@ impl Application {
                             .match_pattern()
                             .unwrap_or_else(|| "(unmatched)".into());
                         METRICS.observe_http(
-                            &method,
+                            method,
                             &route,
                             response.status().as_u16(),
                             started.elapsed(),
@@ -352,12 +355,16 @@ impl Application {
                     }
                 })
                 .app_data(state.clone())
+                .app_data(policy.clone())
                 .app_data(input::json_config())
                 .app_data(input::query_config())
                 .configure(routes)
                 .default_service(web::to(routes::health::not_found))
         })
         .disable_signals()
+        .max_connections(max_connections)
+        .client_request_timeout(crate::limits::HEAD_TIMEOUT)
+        .client_disconnect_timeout(crate::limits::DISCONNECT_TIMEOUT)
         .shutdown_timeout(grace.as_secs().max(1))
         .listen(listener)?
         .run();

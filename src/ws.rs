@@ -393,35 +393,26 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     }
 }
 
-/// Refuses a handshake from a page of another origin (cross-site WebSocket hijacking).
-/// Clients that send no Origin (not browsers) are let in.
-fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+/// Refuses a handshake from a page of another origin (cross-site WebSocket hijacking):
+/// the Origin must be the service's own (on an allowed Host, never merely the Host the
+/// request names) or an allowed origin. Clients that send no Origin (not browsers) are
+/// let in.
+fn check_origin(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(origin) = req.headers().get("origin") else {
         return Ok(());
     };
-    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
-    let ok = if allowed.is_empty() {
-        let host = req.connection_info().host().to_owned();
-        url::Url::parse(origin)
-            .ok()
-            .and_then(|u| {
-                u.host_str().map(|h| match u.port() {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h.to_owned(),
-                })
-            })
-            .is_some_and(|o| o == host)
-    } else {
-        allowed
-            .iter()
-            .any(|a| a == "*" || a.trim_end_matches('/') == origin)
-    };
-    if ok {
+    let origin = origin.to_str().unwrap_or_default();
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let allowed = req
+        .app_data::<web::Data<crate::limits::Policy>>()
+        .is_some_and(|policy| policy.origin_allowed(origin, host));
+    if allowed {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!(
-            "origin {origin} is not allowed"
-        )))
+        Err(ApiError::Forbidden("this origin is not allowed".into()))
     }
 }
 
@@ -443,7 +434,7 @@ pub async fn connect(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_origin(&req, &state.settings.allowed_origins)?;
+    check_origin(&req)?;
     start(WsSession::new(&state, &caller, None)?, &req, stream)
 }
 
@@ -455,7 +446,7 @@ pub async fn follow_job(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_origin(&req, &state.settings.allowed_origins)?;
+    check_origin(&req)?;
     let id: JobId = path.parse().map_err(|_| ApiError::NotFound("job"))?;
     let found = crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?)).await?;
     if !found.is_some_and(|j| caller.may_see(j.created_by.as_deref())) {

@@ -139,7 +139,7 @@ impl Access {
         if *n >= MAX_SESSIONS_PER_USER {
             return Err(ApiError::TooMany {
                 message: format!("at most {MAX_SESSIONS_PER_USER} WebSocket sessions per user"),
-                retry_after: 5,
+                retry_after: std::time::Duration::from_secs(5),
             });
         }
         *n += 1;
@@ -198,7 +198,7 @@ impl Access {
                 ));
                 return Err(ApiError::TooMany {
                     message: "too many sign-in attempts; wait a minute".into(),
-                    retry_after: wait.as_secs().max(1),
+                    retry_after: wait,
                 });
             }
         }

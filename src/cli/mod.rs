@@ -180,7 +180,8 @@ pub fn submit(settings: &Settings, request: JobRequest) -> anyhow::Result<(Pool,
             Events::start(link),
             crate::jobs::standard_kinds(settings),
             settings.max_attempts,
-        );
+        )
+        .with_limits(crate::jobs::accept::AcceptLimits::from_settings(settings));
         jobs.accept(request).await.map_err(|e| match e {
             crate::jobs::accept::AcceptError::Invalid(fields) => anyhow::anyhow!(
                 "{}",

@@ -10,9 +10,14 @@
 //! and a request marked `dedupe` returns an identical job of the same creator that is
 //! still queued or running. Both are enforced by unique indexes, so two racing requests
 //! still make one job; a schedule's tick is unique the same way.
+//!
+//! Limits ([`AcceptLimits`]): a new job (not one a request repeats) is refused while the
+//! queue holds `ROSTER_MAX_QUEUED_JOBS` jobs (503), or while the export directory's volume
+//! has less than `ROSTER_MIN_FREE_DISK_MB` free (507).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -21,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::kind::Registry;
 use crate::broker::Broker;
+use crate::config::Settings;
 use crate::db::{DbConnection, Pool};
 use crate::domain::job::{JobId, JobKind};
 use crate::error::{ApiError, FieldErrors};
@@ -31,6 +37,11 @@ use crate::models::job::{self, Job, NewJob};
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// The longest idempotency key taken.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// How long a count of the queued jobs stands in for the table (this process adds its own
+/// accepts to it meanwhile).
+pub const QUEUE_COUNT_TTL: Duration = Duration::from_secs(1);
+/// When a client refused for a full queue should try again.
+pub const QUEUE_FULL_RETRY: Duration = Duration::from_secs(30);
 
 /// A job someone asks for.
 #[derive(Debug, Clone)]
@@ -94,6 +105,12 @@ pub enum AcceptError {
     TickTaken,
     #[error("you have {limit} jobs queued or running already (ROSTER_MAX_ACTIVE_JOBS); wait for one to end")]
     TooManyActive { limit: u32 },
+    #[error("the queue is full ({max} jobs waiting); try again later")]
+    QueueFull { max: i64 },
+    #[error(
+        "not enough free disk space for the job's files ({free_mb} MB free, {min_mb} MB required)"
+    )]
+    DiskFull { free_mb: u64, min_mb: u64 },
     #[error(transparent)]
     Database(#[from] DieselError),
     #[error(transparent)]
@@ -113,12 +130,91 @@ impl From<AcceptError> for ApiError {
             AcceptError::TickTaken => ApiError::Conflict(e.to_string()),
             AcceptError::TooManyActive { .. } => ApiError::TooMany {
                 message: e.to_string(),
-                retry_after: 5,
+                retry_after: std::time::Duration::from_secs(5),
             },
+            AcceptError::QueueFull { .. } => ApiError::Busy {
+                message: e.to_string(),
+                retry_after: QUEUE_FULL_RETRY,
+            },
+            AcceptError::DiskFull { .. } => ApiError::InsufficientStorage(e.to_string()),
             AcceptError::Database(e) => e.into(),
             AcceptError::Pool(e) => e.into(),
             AcceptError::Blocking(e) => e.into(),
         }
+    }
+}
+
+/// The bounds a new job must stay within: the whole queue, and the free disk space its
+/// files need.
+#[derive(Clone, Debug)]
+pub struct AcceptLimits {
+    max_queued: i64,
+    /// Jobs one user may have queued or running (`None`: no cap).
+    max_active: Option<u32>,
+    dir: PathBuf,
+    min_free_bytes: u64,
+    /// The last count of queued jobs, when it was taken, plus this process's accepts since.
+    queued: Arc<Mutex<Option<(Instant, i64)>>>,
+}
+
+impl AcceptLimits {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            max_queued: i64::try_from(settings.max_queued_jobs).unwrap_or(i64::MAX),
+            max_active: Some(settings.max_active_jobs),
+            dir: settings.export_dir.clone(),
+            min_free_bytes: settings.min_free_disk_mb.saturating_mul(1024 * 1024),
+            queued: Arc::default(),
+        }
+    }
+
+    /// No bounds.
+    pub fn none() -> Self {
+        Self {
+            max_queued: i64::MAX,
+            max_active: None,
+            dir: PathBuf::new(),
+            min_free_bytes: 0,
+            queued: Arc::default(),
+        }
+    }
+
+    /// Refuses when the export directory's volume is short of free space.
+    pub fn check_disk(&self) -> Result<(), AcceptError> {
+        match crate::limits::short_of_disk(&self.dir, self.min_free_bytes) {
+            Some(free) => Err(AcceptError::DiskFull {
+                free_mb: free / (1024 * 1024),
+                min_mb: self.min_free_bytes / (1024 * 1024),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a new job when the disk or the queue is full; else counts it as queued.
+    fn admit(&self, conn: &mut DbConnection) -> Result<(), AcceptError> {
+        self.check_disk()?;
+        if self.max_queued == i64::MAX {
+            return Ok(());
+        }
+        let cached = *self.queued.lock().expect("queue count lock");
+        let (at, queued) = match cached {
+            Some((at, n)) if at.elapsed() < QUEUE_COUNT_TTL => (at, n),
+            _ => (Instant::now(), job::count_queued(conn)?),
+        };
+        if queued >= self.max_queued {
+            *self.queued.lock().expect("queue count lock") = Some((at, queued));
+            return Err(AcceptError::QueueFull {
+                max: self.max_queued,
+            });
+        }
+        // Counted before the insert: a failed insert only makes the cap a little stricter
+        // until the next count.
+        let mut guard = self.queued.lock().expect("queue count lock");
+        *guard = Some(match *guard {
+            Some((t, n)) if t == at => (t, n + 1),
+            _ => (at, queued + 1),
+        });
+        Ok(())
     }
 }
 
@@ -130,8 +226,7 @@ pub struct Acceptor {
     events: Events,
     kinds: Registry,
     max_attempts: i32,
-    /// Jobs one user may have queued or running (`None`: no cap).
-    max_active: Option<u32>,
+    limits: AcceptLimits,
 }
 
 impl Acceptor {
@@ -148,18 +243,22 @@ impl Acceptor {
             events,
             kinds,
             max_attempts: i32::from(max_attempts),
-            max_active: None,
+            limits: AcceptLimits::none(),
         }
     }
 
-    /// Caps the jobs one user may have queued or running at once.
-    pub fn with_max_active(mut self, max_active: u32) -> Self {
-        self.max_active = Some(max_active);
+    /// This acceptor, refusing new jobs beyond `limits`.
+    pub fn with_limits(mut self, limits: AcceptLimits) -> Self {
+        self.limits = limits;
         self
     }
 
     pub fn kinds(&self) -> &Registry {
         &self.kinds
+    }
+
+    pub fn limits(&self) -> &AcceptLimits {
+        &self.limits
     }
 
     /// Checks the request's parameters with its kind, as stored.
@@ -197,10 +296,11 @@ impl Acceptor {
             created_by: request.created_by,
             tick: request.tick,
         };
-        let (pool, max_active) = (self.pool.clone(), self.max_active);
+        let pool = self.pool.clone();
+        let limits = self.limits.clone();
         let accepted = actix_web::web::block(move || {
             let mut conn = pool.get()?;
-            commit(&mut conn, &new, max_active)
+            commit(&mut conn, &new, &limits)
         })
         .await??;
         if let Accepted::New(job) = &accepted {
@@ -239,22 +339,23 @@ impl Acceptor {
     }
 }
 
-/// Returns the job `new` repeats, or commits it (within its creator's cap).
+/// Returns the job `new` repeats, or commits it.
 fn commit(
     conn: &mut DbConnection,
     new: &NewJob,
-    max_active: Option<u32>,
+    limits: &AcceptLimits,
 ) -> Result<Accepted, AcceptError> {
     if let Some(existing) = repeated(conn, new)? {
         return Ok(existing);
     }
-    if let (Some(limit), Some(user)) = (max_active, &new.created_by) {
+    if let (Some(limit), Some(user)) = (limits.max_active, &new.created_by) {
         // Checked before the insert, not with it: two racing requests may both pass, so
         // the cap can be exceeded by the requests in flight at once, never more.
         if job::active_count(conn, user)? >= i64::from(limit) {
             return Err(AcceptError::TooManyActive { limit });
         }
     }
+    limits.admit(conn)?;
     match job::insert(conn, new) {
         Ok(job) => Ok(Accepted::New(job)),
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {

@@ -126,7 +126,9 @@ async fn fire(jobs: &Acceptor, schedule: &Schedule) -> anyhow::Result<bool> {
             | AcceptError::NotSchedulable(_)
             | AcceptError::Invalid(_)
             | AcceptError::KeyReused
-            | AcceptError::TooManyActive { .. }),
+            | AcceptError::TooManyActive { .. }
+            | AcceptError::QueueFull { .. }
+            | AcceptError::DiskFull { .. }),
         ) => {
             let detail = match &e {
                 AcceptError::Invalid(fields) => format!(": {fields:?}"),

@@ -349,6 +349,14 @@ pub fn active_count(conn: &mut DbConnection, user: &str) -> QueryResult<i64> {
         .get_result(conn)
 }
 
+/// Jobs waiting in the queue (status queued), counted on the (status, run_after) index.
+pub fn count_queued(conn: &mut DbConnection) -> QueryResult<i64> {
+    jobs::table
+        .filter(jobs::status.eq(JobStatus::Queued.as_str()))
+        .count()
+        .get_result(conn)
+}
+
 /// The queued or running job with this dedup key.
 pub fn active_by_dedup_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<Job>> {
     let row = jobs::table

@@ -64,6 +64,8 @@ pub async fn create(
     fields.finish()?;
     let key = idempotency_key(&req)?;
     let format = upload_format(&req)?;
+    // Refused before the upload takes any room (accepting checks again after it).
+    state.jobs.limits().check_disk()?;
     let limit = state.settings.max_import_bytes;
     let declared = req
         .headers()
@@ -84,8 +86,7 @@ pub async fn create(
     let mut buffer = Vec::with_capacity(WRITE_BUFFER);
     let mut hasher = Sha256::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::Malformed(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(crate::limits::body_error)?;
         let accepted = check.feed(&chunk)?;
         hasher.update(accepted);
         buffer.extend_from_slice(accepted);

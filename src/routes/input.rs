@@ -29,6 +29,7 @@ pub fn json_config() -> web::JsonConfig {
                 JsonPayloadError::Deserialize(e) => {
                     ApiError::Malformed(format!("the body is not valid JSON: {e}"))
                 }
+                JsonPayloadError::Payload(e) => crate::limits::body_error(e),
                 other => ApiError::Malformed(format!("could not read the body: {other}")),
             }
             .into()

@@ -34,8 +34,7 @@ async fn optional_object(
 ) -> Result<Map<String, Value>, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::Malformed(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(crate::limits::body_error)?;
         if body.len() + chunk.len() > JSON_LIMIT {
             return Err(ApiError::TooLarge { limit: JSON_LIMIT });
         }

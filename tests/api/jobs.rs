@@ -160,10 +160,17 @@ async fn jobs_are_listed_newest_first_by_kind_and_id_prefix_a_page_at_a_time() {
                 None => break,
             }
         }
-        let mut expected: Vec<String> = created.iter().map(|j| id(j).to_owned()).collect();
-        expected.push(id(&import).to_owned());
+        // Newest first; jobs made in the same clock tick are ordered by id, so compare
+        // with the order the listing promises, (created_at, id) descending.
+        let mut expected: Vec<(String, String)> = created
+            .iter()
+            .chain([&import])
+            .map(|j| (j["created_at"].as_str().unwrap().to_owned(), id(j).to_owned()))
+            .collect();
+        expected.sort();
         expected.reverse();
-        assert_eq!(seen, expected);
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+        assert_eq!(seen, expected, "each job once, newest first");
 
         let exports = web.get("/api/jobs?kind=students_by_age").await.json();
         assert_eq!(exports["items"].as_array().unwrap().len(), 7);

@@ -11,6 +11,7 @@ mod health;
 pub mod helpers;
 mod imports;
 mod jobs;
+mod limits;
 mod outages;
 mod process;
 mod processes;
