@@ -165,7 +165,12 @@ async fn jobs_are_listed_newest_first_by_kind_and_id_prefix_a_page_at_a_time() {
         let mut expected: Vec<(String, String)> = created
             .iter()
             .chain([&import])
-            .map(|j| (j["created_at"].as_str().unwrap().to_owned(), id(j).to_owned()))
+            .map(|j| {
+                (
+                    j["created_at"].as_str().unwrap().to_owned(),
+                    id(j).to_owned(),
+                )
+            })
             .collect();
         expected.sort();
         expected.reverse();
