@@ -30,7 +30,8 @@ The faults:
   kill_serve     kill -9 the web process, restart it 0-2 s later
 
 A roster process that exits by itself (say, refused to start while Redis was down) is
-restarted and reported. Exports read ROSTER_EXPORT_BATCH_ROWS = students / 20,000 rows a
+restarted and reported. Imports commit ROSTER_IMPORT_BATCH_ROWS = 100 rows at a time.
+Exports read ROSTER_EXPORT_BATCH_ROWS = students / 20,000 rows a
 batch, so that one lasts a couple of seconds and faults meet running jobs; imports insert
 (and skip_invalid commits) as many rows a batch, so that one lasts a few seconds too.
 
@@ -155,6 +156,9 @@ IMPORT_PREFIX = "chaos-imp-"  # the names of imported students: chaos-imp-<n>-<r
 # Rows of an import file: batch rows x this (the import's batches are the export's size),
 # so that an import takes a few seconds like an export; within IMPORT_ROWS.
 IMPORT_BATCHES = (1_500, 7_500)
+# Rows per import batch (ROSTER_IMPORT_BATCH_ROWS): an import of 3,000-30,000 rows makes
+# 30-300 commits.
+IMPORT_BATCH_ROWS = 100
 IMPORT_ROWS = (3_000, 30_000)
 INVALID_FILE_SHARE = 0.5  # of the import files: with 1-5 invalid rows
 # An invalid row: (what is wrong, its name field or None for ours, its age field).
@@ -425,6 +429,9 @@ class Stack:
             "ROSTER_EXPORT_DIR": str(self.exports),
             "ROSTER_BIND": f"127.0.0.1:{self.port}",
             "ROSTER_EXPORT_BATCH_ROWS": str(self.batch_rows),
+            # Imports commit a batch at a time: a few hundred commits each, so that they
+            # last a second or two and meet faults, without swamping the six workers.
+            "ROSTER_IMPORT_BATCH_ROWS": str(IMPORT_BATCH_ROWS),
         }
         self.serve = Proc("serve", [roster, "serve", "--no-workers"],
                           self.logs / "serve.log", self.env)
@@ -1631,7 +1638,8 @@ def write_report(path, args, stack, checker, recoveries, elapsed):
         f"- binary: `{args.roster}` ({version or 'unknown version'})",
         f"- parameters: jobs {args.jobs}, faults {args.faults}, seed {args.seed}, "
         f"students {args.students}{', quick' if args.quick else ''}; lease {LEASE_SECS}s, "
-        f"{WORKERS} workers x 2, {stack.batch_rows} rows per export and import batch",
+        f"{WORKERS} workers x 2, {stack.batch_rows} rows per export batch, "
+        f"{IMPORT_BATCH_ROWS} per import batch",
         f"- took {elapsed:.0f}s; {len(workload.jobs)} jobs accepted",
         *(f"- {line}" for line in import_summary(checker)),
         "",
@@ -1677,7 +1685,7 @@ async def chaos_run(args, stack):
 
     duration = args.faults * FAULT_INTERVAL_SECS
     say(f"{args.jobs} jobs and {args.faults} faults over about {duration:.0f}s "
-        f"({stack.batch_rows} rows per export and import batch)")
+        f"({stack.batch_rows} rows per export batch, {IMPORT_BATCH_ROWS} per import batch)")
     await asyncio.gather(workload.run(args.jobs, duration * 0.9), chaos.run(args.faults, duration))
     say("faults over; restoring anything down")
     await stack.restore()

@@ -160,6 +160,11 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_active_jobs: u32,
 
+    /// Rows per batch of an import (with `skip_invalid`, each batch is one commit).
+    #[arg(long, env = "ROSTER_IMPORT_BATCH_ROWS", global = true, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub import_batch_rows: u32,
+
     /// Rows read from the database per keyset batch of an export.
     #[arg(long, env = "ROSTER_EXPORT_BATCH_ROWS", global = true, default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

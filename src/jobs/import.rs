@@ -119,7 +119,7 @@ pub struct ImportSettings {
 impl ImportSettings {
     pub fn new(settings: &Settings) -> Self {
         Self {
-            batch_rows: settings.export_batch_rows as usize,
+            batch_rows: settings.import_batch_rows as usize,
         }
     }
 }

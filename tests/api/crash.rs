@@ -142,7 +142,7 @@ async fn crash_mid_import_then_recover(deployment: Deployment, mode: &str) {
     let file = sandbox.dir.path().join("students.csv");
     fs::write(&file, body).unwrap();
     let small_batches = [
-        ("ROSTER_EXPORT_BATCH_ROWS", "100"),
+        ("ROSTER_IMPORT_BATCH_ROWS", "100"),
         ("ROSTER_CONCURRENCY", "1"),
     ];
 
