@@ -292,6 +292,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/", web::get().to(routes::page::index))
     .route("/static/app.css", web::get().to(routes::page::app_css))
     .route("/static/app.js", web::get().to(routes::page::app_js))
+    .route("/static/vendor/{file}", web::get().to(routes::page::vendor))
     .route("/ws", web::get().to(crate::ws::connect))
     .route("/ws/jobs/{id}", web::get().to(crate::ws::follow_job))
     .route("/metrics", web::get().to(crate::metrics::scrape))

@@ -118,6 +118,15 @@ pub fn integer(value: &Value) -> Result<i64, String> {
         .ok_or_else(|| "must be an integer".to_owned())
 }
 
+/// A boolean query parameter: `true` or `false` (also `1` and `0`).
+pub fn bool_param(raw: &str) -> Result<bool, String> {
+    match raw.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
 /// An integer query parameter.
 pub fn int_param(raw: &str) -> Result<i64, String> {
     raw.trim()

@@ -121,14 +121,16 @@ pub async fn create_export(
     Ok(accepted_response(&accepted))
 }
 
-/// `GET /api/jobs?status=&kind=&q=&limit=&cursor=`: newest first, a page at a time.
+/// `GET /api/jobs?status=&kind=&q=&mine=&limit=&cursor=`: newest first, a page at a time.
+/// `mine=true` narrows an admin's listing to the jobs they made themselves (a member only
+/// ever sees their own).
 pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
     query: Query,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
-    fields.only_params(&query, &["status", "kind", "q", "limit", "cursor"]);
+    fields.only_params(&query, &["status", "kind", "q", "mine", "limit", "cursor"]);
     let status = query
         .get("status")
         .and_then(|s| fields.check("status", s.parse::<JobStatus>()));
@@ -139,6 +141,10 @@ pub async fn list(
         .get("q")
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty());
+    let mine = query
+        .get("mine")
+        .and_then(|m| fields.check("mine", input::bool_param(m)))
+        .unwrap_or(false);
     let cursor = query
         .get("cursor")
         .and_then(|c| fields.check("cursor", c.parse::<Cursor>()));
@@ -159,7 +165,10 @@ pub async fn list(
         status,
         kind,
         id_prefix,
-        created_by: caller.owner_filter(),
+        created_by: match mine {
+            true => caller.created_by(),
+            false => caller.owner_filter(),
+        },
     };
     let (jobs, next) = with_conn(&state, move |conn| {
         Ok(job::list(conn, &filter, cursor.as_ref(), limit)?)

@@ -2,17 +2,24 @@
 //!
 //! The files live under `static/` and need no build step. Each is served with an `ETag`
 //! (its SHA-256) and `Cache-Control: no-cache`, so a browser revalidates and gets a cheap
-//! `304` until the binary changes.
+//! `304` until the binary changes. The charting library (uPlot 1.6.32, MIT, its
+//! `dist/uPlot.iife.min.js` and `dist/uPlot.min.css` from npm) is vendored under
+//! `static/vendor/` with its licence and served the same way: nothing comes from a CDN.
 
 use std::sync::OnceLock;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
+const UPLOT_JS: &str = include_str!("../../static/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../static/vendor/uPlot.min.css");
+const UPLOT_LICENSE: &str = include_str!("../../static/vendor/uPlot.LICENSE");
 
 /// What the page may load and connect to: itself only.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -78,6 +85,20 @@ impl Asset {
 static INDEX: Asset = Asset::new(INDEX_HTML, "text/html; charset=utf-8");
 static CSS: Asset = Asset::new(APP_CSS, "text/css; charset=utf-8");
 static JS: Asset = Asset::new(APP_JS, "text/javascript; charset=utf-8");
+static VENDOR: [(&str, Asset); 3] = [
+    (
+        "uPlot.iife.min.js",
+        Asset::new(UPLOT_JS, "text/javascript; charset=utf-8"),
+    ),
+    (
+        "uPlot.min.css",
+        Asset::new(UPLOT_CSS, "text/css; charset=utf-8"),
+    ),
+    (
+        "uPlot.LICENSE",
+        Asset::new(UPLOT_LICENSE, "text/plain; charset=utf-8"),
+    ),
+];
 
 /// `GET /`: the page.
 pub async fn index(req: HttpRequest) -> HttpResponse {
@@ -102,6 +123,15 @@ pub async fn app_css(req: HttpRequest) -> HttpResponse {
 /// `GET /static/app.js`.
 pub async fn app_js(req: HttpRequest) -> HttpResponse {
     JS.respond(&req)
+}
+
+/// `GET /static/vendor/{file}`: a vendored library's file, or 404.
+pub async fn vendor(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    VENDOR
+        .iter()
+        .find(|(name, _)| *name == file.as_str())
+        .map(|(_, asset)| asset.respond(&req))
+        .ok_or(ApiError::NotFound("file"))
 }
 
 #[cfg(test)]
@@ -147,6 +177,34 @@ mod tests {
             header(&js, header::CONTENT_TYPE),
             "text/javascript; charset=utf-8"
         );
+    }
+
+    #[actix_web::test]
+    async fn the_vendored_chart_library_is_served_and_nothing_else_under_vendor() {
+        let get = |file: &str| {
+            let req = TestRequest::get().to_http_request();
+            vendor(req, web::Path::from(file.to_owned()))
+        };
+        let js = get("uPlot.iife.min.js").await.unwrap();
+        assert_eq!(js.status(), StatusCode::OK);
+        assert_eq!(
+            header(&js, header::CONTENT_TYPE),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(header(&js, header::CACHE_CONTROL), "no-cache");
+        let body = to_bytes(js.into_body()).await.unwrap();
+        assert!(std::str::from_utf8(&body).unwrap().contains("var uPlot="));
+        let css = get("uPlot.min.css").await.unwrap();
+        assert_eq!(
+            header(&css, header::CONTENT_TYPE),
+            "text/css; charset=utf-8"
+        );
+        let license = get("uPlot.LICENSE").await.unwrap();
+        let body = to_bytes(license.into_body()).await.unwrap();
+        assert!(std::str::from_utf8(&body).unwrap().contains("MIT License"));
+        for other in ["app.js", "../app.js", "uPlot.js", ""] {
+            assert!(get(other).await.is_err(), "{other}");
+        }
     }
 
     #[actix_web::test]

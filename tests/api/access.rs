@@ -632,6 +632,51 @@ async fn a_member_may_have_only_so_many_active_jobs() {
     }
 }
 
+#[actix_web::test]
+async fn an_admin_may_list_only_their_own_jobs_and_a_member_only_ever_sees_theirs() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some(sandbox) = crate::helpers::Sandbox::new(deployment) else {
+            continue;
+        };
+        let mut settings = sandbox.settings();
+        settings.auth = AuthSetting::Required;
+        // No workers: the jobs stay queued.
+        let app = crate::helpers::start_in(sandbox, settings, Default::default(), false).await;
+        let root = add_user(&app, "root", Role::Admin);
+        let ada = add_user(&app, "ada", Role::Member);
+        for (token, age) in [(&root, 1), (&ada, 2), (&ada, 3)] {
+            let reply = app
+                .call(
+                    Some(token),
+                    Method::POST,
+                    "/api/exports",
+                    Some(json!({"min_age": age})),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::ACCEPTED);
+        }
+        async fn owners(app: &TestApp, token: &str, query: &str) -> Vec<String> {
+            let reply = app.call(Some(token), Method::GET, query, None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{query}");
+            reply.json()["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["created_by"].as_str().unwrap_or("").to_owned())
+                .collect()
+        }
+        assert_eq!(owners(&app, &root, "/api/jobs").await.len(), 3);
+        assert_eq!(owners(&app, &root, "/api/jobs?mine=true").await, ["root"]);
+        assert_eq!(owners(&app, &ada, "/api/jobs?mine=true").await, ["ada", "ada"]);
+        assert_eq!(owners(&app, &ada, "/api/jobs?mine=false").await, ["ada", "ada"]);
+        let bad = app
+            .call(Some(&root), Method::GET, "/api/jobs?mine=perhaps", None)
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(bad.json()["error"]["fields"]["mine"].is_string());
+    }
+}
+
 #[test]
 fn an_exposed_service_with_access_required_and_no_user_refuses_to_start() {
     let sandbox = crate::helpers::Sandbox::new(Deployment::Embedded).unwrap();
