@@ -2,8 +2,11 @@
 //
 // It seeds a fresh SQLite database, starts `roster serve` on a free port, and then does
 // what a person would: adds, corrects, edits and deletes students, starts exports and
-// watches them live, downloads one, imports a file, cancels one, sees a schedule, and restarts the server under the page
-// to see it reconnect. Screenshots of every step go to tests/artifacts/browser/.
+// watches them live, downloads one, imports a file, cancels one, retries a failed import
+// from its detail and reads its attempts, deletes a job, filters, searches and pages the
+// jobs, watches a worker run a job, reads the activity charts, sees the banner while no
+// worker runs, sees an export expire, sees a schedule, and restarts the server under the
+// page to see it reconnect. Screenshots of every view go to tests/artifacts/browser/.
 //
 // Environment: ROSTER_BIN (default target/debug/roster), CHROMIUM (default
 // /usr/bin/chromium), ROSTER_TEST_STUDENTS (default 300000).
@@ -25,7 +28,9 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const STUDENTS = Number(process.env.ROSTER_TEST_STUDENTS || 300000);
 const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts', 'browser');
 /** The whole run, whatever happens. */
-const OVERALL_LIMIT_MS = 5 * 60 * 1000;
+const OVERALL_LIMIT_MS = 10 * 60 * 1000;
+/** How long an export's file lives once the server restarts under the page (the expiry step). */
+const SHORT_TTL_SECS = 25;
 /** One wait for something on the page. */
 const WAIT_MS = 20_000;
 /** One export of every student. */
@@ -82,7 +87,7 @@ function freePort() {
   });
 }
 
-function serverEnv(port) {
+function serverEnv(port, extra = {}) {
   const env = { ...process.env };
   for (const name of Object.keys(env)) {
     if (name.startsWith('ROSTER_') || name === 'BROKER_URL' || name === 'DATABASE_URL') {
@@ -99,6 +104,7 @@ function serverEnv(port) {
     ROSTER_EXPORT_BATCH_ROWS: '50',
     ROSTER_SHUTDOWN_GRACE_SECS: '5',
     RUST_LOG: process.env.RUST_LOG || 'info',
+    ...extra,
   };
 }
 
@@ -140,9 +146,10 @@ function seed(port) {
   log(`seeded: ${(run.stdout || run.stderr).trim().split('\n').pop()}`);
 }
 
-async function startServer(port) {
+/** `roster serve` (with `args`, e.g. `--no-workers`, and settings `env`), once ready. */
+async function startServer(port, { args = [], env = {} } = {}) {
   const out = fs.openSync(serverLog, 'a');
-  const child = spawn(BIN, ['serve'], { env: serverEnv(port), stdio: ['ignore', out, out] });
+  const child = spawn(BIN, ['serve', ...args], { env: serverEnv(port, env), stdio: ['ignore', out, out] });
   fs.closeSync(out);
   child.exited = once(child, 'exit');
   server = child;
@@ -204,6 +211,54 @@ async function step(name, fn) {
 }
 
 const job = (id) => page.locator(`#jobs li[data-job-id="${id}"]`);
+const dialog = () => page.locator('#job-detail');
+
+/** GET as the admin, the answer's JSON. */
+async function apiJson(url) {
+  const res = await apiFetch(url);
+  assert(res.ok, `GET ${url} answered ${res.status}`);
+  return res.json();
+}
+
+/** Polls the API until the job has ended; its last version. */
+async function apiEnded(base, id, ms = EXPORT_MS) {
+  return until(
+    `job ${id.slice(0, 8)} to end`,
+    async () => {
+      const found = await apiJson(`${base}/api/jobs/${id}`);
+      return ['succeeded', 'failed', 'cancelled'].includes(found.status) ? found : null;
+    },
+    ms,
+  );
+}
+
+/** Opens a job's detail from its row, as a person does; waits for its attempts. */
+async function openDetail(id) {
+  await job(id).getByRole('link', { name: /^Details of/ }).click();
+  await dialog().waitFor({ state: 'visible' });
+  await until('the detail of the job', async () => (await page.locator('#detail-id').textContent()) === id);
+  assert(page.url().endsWith(`#job/${id}`), `the address is ${page.url()}`);
+}
+
+async function closeDetail() {
+  await page.keyboard.press('Escape');
+  await dialog().waitFor({ state: 'hidden' });
+}
+
+/** Starts an import from the page's form; its id. */
+async function startImportFromPage(name, text, mode) {
+  await page.setInputFiles('#import-file', { name, mimeType: 'text/csv', buffer: Buffer.from(text) });
+  await page.click(`label[for="import-mode-${mode === 'skip_invalid' ? 'skip' : 'all'}"]`);
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().includes('/api/imports'), { timeout: WAIT_MS }),
+    page.click('#import-submit'),
+  ]);
+  assert(response.status() === 202, `the import answered ${response.status()}`);
+  return (await response.json()).id;
+}
+
+/** The ids the jobs view shows, in order. */
+const shownJobs = () => page.locator('#jobs li[data-job-id]').evaluateAll((lis) => lis.map((li) => li.dataset.jobId));
 
 async function jobStatus(id) {
   return job(id).getAttribute('data-status', { timeout: 1000 });
@@ -506,8 +561,12 @@ async function main() {
     await screenshot('import-succeeded');
   });
 
+  let cancelledId = null;
+  let waitingId = null;
+  let behindId = null;
   await step('cancel a running export', async () => {
     const id = await startExportFromPage({ format: 'jsonl' });
+    cancelledId = id;
     await job(id).getByRole('button', { name: /^Cancel/ }).click({ timeout: 5000 });
     await waitStatus(id, 'cancelled');
     const badge = await job(id).locator('.job-status').textContent();
@@ -515,6 +574,174 @@ async function main() {
     assert(await job(id).getByRole('button', { name: /^Cancel/ }).isHidden(), 'cancel button still shown');
     assert(await job(id).getByRole('link', { name: /Download/ }).isHidden(), 'download link shown');
     await screenshot('export-cancelled');
+  });
+
+  let failedId = null;
+  await step('a failed import is retried from its detail, fails again, and its attempts say why', async () => {
+    const id = await startImportFromPage('bad.csv', 'name,age\r\nFine Person,30\r\nToo Old,999\r\n', 'all_or_nothing');
+    failedId = id;
+    await waitStatus(id, 'failed');
+    const error = await job(id).locator('.job-error').textContent();
+    assert(/1 invalid row; nothing was imported/.test(error), `the row says "${error}"`);
+    const numbers = await job(id).locator('.job-numbers').textContent();
+    assert(/not retried/.test(numbers) && !/of 3 attempts/.test(numbers), `the row says "${numbers}"`);
+    await openDetail(id);
+    const attempts = page.locator('#detail-attempts-body tr');
+    await until('one attempt listed', async () => (await attempts.count()) === 1);
+    assert(/invalid row/.test(await attempts.nth(0).locator('.attempt-error').textContent()), 'the attempt has no error');
+    await dialog().getByRole('button', { name: 'Retry' }).click();
+    // Back in the queue, then failed again: two attempts, each with its error.
+    await until('a second attempt, failed', async () =>
+      (await attempts.count()) === 2 &&
+      (await page.locator('#detail-badge').textContent()) === 'failed' &&
+      (await attempts.nth(1).getAttribute('data-outcome')) === 'failed',
+    EXPORT_MS);
+    const second = await attempts.nth(1).locator('.attempt-error').textContent();
+    assert(/1 invalid row; nothing was imported/.test(second), `the second attempt's error is "${second}"`);
+    const worker = await attempts.nth(1).locator('.attempt-worker').textContent();
+    assert(worker.length > 0, 'the attempt names no worker');
+    const timeline = await page.locator('#detail-timeline').textContent();
+    assert(/Attempt 1 failed/.test(timeline) && /Attempt 2 failed/.test(timeline), `the timeline says "${timeline}"`);
+    assert(/Retried from this page/.test(timeline) && /Status: failed/.test(timeline), `no live events in the timeline: "${timeline}"`);
+    const fields = await page.locator('#detail-fields').textContent();
+    assert(/Attempts2of/.test(fields.replace(/\s+/g, '')), `the fields say "${fields}"`);
+    assert(await dialog().getByRole('link', { name: /rejected rows/ }).isVisible(), 'no rejects report in the detail');
+    await screenshot('job-detail-retried');
+    // Escape closes it and gives the focus back to the row's link.
+    await closeDetail();
+    assert(!page.url().includes('#job/'), `the address still says ${page.url()}`);
+    const focused = await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'));
+    assert(/^Details of/.test(focused || ''), `focus is on "${focused}"`);
+    // The address of a detail opens it.
+    await page.goto(`${base}/#job/${id}`);
+    await dialog().waitFor({ state: 'visible' });
+    await until('the deep-linked detail', async () => (await page.locator('#detail-attempts-body tr').count()) === 2);
+    await closeDetail();
+    await page.locator('#connection[data-state="connected"]').waitFor();
+  });
+
+  await step('delete an ended job from its detail', async () => {
+    assert(cancelledId, 'no cancelled job to delete');
+    await page.locator('#jobs-q').fill(cancelledId.slice(0, 8));
+    await job(cancelledId).waitFor();
+    await openDetail(cancelledId);
+    await dialog().getByRole('button', { name: 'Delete' }).click();
+    await screenshot('job-delete-confirm');
+    await dialog().getByRole('button', { name: 'Delete job' }).click();
+    await dialog().waitFor({ state: 'hidden' });
+    await job(cancelledId).waitFor({ state: 'detached' });
+    const res = await apiFetch(`${base}/api/jobs/${cancelledId}`);
+    assert(res.status === 404, `the job is still there: ${res.status}`);
+    await page.locator('#jobs-filter').getByRole('button', { name: 'Clear' }).click();
+  });
+
+  await step('filter the jobs by status and search by id prefix', async () => {
+    await page.getByLabel('Status').selectOption('failed');
+    await until('only failed jobs', async () => {
+      const statuses = await page.locator('#jobs li[data-job-id]').evaluateAll((lis) => lis.map((li) => li.dataset.status));
+      return statuses.length > 0 && statuses.every((st) => st === 'failed');
+    });
+    assert((await shownJobs()).includes(failedId), 'the failed import is not listed');
+    await screenshot('jobs-failed-only');
+    await page.getByLabel('Status').selectOption('');
+    await page.getByLabel('Search by ID').fill(exportId.slice(0, 6));
+    await until('the one job with that prefix', async () => {
+      const ids = await shownJobs();
+      return ids.length >= 1 && ids.includes(exportId) && ids.every((i) => i.startsWith(exportId.slice(0, 6)));
+    });
+    await screenshot('jobs-search');
+    await page.getByLabel('Search by ID').fill('zzzz');
+    await page.locator('#jobs-empty').waitFor({ state: 'visible' });
+    await page.locator('#jobs-filter').getByRole('button', { name: 'Clear' }).click();
+    await until('every job again', async () => (await shownJobs()).length >= 3);
+  });
+
+  await step('page beyond the first page of jobs', async () => {
+    // Enough small exports for two pages of ten, at once (they end in a moment).
+    const made = await Promise.all(
+      Array.from({ length: 9 }, (_, i) =>
+        apiFetch(`${base}/api/exports`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ format: 'csv', min_age: 140 + i, max_age: 140 + i }),
+        }).then(async (r) => {
+          assert(r.status === 202, `POST /api/exports answered ${r.status}`);
+          return (await r.json()).id;
+        }),
+      ),
+    );
+    for (const id of made) await apiEnded(base, id);
+    await page.locator('#jobs-filter').getByLabel('Per page').selectOption('10');
+    const first = await apiJson(`${base}/api/jobs?limit=10`);
+    assert(first.next_cursor, 'the API has no second page');
+    const second = await apiJson(`${base}/api/jobs?limit=10&cursor=${encodeURIComponent(first.next_cursor)}`);
+    await until('the first page', async () =>
+      JSON.stringify(await shownJobs()) === JSON.stringify(first.items.map((j) => j.id)),
+    );
+    await page.getByRole('button', { name: 'Older ›' }).click();
+    await until('the second page', async () =>
+      JSON.stringify(await shownJobs()) === JSON.stringify(second.items.map((j) => j.id)),
+    );
+    assert((await page.locator('#jobs-page-info').textContent()) === 'Page 2', 'not page 2');
+    const height = await page.locator('#jobs-scroll').evaluate((el) => el.getBoundingClientRect().height);
+    assert(height <= 34 * 16 + 2, `the list is ${height} px tall`);
+    await screenshot('jobs-page-2');
+    await page.getByRole('button', { name: '« Newest' }).click();
+    await until('the first page again', async () => (await page.locator('#jobs-page-info').textContent()) === 'Page 1');
+    await page.locator('#jobs-filter').getByLabel('Per page').selectOption('25');
+  });
+
+  await step('the workers view shows a worker busy with a running job', async () => {
+    await page.locator('#workers').waitFor({ state: 'visible' });
+    const res = await apiFetch(`${base}/api/exports`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ format: 'jsonl', min_age: 0, max_age: 150 }),
+    });
+    assert(res.status === 202, `POST /api/exports answered ${res.status}`);
+    const id = (await res.json()).id;
+    await waitStatus(id, 'running', EXPORT_MS);
+    const link = page.locator('#workers-body').getByRole('link', { name: new RegExp(id.slice(0, 8)) });
+    await until('the worker to show the job', async () => {
+      await page.locator('#workers-refresh').click();
+      await sleep(300);
+      return link.isVisible();
+    });
+    const row = page.locator('#workers-body tr', { has: link });
+    assert((await row.getAttribute('data-state')) === 'busy', 'the worker is not busy');
+    assert(/busy/.test(await row.locator('.worker-state').textContent()), 'the state does not say busy');
+    await page.locator('#workers').scrollIntoViewIfNeeded();
+    await screenshot('workers-busy');
+    // Its running job is a link to its detail, where it can be cancelled.
+    await link.click();
+    await until('its detail', async () => (await page.locator('#detail-id').textContent()) === id);
+    await dialog().getByRole('button', { name: 'Cancel job' }).click();
+    await until('cancelled', async () => (await page.locator('#detail-badge').textContent()) === 'cancelled', EXPORT_MS);
+    await closeDetail();
+  });
+
+  await step('the activity charts draw the last hour', async () => {
+    await page.locator('#activity').waitFor({ state: 'visible' });
+    await page.reload();
+    await page.locator('#connection[data-state="connected"]').waitFor();
+    await until('the succeeded count', async () => Number((await page.locator('#stat-succeeded').textContent()).replace(/,/g, '')) > 0);
+    const canvas = page.locator('#chart-throughput canvas');
+    await canvas.waitFor();
+    // Bars in the colour of succeeded jobs are drawn.
+    const painted = await canvas.evaluate((el) => {
+      const ctx = el.getContext('2d');
+      const { data } = ctx.getImageData(0, 0, el.width, el.height);
+      let count = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        if (Math.abs(data[i] - 0x1d) < 12 && Math.abs(data[i + 1] - 0x7a) < 12 && Math.abs(data[i + 2] - 0x46) < 12 && data[i + 3] > 200) count += 1;
+      }
+      return count;
+    });
+    log(`  ${painted} pixels of succeeded bars`);
+    assert(painted > 20, `the throughput chart drew ${painted} pixels of bars`);
+    await page.locator('#chart-wait canvas').waitFor();
+    await page.locator('#activity').scrollIntoViewIfNeeded();
+    await screenshot('activity-charts');
   });
 
   await step('the page shows the server going away', async () => {
@@ -531,9 +758,28 @@ async function main() {
     await screenshot('disconnected');
   });
 
+  await step('with no worker running, a banner says jobs will wait', async () => {
+    await startServer(port, { args: ['--no-workers'] });
+    await page.locator('#connection[data-state="connected"]').waitFor({ timeout: 15_000 });
+    const banner = page.locator('#no-worker-banner');
+    await banner.waitFor({ state: 'visible', timeout: 30_000 });
+    const text = await banner.textContent();
+    assert(/No worker is running — jobs will wait/.test(text), `the banner says "${text}"`);
+    assert(/last one was seen .* ago/.test(text), `the banner does not say when: "${text}"`);
+    const id = await startExportFromPage({ format: 'jsonl', minAge: '5', maxAge: '6' });
+    await until('the queued job to say so', async () =>
+      /no worker is running/.test(await job(id).locator('.job-numbers').textContent()),
+    );
+    waitingId = id;
+    await screenshot('no-worker-banner');
+    await stopServer('SIGTERM');
+    await page.locator('#connection[data-state="disconnected"]').waitFor();
+  });
+
   await step('after a restart the page reconnects and catches up', async () => {
     const port2 = port;
-    await startServer(port2);
+    // From now on files expire soon: the expiry step watches one go.
+    await startServer(port2, { env: { ROSTER_EXPORT_TTL_SECS: String(SHORT_TTL_SECS) } });
     // A job that starts and ends while the page is (probably) still waiting to retry:
     // it learns of it from the snapshots when it resubscribes.
     const res = await apiFetch(`${base}/api/exports`, {
@@ -545,6 +791,10 @@ async function main() {
     const behind = (await res.json()).id;
     await page.locator('#connection[data-state="connected"]').waitFor({ timeout: 15_000 });
     await waitStatus(behind, 'succeeded', EXPORT_MS);
+    behindId = behind;
+    // A worker runs again: the banner goes, and the job that waited runs.
+    await page.locator('#no-worker-banner').waitFor({ state: 'hidden', timeout: 15_000 });
+    if (waitingId) await waitStatus(waitingId, 'succeeded', EXPORT_MS);
     assert(await page.locator('#jobs-stale').isHidden(), 'still says updates are paused');
     await page.locator('#export-form').getByRole('button', { name: 'Start export' }).waitFor();
     await screenshot('reconnected');
@@ -558,6 +808,42 @@ async function main() {
     const seen = await page.evaluate((jobId) => window.__seen[jobId], id);
     assert(seen && seen.values.length > 1, 'the new export was not seen live');
     await screenshot('export-after-reconnect');
+  });
+
+  await step('an expired export says so, with no download, also after a reload', async () => {
+    assert(behindId, 'no export made after the restart');
+    const row = job(behindId);
+    assert(await row.getByRole('link', { name: /Download/ }).isVisible(), 'a fresh export has no download link');
+    await until('the export to expire', async () => row.locator('.job-expired').isVisible(), (SHORT_TTL_SECS + 10) * 1000);
+    assert(await row.getByRole('link', { name: /Download/ }).isHidden(), 'an expired export offers a download');
+    await page.reload();
+    await page.locator('#connection[data-state="connected"]').waitFor();
+    await job(behindId).waitFor();
+    assert(await job(behindId).locator('.job-expired').isVisible(), 'after a reload it is not shown expired');
+    assert(await job(behindId).getByRole('link', { name: /Download/ }).isHidden(), 'after a reload it offers a download');
+    await screenshot('export-expired');
+    await openDetail(behindId);
+    assert(/Expired/.test(await page.locator('#detail-fields').textContent()), 'the detail does not say expired');
+    assert(await dialog().getByRole('link', { name: /Download/ }).isHidden(), 'the detail offers a download');
+    await closeDetail();
+    // A file gone before the page knows (410): a message, not a cancelled browser download.
+    const res = await apiFetch(`${base}/api/exports`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ format: 'csv', min_age: 7, max_age: 7 }),
+    });
+    const fresh = (await res.json()).id;
+    await waitStatus(fresh, 'succeeded', EXPORT_MS);
+    const { result } = await apiJson(`${base}/api/jobs/${fresh}`);
+    fs.rmSync(path.join(tmp, 'exports', result.file));
+    let downloads = 0;
+    page.on('download', () => (downloads += 1));
+    await job(fresh).getByRole('link', { name: /Download/ }).click();
+    await until('the message', async () => /expired/.test(await page.locator('#jobs-message').textContent()));
+    assert(await job(fresh).locator('.job-expired').isVisible(), 'the gone file is not shown expired');
+    await sleep(500);
+    assert(downloads === 0, 'the browser started a download of an error');
+    await screenshot('download-gone');
   });
 
   await step('schedules are listed with their next fire time', async () => {
@@ -599,6 +885,21 @@ async function main() {
     await screenshot('narrow');
     await page.locator('#jobs').scrollIntoViewIfNeeded();
     await screenshot('narrow-jobs');
+    await page.locator('#workers').scrollIntoViewIfNeeded();
+    await screenshot('narrow-workers');
+    await page.locator('#activity').scrollIntoViewIfNeeded();
+    await screenshot('narrow-activity');
+    if (failedId) {
+      await page.goto(`${base}/#job/${failedId}`);
+      await dialog().waitFor({ state: 'visible' });
+      await until('its attempts', async () => (await page.locator('#detail-attempts-body tr').count()) === 2);
+      const box = await dialog().boundingBox();
+      assert(box.x >= 0 && box.x + box.width <= 360, `the detail spans ${box.x}–${box.x + box.width}`);
+      const inner = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert(inner <= 360, `the page is ${inner} px wide with the detail open`);
+      await screenshot('narrow-job-detail');
+      await closeDetail();
+    }
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
