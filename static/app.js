@@ -1061,6 +1061,7 @@
       total > 0 ? `${n(done)} of ${n(total)} rows, ${Math.floor(pct)}%` : `${Math.floor(pct)}%`,
     );
     bar.setAttribute('aria-label', label);
+    bar.dataset.status = job.status;
     bar.querySelector('.progress-fill').style.width = `${pct}%`;
     return pct;
   }
@@ -1139,7 +1140,7 @@
         const took = seconds(job.started_at, job.finished_at);
         if (Number.isFinite(took)) {
           parts.push(`in ${formatDuration(took)}`);
-          if (took > 0) parts.push(`${n(Math.round(rows / took))} rows/s`);
+          if (took > 0 && rows > 0) parts.push(`${n(Math.round(rows / took))} rows/s`);
         }
         return parts.join(' · ');
       }
@@ -1446,6 +1447,8 @@
     const name = jobName(job);
     const cancelling = (job.cancel_requested || entry.cancelAsked) && !TERMINAL.has(status);
     $('detail-title').textContent = name;
+    // "Back in the queue" holds until the job runs again.
+    if (status !== 'queued') setDetailNote('');
     const badge = $('detail-badge');
     badge.dataset.status = status;
     badge.textContent = cancelling ? 'cancelling' : status;
@@ -1763,6 +1766,7 @@
 
       const jobsCell = document.createElement('td');
       jobsCell.className = 'worker-jobs';
+      jobsCell.dataset.label = 'Running';
       if (running.length === 0) {
         jobsCell.textContent = '—';
       } else {
@@ -1779,6 +1783,7 @@
 
       const seen = document.createElement('td');
       seen.className = 'worker-seen';
+      seen.dataset.label = 'Last seen';
       seen.textContent = relativeTime(worker.last_seen);
       seen.title = worker.last_seen || '';
 

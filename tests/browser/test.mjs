@@ -382,7 +382,7 @@ async function main() {
     const who = await page.locator('#who-name').textContent();
     assert(who === 'admin (admin)', `signed in as "${who}"`);
     await until('the first page of students', async () =>
-      /of 300,000|students/.test(await page.locator('#students-summary').textContent()),
+      (await page.locator('#students-summary').textContent()).includes(STUDENTS.toLocaleString('en-US')),
     );
     const summary = await page.locator('#students-summary').textContent();
     assert(summary.includes(STUDENTS.toLocaleString('en-US')), `summary says "${summary}"`);
@@ -759,20 +759,24 @@ async function main() {
   });
 
   await step('with no worker running, a banner says jobs will wait', async () => {
+    // The web process alone, on the same database: nothing runs jobs.
     await startServer(port, { args: ['--no-workers'] });
-    await page.locator('#connection[data-state="connected"]').waitFor({ timeout: 15_000 });
-    const banner = page.locator('#no-worker-banner');
-    await banner.waitFor({ state: 'visible', timeout: 30_000 });
-    const text = await banner.textContent();
-    assert(/No worker is running — jobs will wait/.test(text), `the banner says "${text}"`);
-    assert(/last one was seen .* ago/.test(text), `the banner does not say when: "${text}"`);
-    const id = await startExportFromPage({ format: 'jsonl', minAge: '5', maxAge: '6' });
-    await until('the queued job to say so', async () =>
-      /no worker is running/.test(await job(id).locator('.job-numbers').textContent()),
-    );
-    waitingId = id;
-    await screenshot('no-worker-banner');
-    await stopServer('SIGTERM');
+    try {
+      await page.locator('#connection[data-state="connected"]').waitFor({ timeout: 15_000 });
+      const banner = page.locator('#no-worker-banner');
+      await banner.waitFor({ state: 'visible', timeout: 30_000 });
+      const text = await banner.textContent();
+      assert(/No worker is running — jobs will wait/.test(text), `the banner says "${text}"`);
+      assert(/last one was seen .* ago/.test(text), `the banner does not say when: "${text}"`);
+      const id = await startExportFromPage({ format: 'jsonl', minAge: '5', maxAge: '6' });
+      waitingId = id;
+      await until('the queued job to say so', async () =>
+        /no worker is running/.test(await job(id).locator('.job-numbers').textContent()),
+      );
+      await screenshot('no-worker-banner');
+    } finally {
+      await stopServer('SIGTERM');
+    }
     await page.locator('#connection[data-state="disconnected"]').waitFor();
   });
 
@@ -885,10 +889,12 @@ async function main() {
     await screenshot('narrow');
     await page.locator('#jobs').scrollIntoViewIfNeeded();
     await screenshot('narrow-jobs');
-    await page.locator('#workers').scrollIntoViewIfNeeded();
-    await screenshot('narrow-workers');
-    await page.locator('#activity').scrollIntoViewIfNeeded();
-    await screenshot('narrow-activity');
+    for (const view of ['workers', 'activity']) {
+      // (Their own steps fail when they are missing.)
+      if (await page.locator(`#${view}`).isHidden()) continue;
+      await page.locator(`#${view}`).scrollIntoViewIfNeeded();
+      await screenshot(`narrow-${view}`);
+    }
     if (failedId) {
       await page.goto(`${base}/#job/${failedId}`);
       await dialog().waitFor({ state: 'visible' });
