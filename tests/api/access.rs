@@ -667,8 +667,14 @@ async fn an_admin_may_list_only_their_own_jobs_and_a_member_only_ever_sees_their
         }
         assert_eq!(owners(&app, &root, "/api/jobs").await.len(), 3);
         assert_eq!(owners(&app, &root, "/api/jobs?mine=true").await, ["root"]);
-        assert_eq!(owners(&app, &ada, "/api/jobs?mine=true").await, ["ada", "ada"]);
-        assert_eq!(owners(&app, &ada, "/api/jobs?mine=false").await, ["ada", "ada"]);
+        assert_eq!(
+            owners(&app, &ada, "/api/jobs?mine=true").await,
+            ["ada", "ada"]
+        );
+        assert_eq!(
+            owners(&app, &ada, "/api/jobs?mine=false").await,
+            ["ada", "ada"]
+        );
         let bad = app
             .call(Some(&root), Method::GET, "/api/jobs?mine=perhaps", None)
             .await;
