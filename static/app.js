@@ -1316,7 +1316,7 @@
   function routeHash() {
     const m = JOB_HASH.exec(location.hash);
     if (m) openDetail(m[1], document.activeElement);
-    else if (dialog.open && location.hash.startsWith('#job/')) closeDetail();
+    else if (dialog.open) closeDetail(); // back from #job/<id>
   }
   window.addEventListener('hashchange', routeHash);
 
@@ -1802,10 +1802,8 @@
   function renderBanner() {
     const show = workers.supported && workers.known && workers.list.length === 0;
     $('no-worker-banner').hidden = !show;
-    $('no-worker-since').textContent = show
-      ? workers.lastSeen
-        ? `The last one was seen ${relativeTime(workers.lastSeen)}.`
-        : 'None has been seen yet.'
+    $('no-worker-since').textContent = show && workers.lastSeen
+      ? `The last one was seen ${relativeTime(workers.lastSeen)}.`
       : '';
     if (show !== workers.bannerShown) {
       workers.bannerShown = show;

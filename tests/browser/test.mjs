@@ -609,7 +609,7 @@ async function main() {
     await screenshot('job-detail-retried');
     // Escape closes it and gives the focus back to the row's link.
     await closeDetail();
-    assert(!page.url().includes('#job/'), `the address still says ${page.url()}`);
+    await until('the address without the job', async () => !page.url().includes('#job/'));
     const focused = await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'));
     assert(/^Details of/.test(focused || ''), `focus is on "${focused}"`);
     // The address of a detail opens it.
@@ -693,31 +693,49 @@ async function main() {
 
   await step('the workers view shows a worker busy with a running job', async () => {
     await page.locator('#workers').waitFor({ state: 'visible' });
-    const res = await apiFetch(`${base}/api/exports`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ format: 'jsonl', min_age: 0, max_age: 150 }),
-    });
-    assert(res.status === 202, `POST /api/exports answered ${res.status}`);
-    const id = (await res.json()).id;
-    await waitStatus(id, 'running', EXPORT_MS);
-    const link = page.locator('#workers-body').getByRole('link', { name: new RegExp(id.slice(0, 8)) });
-    await until('the worker to show the job', async () => {
-      await page.locator('#workers-refresh').click();
-      await sleep(300);
-      return link.isVisible();
-    });
-    const row = page.locator('#workers-body tr', { has: link });
-    assert((await row.getAttribute('data-state')) === 'busy', 'the worker is not busy');
-    assert(/busy/.test(await row.locator('.worker-state').textContent()), 'the state does not say busy');
-    await page.locator('#workers').scrollIntoViewIfNeeded();
-    await screenshot('workers-busy');
-    // Its running job is a link to its detail, where it can be cancelled.
-    await link.click();
-    await until('its detail', async () => (await page.locator('#detail-id').textContent()) === id);
-    await dialog().getByRole('button', { name: 'Cancel job' }).click();
-    await until('cancelled', async () => (await page.locator('#detail-badge').textContent()) === 'cancelled', EXPORT_MS);
-    await closeDetail();
+    // Six whole exports at once on two cores: each runs for seconds, longer than a beat.
+    const started = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        apiFetch(`${base}/api/exports`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ format: 'jsonl', min_age: i, max_age: 150 }),
+        }).then(async (r) => {
+          assert(r.status === 202, `POST /api/exports answered ${r.status}`);
+          return (await r.json()).id;
+        }),
+      ),
+    );
+    try {
+      const links = page.locator('#workers-body a.job-link');
+      const id = await until('a worker to show a running export', async () => {
+        await page.locator('#workers-refresh').click();
+        await sleep(250);
+        for (const href of await links.evaluateAll((as) => as.map((a) => a.getAttribute('href')))) {
+          const shown = href.replace('#job/', '');
+          if (started.includes(shown) && (await jobStatus(shown)) === 'running') return shown;
+        }
+        return null;
+      }, EXPORT_MS);
+      const link = page.locator(`#workers-body a[href="#job/${id}"]`);
+      const row = page.locator('#workers-body tr', { has: link });
+      assert((await row.getAttribute('data-state')) === 'busy', 'the worker is not busy');
+      assert(/busy/i.test(await row.locator('.worker-state').textContent()), 'the state does not say busy');
+      assert(/\d+ of \d+/.test(await row.locator('.worker-state').textContent()), 'no slots shown');
+      await page.locator('#workers').scrollIntoViewIfNeeded();
+      await screenshot('workers-busy');
+      // Its running job is a link to its detail, where it can be cancelled.
+      await link.click();
+      await until('its detail', async () => (await page.locator('#detail-id').textContent()) === id);
+      const cancel = dialog().getByRole('button', { name: 'Cancel job' });
+      if (await cancel.isVisible()) await cancel.click();
+      await until('ended', async () => ['cancelled', 'succeeded'].includes(await page.locator('#detail-badge').textContent()), EXPORT_MS);
+      await closeDetail();
+    } finally {
+      for (const id of started) {
+        await apiFetch(`${base}/api/jobs/${id}/cancel`, { method: 'POST' });
+      }
+    }
   });
 
   await step('the activity charts draw the last hour', async () => {
@@ -759,7 +777,12 @@ async function main() {
   });
 
   await step('with no worker running, a banner says jobs will wait', async () => {
-    // The web process alone, on the same database: nothing runs jobs.
+    // A process that dies without a word (kill -9) leaves its last beat behind; then
+    // the web process alone, on the same database: nothing runs jobs.
+    await startServer(port);
+    await sleep(1000);
+    server.kill('SIGKILL');
+    await server.exited;
     await startServer(port, { args: ['--no-workers'] });
     try {
       await page.locator('#connection[data-state="connected"]').waitFor({ timeout: 15_000 });
