@@ -592,6 +592,9 @@
   const jobsList = $('jobs');
   const jobsFilter = $('jobs-filter');
   const template = $('job-template');
+  /** Jobs deleted from this page: a page read or an event from before is not to bring one back. */
+  const deleted = new Set();
+  const MAX_DELETED = 1000;
   /** Who is signed in, as `GET /api/session` says. */
   let me = { username: null, role: 'admin', auth: 'off' };
 
@@ -703,7 +706,7 @@
       if (ticket !== view.request) return;
       clearFieldErrors(jobsFilter);
       showAlert($('jobs-message'), '');
-      view.ids = data.items.map((job) => remember(job).job.id);
+      view.ids = data.items.filter((job) => !deleted.has(job.id)).map((job) => remember(job).job.id);
       view.next = data.next_cursor || null;
       if (view.cursors.length === 1) view.unseen.clear();
       renderJobs();
@@ -772,6 +775,7 @@
 
   /** Keeps `job` unless the page already has a newer version of it (by seq). */
   function remember(job) {
+    if (deleted.has(job.id)) return { job, el: null, samples: [] };
     const known = jobs.get(job.id);
     if (known && job.seq <= known.job.seq) return known;
     const entry = known || { job, el: null, samples: [] };
@@ -783,6 +787,7 @@
 
   /** Takes a newer version of a job (a snapshot, a status event or an API answer). */
   function upsertJob(job, quiet) {
+    if (deleted.has(job.id)) return;
     const known = jobs.get(job.id);
     if (known && job.seq <= known.job.seq) return;
     const before = known ? known.job.status : null;
@@ -832,6 +837,11 @@
   }
 
   function forgetJob(id) {
+    deleted.add(id);
+    if (deleted.size > MAX_DELETED) deleted.delete(deleted.values().next().value);
+    // A page read already under way may still list it: read again instead.
+    view.request += 1;
+    jobsList.setAttribute('aria-busy', 'false');
     const entry = jobs.get(id);
     if (entry) {
       clearTimeout(entry.expiryTimer);
@@ -843,8 +853,8 @@
     if (at >= 0) {
       view.ids.splice(at, 1);
       renderJobs();
-      if (view.next) refreshJobsSoon(300); // a job from the next page moves up
     }
+    refreshJobsSoon(300); // a job from the next page moves up
   }
 
   function applyProgress(event) {
@@ -891,6 +901,7 @@
         result: event.result === undefined ? entry.job.result : event.result,
       };
     }
+    if (deleted.has(job.id)) return;
     const known = jobs.get(job.id);
     if (known && job.seq <= known.job.seq) return;
     const before = known ? known.job.status : null;

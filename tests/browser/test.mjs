@@ -622,8 +622,8 @@ async function main() {
 
   await step('delete an ended job from its detail', async () => {
     assert(cancelledId, 'no cancelled job to delete');
-    await page.locator('#jobs-q').fill(cancelledId.slice(0, 8));
-    await job(cancelledId).waitFor();
+    await page.getByLabel('Search by ID').fill(cancelledId.slice(0, 8));
+    await until('the search to apply', async () => JSON.stringify(await shownJobs()) === JSON.stringify([cancelledId]));
     await openDetail(cancelledId);
     await dialog().getByRole('button', { name: 'Delete' }).click();
     await screenshot('job-delete-confirm');
@@ -707,25 +707,34 @@ async function main() {
       ),
     );
     try {
-      const links = page.locator('#workers-body a.job-link');
-      const id = await until('a worker to show a running export', async () => {
-        await page.locator('#workers-refresh').click();
-        await sleep(250);
-        for (const href of await links.evaluateAll((as) => as.map((a) => a.getAttribute('href')))) {
-          const shown = href.replace('#job/', '');
-          if (started.includes(shown) && (await jobStatus(shown)) === 'running') return shown;
-        }
-        return null;
+      // What the view shows, read at once: a worker row with a link to one of them.
+      const seen = await until('a worker to show a running export', async () => {
+        await Promise.all([
+          page.waitForResponse((r) => r.url().endsWith('/api/workers'), { timeout: 5000 }),
+          page.locator('#workers-refresh').click(),
+        ]);
+        return page.locator('#workers-body').evaluate((body, ids) => {
+          for (const tr of body.querySelectorAll('tr')) {
+            for (const a of tr.querySelectorAll('a.job-link')) {
+              const id = a.getAttribute('href').replace('#job/', '');
+              if (ids.includes(id)) {
+                return { id, state: tr.dataset.state, text: tr.querySelector('.worker-state').textContent, name: a.getAttribute('aria-label') };
+              }
+            }
+          }
+          return null;
+        }, started);
       }, EXPORT_MS);
-      const link = page.locator(`#workers-body a[href="#job/${id}"]`);
-      const row = page.locator('#workers-body tr', { has: link });
-      assert((await row.getAttribute('data-state')) === 'busy', 'the worker is not busy');
-      assert(/busy/i.test(await row.locator('.worker-state').textContent()), 'the state does not say busy');
-      assert(/\d+ of \d+/.test(await row.locator('.worker-state').textContent()), 'no slots shown');
-      await page.locator('#workers').scrollIntoViewIfNeeded();
       await screenshot('workers-busy');
+      const { id } = seen;
+      log(`  ${seen.name}: "${seen.text}"`);
+      assert(seen.state === 'busy', `the worker running it is ${seen.state}`);
+      assert(/busy/i.test(seen.text) && /\d+ of \d+/.test(seen.text), `the worker's state says "${seen.text}"`);
+      assert(/^Details of .*export/.test(seen.name), `the job's link is named "${seen.name}"`);
+      const link = page.locator(`#workers-body a[href="#job/${id}"]`);
       // Its running job is a link to its detail, where it can be cancelled.
-      await link.click();
+      // (It may have ended and left the worker since: then its address serves as well.)
+      await link.click({ timeout: 2000 }).catch(() => page.goto(`${base}/#job/${id}`));
       await until('its detail', async () => (await page.locator('#detail-id').textContent()) === id);
       const cancel = dialog().getByRole('button', { name: 'Cancel job' });
       if (await cancel.isVisible()) await cancel.click();
@@ -740,8 +749,10 @@ async function main() {
 
   await step('the activity charts draw the last hour', async () => {
     await page.locator('#activity').waitFor({ state: 'visible' });
+    // Read afresh (the charts refresh every 15 s); the progress record starts again.
     await page.reload();
     await page.locator('#connection[data-state="connected"]').waitFor();
+    await recordProgress();
     await until('the succeeded count', async () => Number((await page.locator('#stat-succeeded').textContent()).replace(/,/g, '')) > 0);
     const canvas = page.locator('#chart-throughput canvas');
     await canvas.waitFor();
