@@ -7,6 +7,12 @@
   const numbers = new Intl.NumberFormat('en-US');
   const n = (v) => numbers.format(v);
 
+  /** The page sizes both lists offer (25 chosen at first). */
+  const PAGE_SIZES = [10, 25, 50, 100];
+  for (const select of document.querySelectorAll('select[data-page-sizes]')) {
+    for (const size of PAGE_SIZES) select.add(new Option(String(size), String(size), size === 25, size === 25));
+  }
+
   // ---------------------------------------------------------------- HTTP
 
   /** An API error: `status` 0 when the server could not be reached. */
@@ -584,7 +590,10 @@
 
   // ----------------------------------------------------------------- jobs
 
-  const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+  /** A job's statuses, in the order of its life; the last three end it. */
+  const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+  const TERMINAL = new Set(STATUSES.slice(2));
+  for (const status of STATUSES) $('jobs-status').add(new Option(capitalise(status), status));
   /** id → { job, el, samples: [{t, done}], cancelAsked, goneFile, expiryTimer } */
   const jobs = new Map();
   /** How many jobs the page remembers besides those it shows. */
@@ -1680,6 +1689,7 @@
   const WORKERS_REFRESH_MS = 5000;
   /** The live workers, as `GET /api/workers` last said; `known` once it has answered. */
   const workers = {
+    view: 'workers',
     supported: true,
     known: false,
     list: [],
@@ -1689,39 +1699,52 @@
     bannerShown: false,
   };
 
-  /** Hides what a route this server does not have would fill (an older server: 404). */
-  function unsupported(status) {
-    return status === 404 || status === 405 || status === 403;
-  }
-
-  async function loadWorkers() {
-    if (!workers.supported || workers.loading) return;
-    workers.loading = true;
+  /**
+   * Reads a route that an older server does not have (404), or that is not this user's to
+   * read (403): while it answers so, its view and its link are hidden, quietly.
+   */
+  async function loadOptional(feature, path, take) {
+    if (!feature.supported || feature.loading) return;
+    feature.loading = true;
     let data;
     try {
-      data = await api('GET', '/api/workers');
+      data = await api('GET', path);
     } catch (err) {
-      if (unsupported(err.status)) {
-        workers.supported = false;
-        workers.known = false;
-        $('workers').hidden = true;
-        document.querySelector('.views-nav [data-needs="workers"]').hidden = true;
-        renderBanner();
+      if ([403, 404, 405].includes(err.status)) {
+        feature.supported = false;
+        showFeature(feature, false);
+        take(null);
       } else {
-        showAlert($('workers-error'), `Could not refresh the workers: ${err.message}`);
+        showAlert($(`${feature.view}-error`), `Could not refresh the ${feature.view}: ${err.message}`);
       }
       return;
     } finally {
-      workers.loading = false;
+      feature.loading = false;
     }
-    showAlert($('workers-error'), '');
+    showAlert($(`${feature.view}-error`), '');
+    showFeature(feature, true);
+    take(data);
+  }
+
+  function showFeature(feature, shown) {
+    $(feature.view).hidden = !shown;
+    document.querySelector(`.views-nav a[href="#${feature.view}-title"]`).hidden = !shown;
+  }
+
+  const loadWorkers = () => loadOptional(workers, '/api/workers', takeWorkers);
+
+  /** What `GET /api/workers` said; `null` when this server has no such route. */
+  function takeWorkers(data) {
+    if (!data) {
+      workers.known = false;
+      renderBanner();
+      return;
+    }
     const wasEmpty = workers.known && workers.list.length === 0;
     workers.known = true;
     workers.list = Array.isArray(data.workers) ? data.workers : [];
     workers.lastSeen = data.last_seen || null;
     if (Number.isFinite(data.live_after_secs)) workers.liveAfter = data.live_after_secs;
-    $('workers').hidden = false;
-    document.querySelector('.views-nav [data-needs="workers"]').hidden = false;
     renderWorkers();
     renderBanner();
     // Queued jobs say whether anything will take them.
@@ -1836,31 +1859,9 @@
     p95: '#7a3cc8',
     depth: '#5b6675',
   };
-  const stats = { supported: true, charts: {}, own: [], loading: false };
+  const stats = { view: 'activity', supported: true, charts: {}, own: [], loading: false };
 
-  async function loadStats() {
-    if (!stats.supported || stats.loading) return;
-    stats.loading = true;
-    let data;
-    try {
-      data = await api('GET', '/api/stats?minutes=60');
-    } catch (err) {
-      if (unsupported(err.status)) {
-        stats.supported = false;
-        $('activity').hidden = true;
-        document.querySelector('.views-nav [data-needs="stats"]').hidden = true;
-      } else {
-        showAlert($('activity-error'), `Could not refresh the activity: ${err.message}`);
-      }
-      return;
-    } finally {
-      stats.loading = false;
-    }
-    showAlert($('activity-error'), '');
-    $('activity').hidden = false;
-    document.querySelector('.views-nav [data-needs="stats"]').hidden = false;
-    renderStats(data);
-  }
+  const loadStats = () => loadOptional(stats, '/api/stats?minutes=60', (data) => data && renderStats(data));
 
   const sum = (series, key) => series.reduce((total, minute) => total + (minute[key] || 0), 0);
 

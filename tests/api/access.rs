@@ -47,6 +47,18 @@ async fn guarded(
     Some((app, people))
 }
 
+/// A web-only process with signing in required: no workers, so jobs stay queued.
+async fn guarded_web_only(
+    deployment: Deployment,
+    configure: impl FnOnce(&mut roster::config::Settings),
+) -> Option<TestApp> {
+    let sandbox = crate::helpers::Sandbox::new(deployment)?;
+    let mut settings = sandbox.settings();
+    settings.auth = AuthSetting::Required;
+    configure(&mut settings);
+    Some(crate::helpers::start_in(sandbox, settings, Default::default(), false).await)
+}
+
 impl TestApp {
     /// A request with `token` (or none: anonymous).
     async fn call(
@@ -97,6 +109,16 @@ impl TestApp {
             actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Who created each item of a listing (jobs or schedules).
+fn creators(reply: &Reply) -> Vec<String> {
+    reply.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["created_by"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 fn id(v: &Value) -> String {
@@ -331,14 +353,7 @@ async fn route_matrix(deployment: Deployment) {
         }
     }
     // Listings show a member their own jobs and schedules, an admin everyone's.
-    let listed = |reply: Reply| -> Vec<String> {
-        reply.json()["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|j| j["created_by"].as_str().unwrap_or("").to_owned())
-            .collect()
-    };
+    let listed = |reply: Reply| creators(&reply);
     let bobs = listed(app.call(bob, Method::GET, "/api/jobs", None).await);
     assert!(
         !bobs.is_empty() && bobs.iter().all(|c| c == "bob"),
@@ -589,14 +604,9 @@ async fn failed_sign_ins_are_limited_per_user() {
 #[actix_web::test]
 async fn a_member_may_have_only_so_many_active_jobs() {
     for deployment in [Deployment::Embedded, Deployment::Production] {
-        let Some(sandbox) = crate::helpers::Sandbox::new(deployment) else {
+        let Some(app) = guarded_web_only(deployment, |s| s.max_active_jobs = 2).await else {
             continue;
         };
-        let mut settings = sandbox.settings();
-        settings.auth = AuthSetting::Required;
-        settings.max_active_jobs = 2;
-        // No workers: the jobs stay queued.
-        let app = crate::helpers::start_in(sandbox, settings, Default::default(), false).await;
         let ada = add_user(&app, "ada", Role::Member);
         let bob = add_user(&app, "bob", Role::Member);
         for age in [1, 2] {
@@ -635,13 +645,9 @@ async fn a_member_may_have_only_so_many_active_jobs() {
 #[actix_web::test]
 async fn an_admin_may_list_only_their_own_jobs_and_a_member_only_ever_sees_theirs() {
     for deployment in [Deployment::Embedded, Deployment::Production] {
-        let Some(sandbox) = crate::helpers::Sandbox::new(deployment) else {
+        let Some(app) = guarded_web_only(deployment, |_| {}).await else {
             continue;
         };
-        let mut settings = sandbox.settings();
-        settings.auth = AuthSetting::Required;
-        // No workers: the jobs stay queued.
-        let app = crate::helpers::start_in(sandbox, settings, Default::default(), false).await;
         let root = add_user(&app, "root", Role::Admin);
         let ada = add_user(&app, "ada", Role::Member);
         for (token, age) in [(&root, 1), (&ada, 2), (&ada, 3)] {
@@ -658,12 +664,7 @@ async fn an_admin_may_list_only_their_own_jobs_and_a_member_only_ever_sees_their
         async fn owners(app: &TestApp, token: &str, query: &str) -> Vec<String> {
             let reply = app.call(Some(token), Method::GET, query, None).await;
             assert_eq!(reply.status, StatusCode::OK, "{query}");
-            reply.json()["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|j| j["created_by"].as_str().unwrap_or("").to_owned())
-                .collect()
+            creators(&reply)
         }
         assert_eq!(owners(&app, &root, "/api/jobs").await.len(), 3);
         assert_eq!(owners(&app, &root, "/api/jobs?mine=true").await, ["root"]);
