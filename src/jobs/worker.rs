@@ -16,7 +16,7 @@ use actix::prelude::*;
 
 use super::kind::Registry;
 use super::store::FileStore;
-use crate::config::Settings;
+use crate::config::{Backoff, Settings};
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::domain::job::{JobId, JobStatus};
 use crate::events::Events;
@@ -115,7 +115,7 @@ pub struct WorkerContext {
     pub node: String,
     pub lease: Duration,
     pub timeout: Duration,
-    pub retry_backoff: Duration,
+    pub retry_backoff: Backoff,
     /// Where attempts keep their files.
     pub store: FileStore,
 }
@@ -140,14 +140,6 @@ impl WorkerContext {
             retry_backoff: settings.retry_backoff(),
             store: FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
         }
-    }
-
-    /// Exponential backoff with full jitter: base·2^(attempt-1), then a random half to all.
-    fn retry_backoff(&self, attempts: i32) -> Duration {
-        let exp = self
-            .retry_backoff
-            .saturating_mul(1 << (attempts - 1).clamp(0, 16));
-        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 }
 
@@ -544,7 +536,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         },
         Err(JobError::Retry(e)) if job.attempts < job.max_attempts => Ending::Retry {
             error: format!("{e:#}"),
-            backoff: ctx.retry_backoff(job.attempts),
+            backoff: ctx.retry_backoff.delay(job.attempts),
         },
         Err(JobError::Retry(e)) => Ending::Failed {
             error: format!("{e:#}"),
