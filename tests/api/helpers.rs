@@ -471,3 +471,30 @@ impl<T: StandIn> JobHandler for AsExport<T> {
 pub fn instead_of_export(stand_in: impl StandIn) -> Hooks {
     Hooks::with_kind(AsExport(stand_in))
 }
+
+/// Holds every job until the test opens the gate, reporting nothing meanwhile; then
+/// reports `steps` steps of progress (each one written and announced) and succeeds.
+pub struct Gate {
+    pub open: std::sync::Arc<AtomicBool>,
+    pub steps: u64,
+}
+
+impl Gate {
+    pub fn new(open: std::sync::Arc<AtomicBool>) -> Self {
+        Self { open, steps: 0 }
+    }
+}
+
+impl StandIn for Gate {
+    fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
+        while !self.open.load(Ordering::SeqCst) {
+            attempt.check()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for done in 1..=self.steps {
+            attempt.progress(done, self.steps, true)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(serde_json::json!({"rows": 0}))
+    }
+}
