@@ -248,7 +248,8 @@ fn redacted(raw: &str) -> String {
     }
 }
 
-/// The route table: every route of the service.
+/// The route table: every route of the service. Each path is a resource, so that a
+/// method it does not take is a 405 (with `Allow`) rather than a 404.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
@@ -321,14 +322,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/workers").route(web::get().to(routes::workers::list)))
             .service(web::resource("/stats").route(web::get().to(routes::stats::get))),
     )
-    .route("/", web::get().to(routes::page::index))
-    .route("/static/app.css", web::get().to(routes::page::app_css))
-    .route("/static/app.js", web::get().to(routes::page::app_js))
-    .route("/ws", web::get().to(crate::ws::connect))
-    .route("/ws/jobs/{id}", web::get().to(crate::ws::follow_job))
-    .route("/metrics", web::get().to(crate::metrics::scrape))
-    .route("/healthz", web::get().to(routes::health::healthz))
-    .route("/readyz", web::get().to(routes::health::readyz));
+    .service(web::resource("/").route(web::get().to(routes::page::index)))
+    .service(web::resource("/static/app.css").route(web::get().to(routes::page::app_css)))
+    .service(web::resource("/static/app.js").route(web::get().to(routes::page::app_js)))
+    .service(web::resource("/ws").route(web::get().to(crate::ws::connect)))
+    .service(web::resource("/ws/jobs/{id}").route(web::get().to(crate::ws::follow_job)))
+    .service(web::resource("/metrics").route(web::get().to(crate::metrics::scrape)))
+    .service(web::resource("/healthz").route(web::get().to(routes::health::healthz)))
+    .service(web::resource("/readyz").route(web::get().to(routes::health::readyz)));
 }
 
 /// A running `serve` process: HTTP on top of [`Services`].

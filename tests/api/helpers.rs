@@ -373,6 +373,13 @@ pub async fn spawn_with(
     Some(start_in(sandbox, settings, hooks, true).await)
 }
 
+/// A web-only process: jobs stay queued, nothing runs them.
+pub async fn web_only(deployment: Deployment) -> Option<TestApp> {
+    let sandbox = Sandbox::new(deployment)?;
+    let settings = sandbox.settings();
+    Some(start_in(sandbox, settings, Hooks::default(), false).await)
+}
+
 /// Starts a roster process in an existing sandbox.
 pub async fn start_in(
     sandbox: Sandbox,
