@@ -162,14 +162,13 @@ impl Services {
                     shutdown.clone(),
                     node.clone(),
                 ));
-                let me = worker::Beat {
+                let me = worker::Process {
                     id: uuid::Uuid::new_v4().to_string(),
                     node: hostname(),
                     name: node.clone(),
                     pid: std::process::id() as i32,
                     queue: settings.queue.clone(),
                     concurrency: i32::from(settings.concurrency),
-                    running: vec![],
                 };
                 let heartbeat = Heartbeat::new(pool.clone(), me, ctx.running.clone()).start();
                 let n = usize::from(settings.concurrency);

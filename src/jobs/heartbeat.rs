@@ -14,7 +14,7 @@ use actix::prelude::*;
 
 use crate::db::Pool;
 use crate::domain::job::JobId;
-use crate::models::worker::{self, Beat};
+use crate::models::worker::{self, Beat, Process};
 
 /// How often a process records that it is alive, and what runs in it.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
@@ -64,8 +64,8 @@ pub struct Leave;
 
 pub struct Heartbeat {
     pool: Pool,
-    /// Who this process is; `running` is filled in at each beat.
-    me: Beat,
+    /// Who this process is.
+    me: Process,
     running: RunningJobs,
     /// The last beat failed (and that was logged).
     failing: bool,
@@ -73,7 +73,7 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub fn new(pool: Pool, me: Beat, running: RunningJobs) -> Self {
+    pub fn new(pool: Pool, me: Process, running: RunningJobs) -> Self {
         Self {
             pool,
             me,
@@ -91,8 +91,8 @@ impl Heartbeat {
         }
         let pool = self.pool.clone();
         let beat = Beat {
+            process: self.me.clone(),
             running: self.running.now(),
-            ..self.me.clone()
         };
         actix_web::web::block(move || -> anyhow::Result<()> {
             Ok(worker::beat(&mut *pool.get()?, &beat)?)

@@ -19,9 +19,10 @@ pub const LIVE_AFTER: Duration = Duration::from_secs(10);
 /// without a graceful shutdown).
 pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
-/// What a process says of itself when it beats.
-#[derive(Debug, Clone)]
-pub struct Beat {
+/// Who a worker process is, as it registers.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize, serde::Deserialize)]
+#[diesel(table_name = workers)]
+pub struct Process {
     /// Fresh at every start of a process.
     pub id: String,
     /// The host name.
@@ -31,6 +32,12 @@ pub struct Beat {
     pub pid: i32,
     pub queue: String,
     pub concurrency: i32,
+}
+
+/// What a process says of itself when it beats.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    pub process: Process,
     /// The jobs running in the process now.
     pub running: Vec<JobId>,
 }
@@ -38,12 +45,8 @@ pub struct Beat {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = workers)]
 struct WorkerRow {
-    id: String,
-    node: String,
-    name: String,
-    pid: i32,
-    queue: String,
-    concurrency: i32,
+    #[diesel(embed)]
+    process: Process,
     busy: i32,
     running: String,
     started_at: NaiveDateTime,
@@ -53,12 +56,8 @@ struct WorkerRow {
 /// A live worker process, as `GET /api/workers` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct WorkerView {
-    pub id: String,
-    pub node: String,
-    pub name: String,
-    pub pid: i32,
-    pub queue: String,
-    pub concurrency: i32,
+    #[serde(flatten)]
+    pub process: Process,
     /// How many jobs it runs.
     pub busy: i32,
     /// The ids of the jobs it runs (those the caller may see).
@@ -70,14 +69,9 @@ pub struct WorkerView {
 impl From<WorkerRow> for WorkerView {
     fn from(row: WorkerRow) -> Self {
         Self {
+            process: row.process,
             // Written by `beat` alone; an unreadable list shows as none.
             running: serde_json::from_str(&row.running).unwrap_or_default(),
-            id: row.id,
-            node: row.node,
-            name: row.name,
-            pid: row.pid,
-            queue: row.queue,
-            concurrency: row.concurrency,
             busy: row.busy,
             started_at: row.started_at.and_utc(),
             last_seen: row.last_seen.and_utc(),
@@ -85,7 +79,7 @@ impl From<WorkerRow> for WorkerView {
     }
 }
 
-/// Records a beat of `beat.id`, stamped with the database's time: registers the process
+/// Records a beat of the process, stamped with the database's time: registers the process
 /// at its first beat, and again if its row was forgotten meanwhile (a pause past
 /// [`FORGET_AFTER`]).
 pub fn beat(conn: &mut DbConnection, beat: &Beat) -> QueryResult<()> {
@@ -99,7 +93,8 @@ pub fn beat(conn: &mut DbConnection, beat: &Beat) -> QueryResult<()> {
     .expect("ids serialize");
     let busy = i32::try_from(beat.running.len()).unwrap_or(i32::MAX);
     let seen = clock::now(conn);
-    let updated = diesel::update(workers::table.find(&beat.id))
+    let me = &beat.process;
+    let updated = diesel::update(workers::table.find(&me.id))
         .set((
             workers::busy.eq(busy),
             workers::running.eq(&running),
@@ -110,12 +105,12 @@ pub fn beat(conn: &mut DbConnection, beat: &Beat) -> QueryResult<()> {
         let (started, seen) = (clock::now(conn), clock::now(conn));
         diesel::insert_into(workers::table)
             .values((
-                workers::id.eq(&beat.id),
-                workers::node.eq(&beat.node),
-                workers::name.eq(&beat.name),
-                workers::pid.eq(beat.pid),
-                workers::queue.eq(&beat.queue),
-                workers::concurrency.eq(beat.concurrency),
+                workers::id.eq(&me.id),
+                workers::node.eq(&me.node),
+                workers::name.eq(&me.name),
+                workers::pid.eq(me.pid),
+                workers::queue.eq(&me.queue),
+                workers::concurrency.eq(me.concurrency),
                 workers::busy.eq(busy),
                 workers::running.eq(&running),
                 workers::started_at.eq(started),

@@ -452,6 +452,26 @@ macro_rules! both_deployments {
     };
 }
 
+/// Defines a test that runs `async fn $name(deployment: Deployment)` once on each
+/// deployment (the function skips what the machine cannot run):
+/// `each_deployment!(name);` beside `async fn name(deployment: Deployment) { ... }`.
+#[macro_export]
+macro_rules! each_deployment {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn on_sqlite_in_process() {
+                super::$name($crate::helpers::Deployment::Embedded).await;
+            }
+
+            #[actix_web::test]
+            async fn on_postgres_and_redis() {
+                super::$name($crate::helpers::Deployment::Production).await;
+            }
+        }
+    };
+}
+
 /// A test's stand-in for the export: it runs in place of `students_by_age`, whose
 /// parameters it takes.
 pub trait StandIn: Send + Sync + 'static {

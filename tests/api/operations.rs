@@ -21,11 +21,11 @@ use roster::schema::{job_attempts, jobs, workers};
 use serde_json::{json, Value};
 
 use crate::access::add_user;
-use crate::both_deployments;
 use crate::helpers::{
     self, instead_of_export, spawn_with, web_only, Deployment, Gate, Sandbox, TestApp,
 };
 use crate::process::Roster;
+use crate::{both_deployments, each_deployment};
 
 fn id(job: &Value) -> String {
     job["id"].as_str().unwrap().to_owned()
@@ -35,6 +35,24 @@ fn time(v: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
         .unwrap()
         .with_timezone(&Utc)
+}
+
+/// Tokens of an admin and of two members.
+struct People {
+    admin: String,
+    ada: String,
+    bob: String,
+}
+
+/// [`gated`], with signing in required and [`People`].
+async fn gated_with_people(deployment: Deployment) -> Option<(TestApp, Arc<AtomicBool>, People)> {
+    let (app, gate) = gated(deployment, 0, |s| s.auth = AuthSetting::Required).await?;
+    let people = People {
+        admin: add_user(&app, "root", Role::Admin),
+        ada: add_user(&app, "ada", Role::Member),
+        bob: add_user(&app, "bob", Role::Member),
+    };
+    Some((app, gate, people))
 }
 
 /// A process with workers whose exports wait for `gate` (then report `steps` steps).
@@ -110,15 +128,7 @@ async fn a_process_with_workers_is_listed_with_the_jobs_it_runs(deployment: Depl
     .await;
 }
 
-#[actix_web::test]
-async fn a_process_with_workers_is_listed_with_the_jobs_it_runs_on_sqlite() {
-    a_process_with_workers_is_listed_with_the_jobs_it_runs(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn a_process_with_workers_is_listed_with_the_jobs_it_runs_on_postgres() {
-    a_process_with_workers_is_listed_with_the_jobs_it_runs(Deployment::Production).await;
-}
+each_deployment!(a_process_with_workers_is_listed_with_the_jobs_it_runs);
 
 async fn a_worker_process_is_gone_from_the_list_after_a_graceful_stop(deployment: Deployment) {
     let Some(sandbox) = Sandbox::new(deployment) else {
@@ -142,15 +152,7 @@ async fn a_worker_process_is_gone_from_the_list_after_a_graceful_stop(deployment
     assert!(after["last_seen"].is_null(), "its row was deleted: {after}");
 }
 
-#[actix_web::test]
-async fn a_worker_process_is_gone_from_the_list_after_a_graceful_stop_on_sqlite() {
-    a_worker_process_is_gone_from_the_list_after_a_graceful_stop(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn a_worker_process_is_gone_from_the_list_after_a_graceful_stop_on_postgres() {
-    a_worker_process_is_gone_from_the_list_after_a_graceful_stop(Deployment::Production).await;
-}
+each_deployment!(a_worker_process_is_gone_from_the_list_after_a_graceful_stop);
 
 both_deployments!(
     a_silent_worker_is_not_live_and_is_forgotten_after_an_hour,
@@ -158,12 +160,14 @@ both_deployments!(
         let mine = workers_until(&app, None, |w| listed(w).len() == 1).await;
         let mut conn = app.pool.get().unwrap();
         let ghost = roster::models::worker::Beat {
-            id: "ghost".into(),
-            node: "elsewhere".into(),
-            name: "elsewhere-1-abc".into(),
-            pid: 1,
-            queue: app.settings.queue.clone(),
-            concurrency: 4,
+            process: roster::models::worker::Process {
+                id: "ghost".into(),
+                node: "elsewhere".into(),
+                name: "elsewhere-1-abc".into(),
+                pid: 1,
+                queue: app.settings.queue.clone(),
+                concurrency: 4,
+            },
             running: vec![],
         };
         roster::models::worker::beat(&mut conn, &ghost).unwrap();
@@ -187,12 +191,9 @@ both_deployments!(
 );
 
 async fn a_member_sees_every_worker_but_only_their_own_running_jobs(deployment: Deployment) {
-    let Some((app, gate)) = gated(deployment, 0, |s| s.auth = AuthSetting::Required).await else {
+    let Some((app, gate, People { admin, ada, bob })) = gated_with_people(deployment).await else {
         return;
     };
-    let admin = add_user(&app, "root", Role::Admin);
-    let ada = add_user(&app, "ada", Role::Member);
-    let bob = add_user(&app, "bob", Role::Member);
     let mut jobs = Vec::new();
     for token in [&ada, &bob] {
         let reply = app
@@ -219,15 +220,7 @@ async fn a_member_sees_every_worker_but_only_their_own_running_jobs(deployment: 
     gate.store(true, Ordering::SeqCst);
 }
 
-#[actix_web::test]
-async fn a_member_sees_every_worker_but_only_their_own_running_jobs_on_sqlite() {
-    a_member_sees_every_worker_but_only_their_own_running_jobs(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn a_member_sees_every_worker_but_only_their_own_running_jobs_on_postgres() {
-    a_member_sees_every_worker_but_only_their_own_running_jobs(Deployment::Production).await;
-}
+each_deployment!(a_member_sees_every_worker_but_only_their_own_running_jobs);
 
 // ---- /api/stats ----
 
@@ -344,15 +337,7 @@ async fn stats_count_ended_jobs_queue_and_waits(deployment: Deployment) {
     }
 }
 
-#[actix_web::test]
-async fn stats_count_ended_jobs_the_queue_and_waits_on_sqlite() {
-    stats_count_ended_jobs_queue_and_waits(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn stats_count_ended_jobs_the_queue_and_waits_on_postgres() {
-    stats_count_ended_jobs_queue_and_waits(Deployment::Production).await;
-}
+each_deployment!(stats_count_ended_jobs_queue_and_waits);
 
 async fn stats_rebuild_each_minute_from_the_timestamps(deployment: Deployment) {
     let Some(web) = web_only(deployment).await else {
@@ -412,23 +397,12 @@ async fn stats_rebuild_each_minute_from_the_timestamps(deployment: Deployment) {
     assert_eq!(total(&stats, "succeeded"), 1);
 }
 
-#[actix_web::test]
-async fn stats_rebuild_each_minute_from_the_jobs_timestamps_on_sqlite() {
-    stats_rebuild_each_minute_from_the_timestamps(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn stats_rebuild_each_minute_from_the_jobs_timestamps_on_postgres() {
-    stats_rebuild_each_minute_from_the_timestamps(Deployment::Production).await;
-}
+each_deployment!(stats_rebuild_each_minute_from_the_timestamps);
 
 async fn a_member_gets_the_stats_of_their_own_jobs(deployment: Deployment) {
-    let Some((app, gate)) = gated(deployment, 0, |s| s.auth = AuthSetting::Required).await else {
+    let Some((app, gate, People { admin, ada, bob })) = gated_with_people(deployment).await else {
         return;
     };
-    let admin = add_user(&app, "root", Role::Admin);
-    let ada = add_user(&app, "ada", Role::Member);
-    let bob = add_user(&app, "bob", Role::Member);
     let start = |token: String| {
         let app = &app;
         async move {
@@ -470,15 +444,7 @@ async fn a_member_gets_the_stats_of_their_own_jobs(deployment: Deployment) {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
 
-#[actix_web::test]
-async fn a_member_gets_the_stats_of_their_own_jobs_on_sqlite() {
-    a_member_gets_the_stats_of_their_own_jobs(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn a_member_gets_the_stats_of_their_own_jobs_on_postgres() {
-    a_member_gets_the_stats_of_their_own_jobs(Deployment::Production).await;
-}
+each_deployment!(a_member_gets_the_stats_of_their_own_jobs);
 
 // ---- /api/jobs/{id}/events ----
 
@@ -620,15 +586,7 @@ async fn the_event_stream_is_the_snapshot_then_every_event_then_the_end(deployme
     assert_eq!(events.last().unwrap().id, ended["seq"].as_i64().unwrap());
 }
 
-#[actix_web::test]
-async fn the_event_stream_is_the_snapshot_then_every_event_then_the_end_on_sqlite() {
-    the_event_stream_is_the_snapshot_then_every_event_then_the_end(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn the_event_stream_is_the_snapshot_then_every_event_then_the_end_on_postgres() {
-    the_event_stream_is_the_snapshot_then_every_event_then_the_end(Deployment::Production).await;
-}
+each_deployment!(the_event_stream_is_the_snapshot_then_every_event_then_the_end);
 
 async fn a_resumed_event_stream_has_the_snapshot_only_if_the_job_changed(deployment: Deployment) {
     let Some((app, gate)) = gated(deployment, 2, |_| {}).await else {
@@ -668,23 +626,12 @@ async fn a_resumed_event_stream_has_the_snapshot_only_if_the_job_changed(deploym
     }
 }
 
-#[actix_web::test]
-async fn a_resumed_event_stream_has_the_snapshot_only_if_the_job_changed_on_sqlite() {
-    a_resumed_event_stream_has_the_snapshot_only_if_the_job_changed(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn a_resumed_event_stream_has_the_snapshot_only_if_the_job_changed_on_postgres() {
-    a_resumed_event_stream_has_the_snapshot_only_if_the_job_changed(Deployment::Production).await;
-}
+each_deployment!(a_resumed_event_stream_has_the_snapshot_only_if_the_job_changed);
 
 async fn event_streams_follow_the_access_rules_of_jobs(deployment: Deployment) {
-    let Some((app, gate)) = gated(deployment, 0, |s| s.auth = AuthSetting::Required).await else {
+    let Some((app, gate, People { admin, ada, bob })) = gated_with_people(deployment).await else {
         return;
     };
-    let admin = add_user(&app, "root", Role::Admin);
-    let ada = add_user(&app, "ada", Role::Member);
-    let bob = add_user(&app, "bob", Role::Member);
     let job = app
         .call(Some(&ada), Method::POST, "/api/exports", Some(json!({})))
         .await
@@ -711,15 +658,7 @@ async fn event_streams_follow_the_access_rules_of_jobs(deployment: Deployment) {
     gate.store(true, Ordering::SeqCst);
 }
 
-#[actix_web::test]
-async fn event_streams_follow_the_access_rules_of_jobs_on_sqlite() {
-    event_streams_follow_the_access_rules_of_jobs(Deployment::Embedded).await;
-}
-
-#[actix_web::test]
-async fn event_streams_follow_the_access_rules_of_jobs_on_postgres() {
-    event_streams_follow_the_access_rules_of_jobs(Deployment::Production).await;
-}
+each_deployment!(event_streams_follow_the_access_rules_of_jobs);
 
 // ---- methods ----
 
