@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::heartbeat::RunningJobs;
 use super::kind::Registry;
 use super::store::FileStore;
 use crate::config::{Backoff, Settings};
@@ -118,6 +119,8 @@ pub struct WorkerContext {
     pub retry_backoff: Backoff,
     /// Where attempts keep their files.
     pub store: FileStore,
+    /// The jobs running here now, for the heartbeat.
+    pub running: RunningJobs,
 }
 
 impl WorkerContext {
@@ -139,6 +142,7 @@ impl WorkerContext {
             timeout: settings.job_timeout(),
             retry_backoff: settings.retry_backoff(),
             store: FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
+            running: RunningJobs::default(),
         }
     }
 }
@@ -475,6 +479,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     ctx.events.status(&job);
     METRICS.jobs_in_flight.inc();
     let _in_flight = scopeguard(|| METRICS.jobs_in_flight.dec());
+    let _running = ctx.running.enter(id);
     let shared = Shared {
         conn: Mutex::new(conn),
         stop: AtomicU8::new(0),
