@@ -7,7 +7,6 @@
 //! job's events out of order or twice.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,8 @@ use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
 use crate::events::registry::{
-    Connect, Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic, Unsubscribe,
+    new_session_id, Connect, Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic,
+    Unsubscribe,
 };
 use crate::events::{JobEvent, Rendered};
 use crate::models::job::{self, Job};
@@ -42,8 +42,6 @@ pub const MAX_SUBSCRIPTIONS: usize = 1_000;
 pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 /// Jobs whose snapshots a `"*"` subscriber gets first.
 pub const DASHBOARD_SNAPSHOTS: i64 = 100;
-
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// One WebSocket connection.
 pub struct WsSession {
@@ -83,7 +81,7 @@ impl WsSession {
             _slot: slot,
             owner: caller.owner_filter(),
             theirs: HashSet::new(),
-            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            id: new_session_id(),
             pool: state.pool.clone(),
             registry: state.events.registry().clone(),
             only,

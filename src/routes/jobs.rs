@@ -23,7 +23,8 @@ use crate::startup::AppState;
 
 pub const MAX_LIST_LIMIT: i64 = 500;
 
-fn job_id(raw: &str) -> Result<JobId, ApiError> {
+/// A job id from a path; anything else is no job (404).
+pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("job"))
 }
 
@@ -183,7 +184,7 @@ pub async fn list(
 
 /// The job, if the caller may see it: another member's job is "not found", like one that
 /// does not exist, so that ids cannot be probed.
-async fn load(state: &AppState, caller: &Caller, id: JobId) -> Result<Job, ApiError> {
+pub(crate) async fn load(state: &AppState, caller: &Caller, id: JobId) -> Result<Job, ApiError> {
     with_conn(state, move |conn| Ok(job::find(conn, &id)?))
         .await?
         .filter(|job| caller.may_see(job.created_by.as_deref()))
