@@ -915,6 +915,41 @@ async function main() {
     await screenshot('keyboard-focus');
   });
 
+  await step("a job's detail opens, holds the focus and gives it back, by keyboard", async () => {
+    assert(failedId, 'no failed import to open');
+    await page.getByLabel('Search by ID').fill(failedId.slice(0, 8));
+    await until('the search to apply', async () => (await shownJobs()).includes(failedId));
+    await job(failedId).getByRole('link', { name: /^Details of/ }).focus();
+    await page.keyboard.press('Enter');
+    await dialog().waitFor({ state: 'visible' });
+    const where = () =>
+      page.evaluate(() => {
+        const el = document.activeElement;
+        const css = el ? getComputedStyle(el) : null;
+        return {
+          inside: Boolean(el && document.getElementById('job-detail').contains(el)),
+          body: el === document.body,
+          what: el ? `${el.tagName} ${el.textContent.trim().slice(0, 30)}` : 'nothing',
+          outline: css ? css.outlineStyle !== 'none' && css.outlineWidth !== '0px' : false,
+        };
+      });
+    let at = await where();
+    assert(at.inside, `the focus is on ${at.what}, not in the detail`);
+    for (let i = 0; i < 10; i += 1) {
+      await page.keyboard.press('Tab');
+      at = await where();
+      // A modal dialog keeps the focus (the browser's own controls aside).
+      assert(at.inside || at.body, `Tab ${i + 1} moved the focus out of the detail, to ${at.what}`);
+      if (at.inside) assert(at.outline, `${at.what} has the focus and no outline`);
+    }
+    await screenshot('job-detail-keyboard');
+    await page.keyboard.press('Escape');
+    await dialog().waitFor({ state: 'hidden' });
+    const back = await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'));
+    assert(/^Details of/.test(back || ''), `the focus went back to "${back}"`);
+    await page.locator('#jobs-filter').getByRole('button', { name: 'Clear' }).click();
+  });
+
   await step('the layout holds on a narrow window (360 px)', async () => {
     await page.setViewportSize({ width: 360, height: 780 });
     await sleep(200);
