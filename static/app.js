@@ -1780,11 +1780,13 @@
 
       const who = document.createElement('td');
       who.className = 'worker-name';
+      // The process's name is the one its attempts name as their worker.
       const node = document.createElement('span');
-      node.textContent = worker.node;
+      node.textContent = worker.name || worker.node;
       const meta = document.createElement('span');
       meta.className = 'muted worker-meta';
-      meta.textContent = `pid ${worker.pid} · queue ${worker.queue} · up ${relativeTime(worker.started_at, true)}`;
+      const host = worker.name && worker.name !== worker.node ? `${worker.node} · ` : '';
+      meta.textContent = `${host}pid ${worker.pid} · queue ${worker.queue} · up ${relativeTime(worker.started_at, true)}`;
       who.append(node, meta);
 
       const state = document.createElement('td');
