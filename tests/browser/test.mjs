@@ -8,7 +8,7 @@
 // worker runs, sees an export expire, sees a schedule, and restarts the server under the
 // page to see it reconnect. Screenshots of every view go to tests/artifacts/browser/.
 //
-// Environment: ROSTER_BIN (default target/debug/roster), CHROMIUM (default
+// Environment: ROSTER_BIN (default $CARGO_TARGET_DIR/debug/roster, else target/debug/roster), CHROMIUM (default
 // /usr/bin/chromium), ROSTER_TEST_STUDENTS (default 300000).
 // Prints `N passed, N failed` at the end and exits non-zero on any failure.
 
@@ -23,7 +23,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.resolve(process.env.ROSTER_BIN || path.join(ROOT, 'target', 'debug', 'roster'));
+// The binary run.sh built: under CARGO_TARGET_DIR when that is set, as cargo puts it.
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
+const BIN = path.resolve(process.env.ROSTER_BIN || path.join(TARGET, 'debug', 'roster'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const STUDENTS = Number(process.env.ROSTER_TEST_STUDENTS || 300000);
 const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts', 'browser');
@@ -610,8 +612,9 @@ async function main() {
     // Escape closes it and gives the focus back to the row's link.
     await closeDetail();
     await until('the address without the job', async () => !page.url().includes('#job/'));
-    const focused = await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'));
-    assert(/^Details of/.test(focused || ''), `focus is on "${focused}"`);
+    await until('the focus back on the row\'s link', async () =>
+      /^Details of/.test((await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'))) || ''),
+    );
     // The address of a detail opens it.
     await page.goto(`${base}/#job/${id}`);
     await dialog().waitFor({ state: 'visible' });
@@ -945,8 +948,10 @@ async function main() {
     await screenshot('job-detail-keyboard');
     await page.keyboard.press('Escape');
     await dialog().waitFor({ state: 'hidden' });
-    const back = await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'));
-    assert(/^Details of/.test(back || ''), `the focus went back to "${back}"`);
+    // (The dialog's close event, which gives the focus back, comes a moment after it hides.)
+    await until('the focus back on the link', async () =>
+      /^Details of/.test((await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'))) || ''),
+    );
     await page.locator('#jobs-filter').getByRole('button', { name: 'Clear' }).click();
   });
 
