@@ -1929,7 +1929,8 @@
     }));
     $('chart-throughput').dataset.ended = String(ended);
     drawChart('wait', [x, p50, p95, depth], () => ({
-      scales: { s: { range: (u, min, max) => [0, Math.max(1, max || 0)] }, n: { range: (u, min, max) => [0, Math.max(1, max)] } },
+      // Waits of milliseconds still show: the scale follows the largest one.
+      scales: { s: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] }, n: { range: (u, min, max) => [0, Math.max(1, max)] } },
       axes: [
         {},
         { scale: 's', label: 'wait, s', size: 50 },
@@ -1937,8 +1938,9 @@
       ],
       series: [
         {},
-        { label: 'Wait p50', scale: 's', stroke: COLOURS.p50, width: 2, spanGaps: false, value: (u, v) => (v == null ? '–' : formatWait(v * 1000)) },
-        { label: 'Wait p95', scale: 's', stroke: COLOURS.p95, width: 2, spanGaps: false, value: (u, v) => (v == null ? '–' : formatWait(v * 1000)) },
+        // Points as well as lines: a minute alone between gaps is still seen.
+        { label: 'Wait p50', scale: 's', stroke: COLOURS.p50, width: 2, points: { show: true, size: 5 }, value: (u, v) => (v == null ? '–' : formatWait(v * 1000)) },
+        { label: 'Wait p95', scale: 's', stroke: COLOURS.p95, width: 2, points: { show: true, size: 5 }, value: (u, v) => (v == null ? '–' : formatWait(v * 1000)) },
         { label: 'Queued', scale: 'n', stroke: COLOURS.depth, width: 1.5, dash: [4, 3], value: (u, v) => (v == null ? '–' : n(v)) },
       ],
     }));

@@ -862,6 +862,7 @@ async function main() {
     await job(behindId).waitFor();
     assert(await job(behindId).locator('.job-expired').isVisible(), 'after a reload it is not shown expired');
     assert(await job(behindId).getByRole('link', { name: /Download/ }).isHidden(), 'after a reload it offers a download');
+    await job(behindId).scrollIntoViewIfNeeded();
     await screenshot('export-expired');
     await openDetail(behindId);
     assert(/Expired/.test(await page.locator('#detail-fields').textContent()), 'the detail does not say expired');
