@@ -197,9 +197,8 @@ impl WsSession {
                     Topic::Job(id) => {
                         let id: JobId = id.parse()?;
                         // Another member's job is no job, as on the HTTP routes.
-                        job::find(&mut conn, &id)?
+                        job::find_visible(&mut conn, &id, owner.as_deref())?
                             .into_iter()
-                            .filter(|j| owner.is_none() || j.created_by == owner)
                             .collect()
                     }
                     Topic::All => {
@@ -446,10 +445,9 @@ pub async fn follow_job(
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req)?;
     let id: JobId = path.parse().map_err(|_| ApiError::NotFound("job"))?;
-    let found = crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?)).await?;
-    if !found.is_some_and(|j| caller.may_see(j.created_by.as_deref())) {
-        return Err(ApiError::NotFound("job"));
-    }
+    // The one access check (404 for another's job); the snapshot comes after the
+    // session has subscribed, so that no event falls between the two.
+    crate::routes::jobs::load(&state, &caller, id).await?;
     start(
         WsSession::new(&state, &caller, Some(id.to_string()))?,
         &req,

@@ -185,10 +185,12 @@ pub async fn list(
 /// The job, if the caller may see it: another member's job is "not found", like one that
 /// does not exist, so that ids cannot be probed.
 pub(crate) async fn load(state: &AppState, caller: &Caller, id: JobId) -> Result<Job, ApiError> {
-    with_conn(state, move |conn| Ok(job::find(conn, &id)?))
-        .await?
-        .filter(|job| caller.may_see(job.created_by.as_deref()))
-        .ok_or(ApiError::NotFound("job"))
+    let owner = caller.owner_filter();
+    with_conn(state, move |conn| {
+        Ok(job::find_visible(conn, &id, owner.as_deref())?)
+    })
+    .await?
+    .ok_or(ApiError::NotFound("job"))
 }
 
 pub async fn get(
@@ -216,8 +218,11 @@ pub async fn cancel(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = load(&state, &caller, job_id(&path)?).await?.id;
-    let outcome = with_conn(&state, move |conn| Ok(job::request_cancel(conn, &id)?)).await?;
+    let (id, owner) = (job_id(&path)?, caller.owner_filter());
+    let outcome = with_conn(&state, move |conn| {
+        Ok(job::request_cancel(conn, &id, owner.as_deref())?)
+    })
+    .await?;
     match outcome {
         CancelOutcome::Cancelled(job) => {
             log::info!("job {} cancelled before it started", job.id);
@@ -243,13 +248,15 @@ pub async fn retry(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = load(&state, &caller, job_id(&path)?).await?.id;
+    let (id, owner) = (job_id(&path)?, caller.owner_filter());
     let budget = i32::from(state.settings.max_attempts);
-    let outcome = with_conn(&state, move |conn| match job::retry(conn, &id, budget) {
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(
-            ApiError::Conflict("an identical job is already queued or running".into()),
-        ),
-        other => Ok(other?),
+    let outcome = with_conn(&state, move |conn| {
+        match job::retry(conn, &id, owner.as_deref(), budget) {
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(
+                ApiError::Conflict("an identical job is already queued or running".into()),
+            ),
+            other => Ok(other?),
+        }
     })
     .await?;
     match outcome {
@@ -273,8 +280,11 @@ pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = load(&state, &caller, job_id(&path)?).await?.id;
-    let outcome = with_conn(&state, move |conn| Ok(job::delete(conn, &id)?)).await?;
+    let (id, owner) = (job_id(&path)?, caller.owner_filter());
+    let outcome = with_conn(&state, move |conn| {
+        Ok(job::delete(conn, &id, owner.as_deref())?)
+    })
+    .await?;
     match outcome {
         DeleteOutcome::Deleted(job) => {
             let files = state.files.clone();
