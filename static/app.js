@@ -981,7 +981,10 @@
       renderJob(entry);
       els.push(entry.el);
     }
-    // Rows stay in place (and keep their focus) unless they must move.
+    // Rows stay in place (and keep their focus) unless they must move: the rows that go
+    // are taken out first, so that those that stay are not moved around them.
+    const keep = new Set(els);
+    for (const child of [...jobsList.children]) if (!keep.has(child)) child.remove();
     let at = jobsList.firstElementChild;
     for (const el of els) {
       if (el === at) at = at.nextElementSibling;
@@ -1313,14 +1316,17 @@
   }
 
   dialog.addEventListener('close', () => {
+    const closed = detail.id;
     detail.id = null;
     clearTimeout(detail.attemptsTimer);
     if (JOB_HASH.test(location.hash)) {
       history.replaceState(null, '', `${location.pathname}${location.search}`);
     }
-    const back = detail.opener && detail.opener.isConnected ? detail.opener : $('jobs-title');
+    // The focus goes back where it was, else to the job's row, else to the jobs' heading.
+    const row = jobsList.querySelector(`li[data-job-id="${closed}"] .job-name`);
+    const back = [detail.opener, row].find((el) => el && el.isConnected && el !== document.body);
     detail.opener = null;
-    back.focus();
+    (back || $('jobs-title')).focus();
   });
   // A click on the backdrop (outside the dialog's box) closes it too.
   dialog.addEventListener('click', (e) => {

@@ -922,7 +922,7 @@ async function main() {
   await step("a job's detail opens, holds the focus and gives it back, by keyboard", async () => {
     assert(failedId, 'no failed import to open');
     await page.getByLabel('Search by ID').fill(failedId.slice(0, 8));
-    await until('the search to apply', async () => (await shownJobs()).includes(failedId));
+    await until('the search to apply', async () => JSON.stringify(await shownJobs()) === JSON.stringify([failedId]));
     await job(failedId).getByRole('link', { name: /^Details of/ }).focus();
     await page.keyboard.press('Enter');
     await dialog().waitFor({ state: 'visible' });
