@@ -13,13 +13,16 @@ pub struct Opts {
 }
 
 pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
-    if opts.no_workers {
-        if let Some(warning) = no_workers_warning(&settings) {
-            log::warn!("{warning}");
-        }
-    }
+    let warning = opts
+        .no_workers
+        .then(|| no_workers_warning(&settings))
+        .flatten();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings, Hooks::default(), !opts.no_workers).await?;
+        // Once started: a process that could not start has nothing to warn about.
+        if let Some(warning) = warning {
+            log::warn!("{warning}");
+        }
         app.run_until_signalled().await?;
         Ok(0)
     })

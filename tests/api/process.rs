@@ -127,8 +127,13 @@ impl Roster {
 
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: i32) {
         unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+            libc::kill(self.child.id() as i32, signal);
         }
     }
 
