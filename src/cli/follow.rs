@@ -24,6 +24,8 @@ use crate::jobs::store::{FileStore, ResultFile};
 use crate::models::clock;
 use crate::models::job::{self, Job};
 
+/// How long a bar runs before it shows a rate.
+const RATE_AFTER: Duration = Duration::from_secs(1);
 /// How often the job is read again.
 const POLL: Duration = Duration::from_millis(200);
 /// How long a due job may stay queued before the user is told that no worker took it.
@@ -129,8 +131,6 @@ struct Screen {
 impl Screen {
     fn new(id: JobId) -> Self {
         let bar = ProgressBar::new_spinner();
-        // The spinner turns by itself: a frozen one looks like a hung command.
-        bar.enable_steady_tick(Duration::from_millis(120));
         Self {
             id,
             bar,
@@ -141,12 +141,14 @@ impl Screen {
 
     fn show(&mut self, job: &Job, queued_for: Option<Duration>) {
         let now = phase(job);
+        // Counts first, so that the bar is never drawn without its total (a full bar at
+        // 0/0), and the last one drawn is the job's last.
+        if job.progress.total > 0 {
+            self.bar.set_length(job.progress.total as u64);
+            self.bar.set_position(job.progress.done.max(0) as u64);
+        }
         if self.phase != Some(now) {
             self.enter(now, job);
-        }
-        if now == Phase::Running {
-            self.bar.set_length(job.progress.total.max(0) as u64);
-            self.bar.set_position(job.progress.done.max(0) as u64);
         }
         if !self.hinted && no_worker_is_taking(job, queued_for) {
             self.hinted = true;
@@ -171,15 +173,17 @@ impl Screen {
             Phase::Running => (running_style(), format!("job {id}: running")),
             Phase::Ended => return,
         };
-        self.bar.set_style(style);
         if phase == Phase::Running {
-            // The rate and the time left count from the first row, not from the wait.
-            self.bar.reset();
+            // The rate and the time left count from here, not from the wait.
+            self.bar.reset_elapsed();
         }
         if self.bar.is_hidden() {
             eprintln!("{message}");
         }
         self.bar.set_message(message);
+        self.bar.set_style(style);
+        // The spinner turns by itself: a frozen one looks like a hung command.
+        self.bar.enable_steady_tick(Duration::from_millis(120));
     }
 
     /// A line above the bar (or on its own when there is no bar).
@@ -191,9 +195,12 @@ impl Screen {
         }
     }
 
-    /// Leaves the bar as it stands, for what is printed next.
+    /// Leaves the bar as it stands, and the next line for what is printed next.
     fn leave(&self) {
         self.bar.abandon();
+        if !self.bar.is_hidden() {
+            eprintln!();
+        }
     }
 }
 
@@ -203,13 +210,20 @@ fn waiting_style() -> ProgressStyle {
 
 fn running_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} rows ({rate}, {eta} left)",
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({rate}, {eta} left)",
     )
     .expect("a valid template")
     .with_key(
         "rate",
         |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = w.write_str(&rate(state.per_sec()));
+            // Progress comes in jumps: over the first instants one reads as millions a
+            // second. The rate shows once it means something.
+            let shown = if state.elapsed() < RATE_AFTER {
+                "…/s".to_owned()
+            } else {
+                rate(state.per_sec())
+            };
+            let _ = w.write_str(&shown);
         },
     )
 }
