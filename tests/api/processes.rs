@@ -225,12 +225,8 @@ async fn a_second_signal_stops_serve_and_worker_at_once_without_waiting_out_the_
         })
         .await;
         let asked = Instant::now();
-        // Close together, as a hurried Ctrl-C Ctrl-C: the second may come before the
-        // runtime has looked at the first. (Not at the same instant: the kernel merges a
-        // signal sent while the same one is still pending, and no process sees two.)
-        runner.signal(signal);
-        std::thread::sleep(Duration::from_millis(50));
-        runner.signal(signal);
+        // The second comes before the runtime has looked at the first.
+        runner.signal_twice(signal);
         let exited = runner.wait_exit(Duration::from_secs(20)).expect("exits");
         assert!(
             asked.elapsed() < Duration::from_secs(3),
