@@ -370,18 +370,6 @@ mod tests {
         assert!(!migrate.contains("--concurrency"), "{migrate}");
         assert!(!migrate.contains("--allowed-hosts"), "{migrate}");
 
-        let export = help_of(&["export"]);
-        let (own, settings) = export
-            .split_once(crate::config::SETTINGS_HEADING)
-            .expect("a heading of its own");
-        assert!(
-            own.contains("--min-age") && own.contains("--wait"),
-            "{export}"
-        );
-        assert!(!own.contains("--database-url"), "{export}");
-        assert!(settings.contains("--broker-url"), "{export}");
-        assert!(!settings.contains("--bind"), "{export}");
-
         let serve = help_of(&["serve"]);
         assert!(serve.contains("--bind") && serve.contains("--concurrency"));
         let add = help_of(&["schedule", "add"]);
