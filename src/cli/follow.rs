@@ -66,7 +66,7 @@ pub fn follow(
 fn read(pool: &Pool, id: &JobId) -> anyhow::Result<(Job, Option<Duration>)> {
     let mut conn = pool.get()?;
     let Some(job) = job::find(&mut conn, id)? else {
-        anyhow::bail!("job {id} is gone (deleted?)");
+        anyhow::bail!("no job {id} (never made, or deleted since)");
     };
     let queued_for = match job.status {
         JobStatus::Queued => {
