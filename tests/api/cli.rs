@@ -537,3 +537,28 @@ fn ctrl_c_on_a_terminal_offers_to_cancel_the_job_and_a_second_one_exits_at_once(
     );
     assert_eq!(status_of(&sandbox, &id), JobStatus::Queued);
 }
+
+#[actix_web::test]
+async fn a_job_cancelled_from_the_command_line_ends_live_on_another_process_s_websocket() {
+    let Some(sandbox) = Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    // No worker: the job stays queued, and only the command line can announce its end.
+    let web = Roster::start(&sandbox, &["serve", "--no-workers"], &[]).await;
+    let job = web.post("/api/exports", serde_json::json!({})).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut ws = crate::websocket::WsClient::connect(&web.address, &format!("/ws/jobs/{id}")).await;
+    let snapshot = ws.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(snapshot["job"]["status"], "queued", "{snapshot}");
+
+    let (code, stdout, stderr) = run(&sandbox, &["job", "cancel", &id], &[QUIET]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("cancelled"), "{stdout}");
+    let ended = ws.next(Duration::from_secs(10)).await.expect("an event");
+    assert_eq!(
+        (&ended["type"], &ended["status"]),
+        (&"status".into(), &"cancelled".into()),
+        "{ended}"
+    );
+    web.stop();
+}
