@@ -10,7 +10,7 @@ kind at least once when there are as many faults as kinds).
 
 About 80 % of the jobs are exports (csv or jsonl, an age range or none). The others are
 imports (`POST /api/imports`, half `skip_invalid`, half `all_or_nothing`) of a CSV of
-batch rows x 1,500-7,500 rows, within 3,000-30,000 (so 3,000-15,000 with --quick), named
+batch rows x 300-1,000 rows, within 1,000-10,000 (so 1,000-2,000 with --quick), named
 `chaos-imp-<n>-<row>`, unique to import n; about half the files (each mode at least one
 with and one without, when there are 4 imports) have 1-5 invalid rows (age 200 or -1, a
 blank name, age "12.5"). Every submission keeps one Idempotency-Key across its retries.
@@ -30,15 +30,18 @@ The faults:
   kill_serve     kill -9 the web process, restart it 0-2 s later
 
 A roster process that exits by itself (say, refused to start while Redis was down) is
-restarted and reported. Imports commit ROSTER_IMPORT_BATCH_ROWS = 100 rows at a time.
+restarted and reported. Imports commit ROSTER_IMPORT_BATCH_ROWS = 50 rows at a time.
 Exports read ROSTER_EXPORT_BATCH_ROWS = students / 20,000 rows a
 batch, so that one lasts a couple of seconds and faults meet running jobs; imports insert
 (and skip_invalid commits) as many rows a batch, so that one lasts a few seconds too.
 
-Then it restarts anything down, waits for every accepted job to end (120 s + lease), lets
-the sweeper settle for 15 s, and counts:
+Then it restarts anything down, waits for every accepted job to end (for as long as jobs
+run or end; up to 15 minutes), lets the sweeper settle for 15 s, and counts:
 
-  lost                accepted (202) and not ended
+  lost                accepted (202) and not ended once nothing ran or ended for a while
+  stalls              a job due in the queue for more than the redelivery interval + 5 s
+                      while a worker slot stood idle and no database or Redis fault was
+                      under way (guarantee 10), counted during the whole run
   double completions  `job ID succeeded` logged more than once, or two files for one job
                       (an import's upload aside)
   corrupt files       a succeeded export's file missing, or not matching its result (size,
@@ -129,13 +132,21 @@ PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
              key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
              default=Path("/usr/lib/postgresql/15/bin"))
 WORKERS = 3
+CONCURRENCY = 2
 LEASE_SECS = 3
+REDELIVER_SECS = 3
+# Faults fail attempts often (a job may see ten): retries back off briefly and for at
+# most a few seconds, so that the run's end does not wait on them.
+RETRY_BACKOFF_MS = 250
+RETRY_BACKOFF_MAX_SECS = 5
 GRACE_SECS = 5
 SETTINGS = {
-    "ROSTER_CONCURRENCY": "2",
+    "ROSTER_CONCURRENCY": str(CONCURRENCY),
     "ROSTER_LEASE_SECS": str(LEASE_SECS),
-    "ROSTER_REDELIVER_SECS": "3",
+    "ROSTER_REDELIVER_SECS": str(REDELIVER_SECS),
     "ROSTER_MAX_ATTEMPTS": "25",
+    "ROSTER_RETRY_BACKOFF_MS": str(RETRY_BACKOFF_MS),
+    "ROSTER_RETRY_BACKOFF_MAX_SECS": str(RETRY_BACKOFF_MAX_SECS),
     "ROSTER_SHUTDOWN_GRACE_SECS": str(GRACE_SECS),
     "RUST_LOG": "info",
 }
@@ -145,8 +156,18 @@ SETTINGS = {
 STUDENTS_PER_BATCH_ROW = 20_000
 TERMINAL = {"succeeded", "failed", "cancelled"}
 POLL_SECS = 0.1
+# A job due in the queue while a worker slot stands idle this long (no database or Redis
+# fault under way) is a stall: guarantee 10 allows the redelivery interval, plus the
+# consumer's poll and a start.
+STALL_SECS = REDELIVER_SECS + 5
+# A worker just (re)started is not counted as a free slot until it has had time to
+# connect and join the consumer group.
+WORKER_WARMUP_SECS = 5
 FAULT_INTERVAL_SECS = 4.0  # on average, between the starts of two faults
-END_TIMEOUT_SECS = 120 + LEASE_SECS
+# After the faults, jobs may wait for a retry's backoff, a lease to expire and a
+# redelivery; a job still not ended once nothing has run or ended for this long is lost.
+QUIET_SECS = RETRY_BACKOFF_MAX_SECS + LEASE_SECS + STALL_SECS + 10
+END_CAP_SECS = 900
 SETTLE_SECS = 15
 SECOND_TERM_LIMIT_SECS = 3
 FIRST_TERM_LIMIT_SECS = GRACE_SECS + 15
@@ -155,11 +176,13 @@ IMPORT_SHARE = 0.20  # of the submissions: imports, the rest exports
 IMPORT_PREFIX = "chaos-imp-"  # the names of imported students: chaos-imp-<n>-<row>
 # Rows of an import file: batch rows x this (the import's batches are the export's size),
 # so that an import takes a few seconds like an export; within IMPORT_ROWS.
-IMPORT_BATCHES = (1_500, 7_500)
-# Rows per import batch (ROSTER_IMPORT_BATCH_ROWS): an import of 3,000-30,000 rows makes
-# 30-300 commits.
-IMPORT_BATCH_ROWS = 100
-IMPORT_ROWS = (3_000, 30_000)
+IMPORT_BATCHES = (300, 1_000)
+# Rows per import batch (ROSTER_IMPORT_BATCH_ROWS): an import of 1,000-10,000 rows makes
+# 20-200 commits.
+IMPORT_BATCH_ROWS = 50
+# Small enough that the imports of a long run (about 40) do not double the table, which
+# would double every later export and leave a backlog no fault caused.
+IMPORT_ROWS = (1_000, 10_000)
 INVALID_FILE_SHARE = 0.5  # of the import files: with 1-5 invalid rows
 # An invalid row: (what is wrong, its name field or None for ours, its age field).
 INVALID_ROWS = [("age 200", None, "200"), ("age -1", None, "-1"),
@@ -192,6 +215,7 @@ FAULTS = {
 }
 CHECKS = [
     "lost",
+    "stalls",
     "double completions",
     "corrupt files",
     "leftover files",
@@ -252,6 +276,7 @@ class Proc:
         self.name, self.argv, self.log, self.env = name, argv, log, env
         self.popen = None
         self.wanted = False
+        self.paused = False  # SIGSTOPped by the harness
         self.started_at = 0.0
 
     def start(self):
@@ -685,14 +710,17 @@ class Recovery:
 # run again while the database is locked or restarting, so recovery times are also given
 # without the kills such a fault overlapped.
 OUTAGES = []
+ACTIVE_OUTAGES = [0]  # database and Redis faults under way now
 
 
 @contextlib.contextmanager
 def outage():
     start = time.monotonic()
+    ACTIVE_OUTAGES[0] += 1
     try:
         yield
     finally:
+        ACTIVE_OUTAGES[0] -= 1
         OUTAGES.append((start, time.monotonic()))
 
 
@@ -702,22 +730,62 @@ def overlaps_outage(r):
 
 
 class Monitor:
-    """Polls the jobs table every 100 ms: each job's status and lease owner, and the
-    recovery of the jobs a killed or paused worker held."""
+    """Polls the jobs table every 100 ms: each job's status and lease owner, the recovery
+    of the jobs a killed or paused worker held, and stalls: a job due in the queue while a
+    worker slot stood idle (guarantee 10: it must be delivered within the redelivery
+    interval of being due, whatever happened to its broker message)."""
 
-    def __init__(self, pg):
-        self.pg = pg
+    def __init__(self, pg, workers):
+        self.pg, self.workers = pg, workers
         self.rows = {}  # job id -> (status, lease owner)
+        self.due = set()  # ids of the queued jobs whose run_after has come
         self.recoveries = []
+        # job id -> seconds it has been due while some worker slot stood idle, unbroken
+        self.idle_waits = collections.defaultdict(float)
+        self.stalls = {}  # job id -> (longest idle wait seconds, when it began, idle slots)
+        self.last_poll = None
 
     async def run(self):
         while True:
             at = time.monotonic()
-            rows = await self.pg.sql("SELECT id, status, coalesce(lease_owner, '') FROM jobs")
+            rows = await self.pg.sql("SELECT id, status, coalesce(lease_owner, ''), "
+                                     "(run_after <= now())::int FROM jobs")
             if rows is not None:
-                self.rows = {r[0]: (r[1], r[2]) for r in rows if len(r) == 3}
+                self.rows = {r[0]: (r[1], r[2]) for r in rows if len(r) == 4}
+                self.due = {r[0] for r in rows if len(r) == 4 and r[1] == "queued"
+                            and r[3] == "1"}
                 self._resolve(at)
+                self._stalls(at)
+            else:
+                self.last_poll = None
             await asyncio.sleep(max(0.0, POLL_SECS - (time.monotonic() - at)))
+
+    def idle_slots(self, at):
+        """Worker slots free now: of the workers up (not paused, started a while ago),
+        their concurrency minus the jobs they run."""
+        up = {w.pid for w in self.workers
+              if w.running and not w.paused and at - w.started_at > WORKER_WARMUP_SECS}
+        busy = sum(1 for status, owner in self.rows.values()
+                   if status == "running" and owner_pid(owner) in up)
+        return len(up) * CONCURRENCY - busy
+
+    def _stalls(self, at):
+        elapsed, self.last_poll = (at - self.last_poll if self.last_poll else 0.0), at
+        idle = self.idle_slots(at)
+        for job_id in list(self.idle_waits):
+            if job_id not in self.due:
+                del self.idle_waits[job_id]
+        if ACTIVE_OUTAGES[0] or idle <= 0:
+            # Only an unbroken stretch of idle capacity counts: under a backlog, every
+            # slot a job frees stays free for a moment before the next job is claimed.
+            self.idle_waits.clear()
+            return
+        for job_id in self.due:
+            self.idle_waits[job_id] += elapsed
+            waited = self.idle_waits[job_id]
+            if waited > STALL_SECS and waited > self.stalls.get(job_id, (0,))[0]:
+                began = self.stalls.get(job_id, (0, at - waited - T0))[1]
+                self.stalls[job_id] = (waited, began, idle)
 
     def _resolve(self, at):
         for r in self.recoveries:
@@ -1015,10 +1083,12 @@ class Chaos:
             held = await self.monitor.held_by(w.pid)
             pause = LEASE_SECS + self.rng.uniform(2, 6)
             w.send(signal.SIGSTOP)
+            w.paused = True
             self.monitor.track(held, "SIGSTOP")
             say(f"SIGSTOP {w.name} (pid {w.pid}, running {len(held)}) for {pause:.1f}s")
             await asyncio.sleep(pause)
             w.send(signal.SIGCONT)
+            w.paused = False
 
     async def term_worker(self):
         async with self.worker() as w:
@@ -1268,7 +1338,8 @@ class Checker:
     async def run(self):
         rows = self.stack.pg.sql_now(
             "SELECT row_to_json(j) FROM (SELECT id, kind, status, error, params, result, "
-            "extract(epoch FROM finished_at) AS finished, "
+            "extract(epoch FROM finished_at) AS finished, attempts, "
+            "extract(epoch FROM run_after - now()) AS due_in, "
             "extract(epoch FROM finished_at - started_at) AS took FROM jobs) j")
         db = {}
         for job in (json.loads(r[0]) for r in rows):
@@ -1285,6 +1356,9 @@ class Checker:
         named = await self.files(exports)
         named |= await self.imports(db)
         self.leftovers(db, named)
+        for job_id, (waited, began, idle) in sorted(self.chaos.monitor.stalls.items()):
+            self.add("stalls", job_id, f"due in the queue {waited:.1f}s from {began:.1f}s "
+                     f"while {idle} worker slot(s) stood idle")
         for name, detail in self.chaos.slow_stops:
             self.add("slow stops", name, detail)
         return self.found
@@ -1295,7 +1369,11 @@ class Checker:
             status = row["status"] if row else "missing"
             what = f"{job.upload.describe()}; " if job.upload else ""
             if status not in TERMINAL:
-                self.add("lost", job.id, f"{what}{status}; cancels: {job.cancels or 'none'}")
+                due = (f", due in {row['due_in']:.1f}s" if row and status == "queued"
+                       else "")
+                tried = f" after {row['attempts']} attempts" if row else ""
+                self.add("lost", job.id, f"{what}{status}{tried}{due}; cancels: "
+                         f"{job.cancels or 'none'}")
             elif status not in job.expected_endings():
                 self.add("wrong endings", job.id, f"{what}ended {status} (error: "
                          f"{row['error']}); cancels: {job.cancels or 'none'}")
@@ -1663,11 +1741,21 @@ def write_report(path, args, stack, checker, recoveries, elapsed):
 # ----------------------------------------------------------------------------- main
 
 
-async def wait_for_endings(monitor, jobs, timeout):
-    deadline = time.monotonic() + timeout
+async def wait_for_endings(monitor, jobs):
+    """Waits until every job has ended, for as long as the system works on them: gives up
+    once no job has run or ended for QUIET_SECS (what is left then is stranded), or after
+    END_CAP_SECS in all."""
+    deadline = time.monotonic() + END_CAP_SECS
+    last_activity, ended = time.monotonic(), 0
     while time.monotonic() < deadline:
-        if all(monitor.status(job_id) in TERMINAL for job_id in jobs):
+        statuses = [monitor.status(job_id) for job_id in jobs]
+        now_ended = sum(status in TERMINAL for status in statuses)
+        if now_ended == len(jobs):
             return True
+        if now_ended != ended or "running" in statuses:
+            last_activity, ended = time.monotonic(), now_ended
+        elif time.monotonic() - last_activity > QUIET_SECS:
+            return False
         await asyncio.sleep(0.5)
     return False
 
@@ -1675,7 +1763,7 @@ async def wait_for_endings(monitor, jobs, timeout):
 async def chaos_run(args, stack):
     rng = random.Random(args.seed)
     api = Api(stack.port)
-    monitor = Monitor(stack.pg)
+    monitor = Monitor(stack.pg, stack.workers)
     workload = Workload(api, monitor, stack.port, rng)
     workload.batch_rows = stack.batch_rows
     dashboard = Dashboard(f"ws://127.0.0.1:{stack.port}/ws")
@@ -1689,8 +1777,11 @@ async def chaos_run(args, stack):
     await asyncio.gather(workload.run(args.jobs, duration * 0.9), chaos.run(args.faults, duration))
     say("faults over; restoring anything down")
     await stack.restore()
-    ended = await wait_for_endings(monitor, list(workload.jobs), END_TIMEOUT_SECS)
-    say("every job ended" if ended else f"jobs still not ended after {END_TIMEOUT_SECS}s")
+    waiting = time.monotonic()
+    ended = await wait_for_endings(monitor, list(workload.jobs))
+    took = time.monotonic() - waiting
+    say(f"every job ended {took:.0f}s after the faults" if ended
+        else f"jobs still not ended {took:.0f}s after the faults, nothing running")
     say(f"settling {SETTLE_SECS}s for the sweeper")
     await asyncio.sleep(SETTLE_SECS)
     for task in workload.followers:
@@ -1702,6 +1793,8 @@ async def chaos_run(args, stack):
     found = await checker.run()
     for task in background:
         task.cancel()
+    # Let the cancelled tasks finish (a poll's psql among them) before the loop closes.
+    await asyncio.gather(*background, return_exceptions=True)
     print_summary(checker, monitor.recoveries)
     elapsed = time.monotonic() - T0
     if args.report:

@@ -23,6 +23,10 @@ pub enum ApiError {
     Malformed(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The route does not take this method; `allow` lists those it takes (the `Allow`
+    /// header).
+    #[error("this route takes {allow}")]
+    MethodNotAllowed { allow: String },
     /// No (valid) credentials: sign in, or send `Authorization: Bearer <token>`.
     #[error(
         "sign in first: a session cookie (POST /api/session) or Authorization: Bearer <token>"
@@ -77,6 +81,7 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => "malformed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
@@ -149,6 +154,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -185,6 +191,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized => {
                 response.insert_header(("WWW-Authenticate", "Bearer realm=\"roster\""));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header(("Allow", allow.as_str()));
             }
             _ => {}
         }

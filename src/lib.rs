@@ -22,6 +22,7 @@
 //!   bounds on requests (body deadline, free disk, connections).
 //! - [`events`]: job events and the EventRegistry that fans them out (and across processes).
 //! - [`ws`]: the WebSocket session actors.
+//! - [`sse`]: the Server-Sent Events stream of one job.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
 //! - [`cli`]: the `roster` subcommands.
 
@@ -40,5 +41,6 @@ pub mod events;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;
+pub mod sse;
 pub mod startup;
 pub mod ws;

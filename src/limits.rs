@@ -184,7 +184,8 @@ impl Policy {
     /// The checks every request passes before it reaches a handler.
     pub fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let host = request_host(req);
-        let probe = req.method() == Method::GET && PROBES.contains(&req.path());
+        let probe =
+            matches!(*req.method(), Method::GET | Method::HEAD) && PROBES.contains(&req.path());
         match host {
             _ if probe => {}
             Some(h) if self.host_allowed(h) => {}

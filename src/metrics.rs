@@ -1,6 +1,6 @@
 //! Prometheus metrics: counters and histograms updated where things happen (HTTP, the
-//! workers, the event registry), and gauges read at scrape time (jobs by status from the
-//! database, queue depth from the broker, sessions from the registry).
+//! workers, the event registry), and gauges read at scrape time (jobs by status and live
+//! workers from the database, queue depth from the broker, sessions from the registry).
 //!
 //! The metrics are process-wide, like the process they describe.
 
@@ -28,6 +28,7 @@ pub struct Metrics {
     pub queue_waiting: IntGauge,
     pub queue_pending: IntGauge,
     pub ws_sessions: IntGauge,
+    pub workers_live: IntGauge,
     pub events_sent: IntCounter,
     pub events_coalesced: IntCounter,
 }
@@ -98,7 +99,19 @@ impl Metrics {
             ),
             ws_sessions: register(
                 &r,
-                IntGauge::new("websocket_sessions", "Open WebSocket sessions").unwrap(),
+                IntGauge::new(
+                    "websocket_sessions",
+                    "Open WebSocket and event-stream (SSE) sessions",
+                )
+                .unwrap(),
+            ),
+            workers_live: register(
+                &r,
+                IntGauge::new(
+                    "workers_live",
+                    "Worker processes whose heartbeat is recent (all processes, from the database)",
+                )
+                .unwrap(),
             ),
             events_sent: register(
                 &r,
@@ -161,10 +174,14 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
 /// `GET /metrics`: Prometheus text.
 pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let m = &*METRICS;
-    let counts = crate::routes::with_conn(&state, |conn| {
-        Ok(crate::models::job::count_by_kind_and_status(conn)?)
+    let (counts, workers) = crate::routes::with_conn(&state, |conn| {
+        Ok((
+            crate::models::job::count_by_kind_and_status(conn)?,
+            crate::models::worker::live_count(conn)?,
+        ))
     })
     .await?;
+    m.workers_live.set(workers);
     m.jobs.reset();
     for (kind, status, n) in counts {
         m.jobs.with_label_values(&[&kind, &status]).set(n);

@@ -107,6 +107,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    workers (id) {
+        id -> Text,
+        node -> Text,
+        name -> Text,
+        pid -> Int4,
+        queue -> Text,
+        concurrency -> Int4,
+        busy -> Int4,
+        running -> Text,
+        started_at -> Timestamp,
+        last_seen -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_name));
 diesel::joinable!(job_attempts -> jobs (job_id));
 diesel::joinable!(sessions -> users (user_name));
@@ -120,4 +135,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     settings,
     students,
     users,
+    workers,
 );

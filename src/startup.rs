@@ -18,12 +18,14 @@ use crate::db::{self, Pool};
 use crate::events::Events;
 use crate::jobs::accept::Acceptor;
 use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
+use crate::jobs::heartbeat::{Heartbeat, Leave};
 use crate::jobs::scheduler::Scheduler;
 use crate::jobs::store::FileStore;
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::worker::{JobWorker, WorkerContext};
 use crate::jobs::{JobHandler, Registry, Shutdown};
 use crate::metrics::METRICS;
+use crate::models::worker;
 use crate::routes::{self, input};
 
 /// What every request handler can reach.
@@ -71,16 +73,22 @@ pub struct Services {
     pub node: String,
     pub jobs: Acceptor,
     consumer: Option<Addr<JobConsumer>>,
+    /// Says in the `workers` table that this process runs workers, and what runs.
+    heartbeat: Option<Addr<Heartbeat>>,
     shutdown: Shutdown,
+}
+
+/// The host's name.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "roster".into())
 }
 
 /// A name for this process, unique among those sharing a queue.
 fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "roster".into());
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
-    format!("{host}-{}-{tag}", std::process::id())
+    format!("{}-{}-{tag}", hostname(), std::process::id())
 }
 
 impl Services {
@@ -144,19 +152,32 @@ impl Services {
         // Every process fires schedules; one job per tick however many do.
         Scheduler::new(pool.clone(), jobs.clone()).start();
         let shutdown = Shutdown::default();
-        let consumer = workers.then(|| {
-            let ctx = Arc::new(WorkerContext::new(
-                &settings,
-                pool.clone(),
-                events.clone(),
-                kinds,
-                shutdown.clone(),
-                node.clone(),
-            ));
-            let n = usize::from(settings.concurrency);
-            let workers = JobWorker::start_pool(n, ctx);
-            JobConsumer::new(broker.clone(), workers, pool.clone(), n).start()
-        });
+        let (consumer, heartbeat) = match workers {
+            false => (None, None),
+            true => {
+                let ctx = Arc::new(WorkerContext::new(
+                    &settings,
+                    pool.clone(),
+                    events.clone(),
+                    kinds,
+                    shutdown.clone(),
+                    node.clone(),
+                ));
+                let me = worker::Process {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    node: hostname(),
+                    name: node.clone(),
+                    pid: std::process::id() as i32,
+                    queue: settings.queue.clone(),
+                    concurrency: i32::from(settings.concurrency),
+                };
+                let heartbeat = Heartbeat::new(pool.clone(), me, ctx.running.clone()).start();
+                let n = usize::from(settings.concurrency);
+                let workers = JobWorker::start_pool(n, ctx);
+                let consumer = JobConsumer::new(broker.clone(), workers, pool.clone(), n).start();
+                (Some(consumer), Some(heartbeat))
+            }
+        };
         Ok(Self {
             pool,
             settings,
@@ -165,6 +186,7 @@ impl Services {
             node,
             jobs,
             consumer,
+            heartbeat,
             shutdown,
         })
     }
@@ -183,7 +205,8 @@ impl Services {
     }
 
     /// Stops taking jobs, lets running ones finish within the grace period, then hands
-    /// back those still running so that they run again on the next start.
+    /// back those still running so that they run again on the next start; the process
+    /// then leaves the `workers` table.
     pub async fn shutdown(&self) {
         let Some(consumer) = &self.consumer else {
             return;
@@ -195,6 +218,9 @@ impl Services {
             log::warn!("grace period over: handing running jobs back to the queue");
             self.shutdown.abort_running_jobs();
             drained(consumer, Duration::from_secs(10)).await;
+        }
+        if let Some(heartbeat) = &self.heartbeat {
+            let _ = heartbeat.send(Leave).await;
         }
     }
 }
@@ -219,7 +245,8 @@ pub fn check_export_dir(settings: &Settings) -> Result<(), StartupError> {
         .map_err(|e| StartupError::unusable("ROSTER_EXPORT_DIR", settings.export_dir.display(), e))
 }
 
-/// The route table: every route of the service.
+/// The route table: every route of the service. Each path is a resource, so that a
+/// method it does not take is a 405 (with `Allow`) rather than a 404.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
@@ -285,16 +312,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 web::resource("/jobs/{id}/download").route(web::get().to(routes::jobs::download)),
-            ),
+            )
+            .service(
+                web::resource("/jobs/{id}/events").route(web::get().to(crate::sse::follow_job)),
+            )
+            .service(web::resource("/workers").route(web::get().to(routes::workers::list)))
+            .service(web::resource("/stats").route(web::get().to(routes::stats::get))),
     )
-    .route("/", web::get().to(routes::page::index))
-    .route("/static/app.css", web::get().to(routes::page::app_css))
-    .route("/static/app.js", web::get().to(routes::page::app_js))
-    .route("/ws", web::get().to(crate::ws::connect))
-    .route("/ws/jobs/{id}", web::get().to(crate::ws::follow_job))
-    .route("/metrics", web::get().to(crate::metrics::scrape))
-    .route("/healthz", web::get().to(routes::health::healthz))
-    .route("/readyz", web::get().to(routes::health::readyz));
+    .service(web::resource("/").route(web::get().to(routes::page::index)))
+    .service(web::resource("/static/app.css").route(web::get().to(routes::page::app_css)))
+    .service(web::resource("/static/app.js").route(web::get().to(routes::page::app_js)))
+    .service(web::resource("/ws").route(web::get().to(crate::ws::connect)))
+    .service(web::resource("/ws/jobs/{id}").route(web::get().to(crate::ws::follow_job)))
+    .service(web::resource("/metrics").route(web::get().to(crate::metrics::scrape)))
+    .service(web::resource("/healthz").route(web::get().to(routes::health::healthz)))
+    .service(web::resource("/readyz").route(web::get().to(routes::health::readyz)));
 }
 
 /// A running `serve` process: HTTP on top of [`Services`].
@@ -329,6 +361,7 @@ impl Application {
         let max_connections = crate::limits::connections_per_worker(&services.settings);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(routes::fallback::methods))
                 .wrap(actix_web::middleware::from_fn(crate::limits::guard))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))

@@ -7,7 +7,6 @@
 //! job's events out of order or twice.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,8 @@ use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
 use crate::events::registry::{
-    Connect, Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic, Unsubscribe,
+    new_session_id, Connect, Deliver, Disconnect, EventRegistry, SessionId, Subscribe, Topic,
+    Unsubscribe,
 };
 use crate::events::{JobEvent, Rendered};
 use crate::models::job::{self, Job};
@@ -42,8 +42,6 @@ pub const MAX_SUBSCRIPTIONS: usize = 1_000;
 pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 /// Jobs whose snapshots a `"*"` subscriber gets first.
 pub const DASHBOARD_SNAPSHOTS: i64 = 100;
-
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// One WebSocket connection.
 pub struct WsSession {
@@ -83,7 +81,7 @@ impl WsSession {
             _slot: slot,
             owner: caller.owner_filter(),
             theirs: HashSet::new(),
-            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            id: new_session_id(),
             pool: state.pool.clone(),
             registry: state.events.registry().clone(),
             only,
@@ -199,9 +197,8 @@ impl WsSession {
                     Topic::Job(id) => {
                         let id: JobId = id.parse()?;
                         // Another member's job is no job, as on the HTTP routes.
-                        job::find(&mut conn, &id)?
+                        job::find_visible(&mut conn, &id, owner.as_deref())?
                             .into_iter()
-                            .filter(|j| owner.is_none() || j.created_by == owner)
                             .collect()
                     }
                     Topic::All => {
@@ -448,10 +445,9 @@ pub async fn follow_job(
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req)?;
     let id: JobId = path.parse().map_err(|_| ApiError::NotFound("job"))?;
-    let found = crate::routes::with_conn(&state, move |conn| Ok(job::find(conn, &id)?)).await?;
-    if !found.is_some_and(|j| caller.may_see(j.created_by.as_deref())) {
-        return Err(ApiError::NotFound("job"));
-    }
+    // The one access check (404 for another's job); the snapshot comes after the
+    // session has subscribed, so that no event falls between the two.
+    crate::routes::jobs::load(&state, &caller, id).await?;
     start(
         WsSession::new(&state, &caller, Some(id.to_string()))?,
         &req,

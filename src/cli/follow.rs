@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::NaiveDateTime;
-use diesel::RunQueryDsl;
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressState, ProgressStyle};
 use serde::Deserialize;
 
@@ -21,16 +19,16 @@ use crate::domain::job::{JobId, JobKind, JobStatus};
 use crate::jobs::export::ExportResult;
 use crate::jobs::import::ImportResult;
 use crate::jobs::store::{FileStore, ResultFile};
-use crate::models::clock;
 use crate::models::job::{self, Job};
+use crate::models::{clock, worker};
 
 /// How long a bar runs before it shows a rate.
 const RATE_AFTER: Duration = Duration::from_secs(1);
 /// How often the job is read again.
 const POLL: Duration = Duration::from_millis(200);
-/// How long a due job may stay queued before the user is told that no worker took it.
-pub const NO_WORKER_AFTER: Duration = Duration::from_secs(5);
-/// What the user is told then.
+/// How long a due job may stay queued before the user is told why it waits.
+pub const NO_WORKER_AFTER: Duration = Duration::from_secs(3);
+/// What the user is told when no worker is live to take it.
 pub const NO_WORKER_HINT: &str = "no worker has taken this job yet; is one running? \
      (`roster worker`, or `roster serve` without --no-workers)";
 
@@ -51,8 +49,8 @@ pub fn follow(
             screen.leave();
             return on_interrupt(settings, pool, id);
         }
-        let (job, queued_for) = read(pool, &id)?;
-        screen.show(&job, queued_for);
+        let (job, waiting) = read(settings, pool, &id)?;
+        screen.show(&job, waiting);
         if job.status.is_terminal() {
             screen.leave();
             return ended(settings, &job, output);
@@ -61,36 +59,51 @@ pub fn follow(
     }
 }
 
-/// The job, and while it is queued and due, how long it has been waiting for a worker
-/// (on the database's clock, as every due time is).
-fn read(pool: &Pool, id: &JobId) -> anyhow::Result<(Job, Option<Duration>)> {
+/// Why a queued job has not started yet, as far as the user should be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Not queued, or not for long: nothing to say.
+    Briefly,
+    /// Due for [`NO_WORKER_AFTER`], and no worker that could take it is live.
+    NoWorker,
+    /// Due for [`NO_WORKER_AFTER`] while the `workers` live workers are all busy.
+    Busy { workers: usize },
+}
+
+/// The job, and why it waits if it is queued.
+fn read(settings: &Settings, pool: &Pool, id: &JobId) -> anyhow::Result<(Job, Waiting)> {
     let mut conn = pool.get()?;
     let Some(job) = job::find(&mut conn, id)? else {
         anyhow::bail!("no job {id} (never made, or deleted since)");
     };
-    let queued_for = match job.status {
-        JobStatus::Queued => {
-            let now = database_now(&mut conn)?;
-            (now - job.run_after).to_std().ok()
-        }
-        _ => None,
+    let waiting = match queued_for(&mut conn, &job)? {
+        Some(waited) if waited >= NO_WORKER_AFTER => match live_workers_for(settings, &mut conn)? {
+            0 => Waiting::NoWorker,
+            workers => Waiting::Busy { workers },
+        },
+        _ => Waiting::Briefly,
     };
-    Ok((job, queued_for))
+    Ok((job, waiting))
 }
 
-fn database_now(conn: &mut DbConnection) -> diesel::QueryResult<NaiveDateTime> {
-    let now = clock::now(conn);
-    diesel::select(now).get_result(conn)
+/// How long a queued job has been due, on the database's clock (as every due time is).
+fn queued_for(conn: &mut DbConnection, job: &Job) -> diesel::QueryResult<Option<Duration>> {
+    if job.status != JobStatus::Queued {
+        return Ok(None);
+    }
+    let now = clock::read(conn)?;
+    Ok((now - job.run_after).to_std().ok())
 }
 
-/// Whether to tell the user that no worker seems to take the job: it has been due and
-/// still queued for [`NO_WORKER_AFTER`].
-///
-/// Guessed from the wait alone. Once processes record heartbeats (the `workers` table),
-/// this is where to ask instead whether any worker of the queue has been seen lately, so
-/// that a busy pool (every worker on another job) is not taken for an absent one.
-pub fn no_worker_is_taking(job: &Job, queued_for: Option<Duration>) -> bool {
-    job.status == JobStatus::Queued && queued_for.is_some_and(|w| w >= NO_WORKER_AFTER)
+/// How many live worker processes (a heartbeat within [`worker::LIVE_AFTER`]) could take
+/// a job accepted with `settings`: with Redis, those of its queue; with the in-process
+/// broker, every worker on the database, since they all read the one jobs table.
+fn live_workers_for(settings: &Settings, conn: &mut DbConnection) -> diesel::QueryResult<usize> {
+    let live = worker::live(conn)?;
+    let could_take = |w: &&worker::WorkerView| {
+        settings.broker_url.is_none() || w.process.queue == settings.queue
+    };
+    Ok(live.iter().filter(could_take).count())
 }
 
 /// How a job is shown, by where it is in its life.
@@ -125,7 +138,8 @@ struct Screen {
     id: JobId,
     bar: ProgressBar,
     phase: Option<Phase>,
-    hinted: bool,
+    /// The last reason for waiting the user was given.
+    told: Option<Waiting>,
 }
 
 impl Screen {
@@ -135,11 +149,11 @@ impl Screen {
             id,
             bar,
             phase: None,
-            hinted: false,
+            told: None,
         }
     }
 
-    fn show(&mut self, job: &Job, queued_for: Option<Duration>) {
+    fn show(&mut self, job: &Job, waiting: Waiting) {
         let now = phase(job);
         // Counts first, so that the bar is never drawn without its total (a full bar at
         // 0/0), and the last one drawn is the job's last.
@@ -150,13 +164,8 @@ impl Screen {
         if self.phase != Some(now) {
             self.enter(now, job);
         }
-        if !self.hinted && no_worker_is_taking(job, queued_for) {
-            self.hinted = true;
-            self.say(NO_WORKER_HINT);
-            self.bar.set_message(format!(
-                "job {}: queued; no worker has taken it yet",
-                self.id
-            ));
+        if now == Phase::Waiting {
+            self.explain(waiting);
         }
     }
 
@@ -184,6 +193,29 @@ impl Screen {
         self.bar.set_style(style);
         // The spinner turns by itself: a frozen one looks like a hung command.
         self.bar.enable_steady_tick(Duration::from_millis(120));
+    }
+
+    /// Says why a queued job waits: a line, once, when no worker is there to take it (the
+    /// one thing the user can mend); otherwise the spinner's words (and a line off a
+    /// terminal, where there is no spinner).
+    fn explain(&mut self, waiting: Waiting) {
+        let id = self.id;
+        let words = match waiting {
+            Waiting::Briefly => return,
+            Waiting::NoWorker => format!("job {id}: queued; no worker has taken it yet"),
+            Waiting::Busy { workers } => {
+                format!("job {id}: queued; the {workers} live worker(s) are busy")
+            }
+        };
+        if self.told != Some(waiting) {
+            match waiting {
+                Waiting::NoWorker => self.say(NO_WORKER_HINT),
+                _ if self.bar.is_hidden() => eprintln!("{words}"),
+                _ => {}
+            }
+            self.told = Some(waiting);
+        }
+        self.bar.set_message(words);
     }
 
     /// A line above the bar (or on its own when there is no bar).

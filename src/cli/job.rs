@@ -70,7 +70,8 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
 /// tells the other processes' subscribers: a queued job cancelled here has no worker to
 /// announce its ending.
 pub fn cancel(settings: &Settings, pool: &Pool, id: JobId) -> anyhow::Result<CancelOutcome> {
-    let outcome = job::request_cancel(&mut *pool.get()?, &id)?;
+    // No owner filter: the command line acts with the database's own rights, as an admin.
+    let outcome = job::request_cancel(&mut *pool.get()?, &id, None)?;
     if let CancelOutcome::Cancelled(changed) | CancelOutcome::Requested(changed) = &outcome {
         if let Err(e) = announce(settings, pool, changed) {
             log::warn!("job {id}: the cancel is recorded, but other processes were not told at once ({e:#})");

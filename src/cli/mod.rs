@@ -84,6 +84,7 @@ const SETTINGS_READ_BY: &[(&str, &[&str])] = &[
             "shutdown_grace_secs",
             "export_ttl_secs",
             "retry_backoff_ms",
+            "retry_backoff_max_secs",
             "export_batch_rows",
             "import_batch_rows",
             "job_retention_days",

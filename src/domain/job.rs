@@ -93,7 +93,7 @@ impl FromStr for JobStatus {
 }
 
 /// A job's id: a UUID, stored as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(uuid::Uuid);
 

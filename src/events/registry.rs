@@ -16,8 +16,15 @@ use super::{JobEvent, Rendered};
 use crate::metrics::METRICS;
 use crate::models::job::Job;
 
-/// Identifies one subscriber (a WebSocket session) within this process.
+/// Identifies one subscriber (a WebSocket or event-stream session) within this process.
 pub type SessionId = u64;
+
+static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// An id no other session of this process has.
+pub fn new_session_id() -> SessionId {
+    NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// What a session listens to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::kind::Registry;
+use super::store::UPLOAD_PARAM;
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool};
@@ -389,12 +390,12 @@ fn repeated(conn: &mut DbConnection, new: &NewJob) -> Result<Option<Accepted>, A
 }
 
 /// Whether two jobs' parameters ask for the same thing. An uploaded input file is named
-/// after its job (`upload`), so two uploads of one request differ only there.
+/// after its job ([`UPLOAD_PARAM`]), so two uploads of one request differ only there.
 fn same_request(a: &Value, b: &Value) -> bool {
     let without_upload = |v: &Value| {
         let mut v = v.clone();
         if let Some(map) = v.as_object_mut() {
-            map.remove("upload");
+            map.remove(UPLOAD_PARAM);
         }
         v
     };

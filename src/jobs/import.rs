@@ -296,11 +296,12 @@ impl Run<'_, '_> {
         Ok(last_line.map(|line| (valid, line)))
     }
 
-    fn checkpoint(&self, line: u64, complete: bool) -> Value {
+    /// The checkpoint after `line`, once `inserted` rows in all are committed.
+    fn checkpoint(&self, line: u64, inserted: u64, complete: bool) -> Value {
         let checkpoint = ImportCheckpoint {
             line,
             rows: self.done,
-            inserted: self.inserted,
+            inserted,
             complete,
         };
         serde_json::to_value(checkpoint).expect("checkpoints serialize")
@@ -318,8 +319,7 @@ impl Run<'_, '_> {
             }
             let inserted = conn.transaction(|tx| {
                 let inserted = student::insert_many(tx, &batch)? as u64;
-                let mut checkpoint = self.checkpoint(line, false);
-                checkpoint["inserted"] = (self.inserted + inserted).into();
+                let checkpoint = self.checkpoint(line, self.inserted + inserted, false);
                 let total = self.total.max(self.done);
                 self.attempt
                     .record_in(tx, self.done, total, Some(&checkpoint))
@@ -357,7 +357,7 @@ impl Run<'_, '_> {
             if self.rejects.count > 0 {
                 return Err(Rollback::Rejects);
             }
-            let checkpoint = self.checkpoint(last, true);
+            let checkpoint = self.checkpoint(last, self.inserted, true);
             Ok(self
                 .attempt
                 .record_in(tx, self.done, self.done, Some(&checkpoint))?)

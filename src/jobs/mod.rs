@@ -1,11 +1,12 @@
 //! Running jobs in the background: the kinds of job and their registry, the one function
 //! that accepts a job, the consumer that takes jobs from the broker, the worker pool that
-//! runs them, the store of their files, the scheduler of periodic jobs, and the sweeper
-//! that repairs what a crash left behind.
+//! runs them and the heartbeat that tells who runs what, the store of their files, the
+//! scheduler of periodic jobs, and the sweeper that repairs what a crash left behind.
 
 pub mod accept;
 pub mod consumer;
 pub mod export;
+pub mod heartbeat;
 pub mod import;
 pub mod kind;
 pub mod schedule;

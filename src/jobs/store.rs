@@ -56,9 +56,14 @@ impl ResultFile {
     }
 }
 
+/// The parameter by which a job of any kind names its uploaded input file: the store
+/// keeps that file while the job exists, and two requests that differ only in it (each
+/// upload is named after its job) ask for the same thing.
+pub const UPLOAD_PARAM: &str = "upload";
+
 /// The upload a job's parameters name, if any.
 fn upload_of(job: &Job) -> Option<&str> {
-    job.params.get("upload").and_then(|u| u.as_str())
+    job.params.get(UPLOAD_PARAM).and_then(|u| u.as_str())
 }
 
 /// Where jobs' files live, and for how long.

@@ -8,6 +8,8 @@
 //!   longer holds (Redis restarted empty or lost its last writes, a delivery was dropped
 //!   after a failed claim) are published again;
 //! - ended jobs older than `ROSTER_JOB_RETENTION_DAYS` are deleted, with their files;
+//! - worker processes not seen for an hour (they died without a graceful shutdown) are
+//!   forgotten;
 //! - the file store drops expired files and files no attempt can own.
 //!
 //! Every process runs one; the updates are conditional, so two sweeping at once is fine.
@@ -25,6 +27,7 @@ use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::events::Events;
 use crate::models::job;
+use crate::models::worker::{self, FORGET_AFTER as WORKER_FORGET_AFTER};
 
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the export directory is swept.
@@ -161,6 +164,15 @@ pub fn prune(pool: &Pool, store: &FileStore, retention: Duration) -> anyhow::Res
     }
 }
 
+/// Deletes the rows of worker processes not seen for [`WORKER_FORGET_AFTER`] (they died
+/// without a graceful shutdown); returns how many.
+pub fn forget_workers(pool: &Pool) -> anyhow::Result<usize> {
+    Ok(worker::forget_stale(
+        &mut *pool.get()?,
+        WORKER_FORGET_AFTER,
+    )?)
+}
+
 impl Actor for Sweeper {
     type Context = Context<Self>;
 
@@ -174,6 +186,13 @@ impl Actor for Sweeper {
                     Ok(0) => {}
                     Ok(n) => log::info!("deleted {n} job(s) ended more than {retention:?} ago"),
                     Err(e) => log::warn!("could not delete old jobs: {e:#}"),
+                }
+                match forget_workers(&pool) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        log::info!("forgot {n} worker(s) not seen for {WORKER_FORGET_AFTER:?}")
+                    }
+                    Err(e) => log::warn!("could not forget stale workers: {e:#}"),
                 }
                 let swept = pool
                     .get()

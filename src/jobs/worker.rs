@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::heartbeat::RunningJobs;
 use super::kind::Registry;
 use super::store::FileStore;
-use crate::config::Settings;
+use crate::config::{Backoff, Settings};
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::domain::job::{JobId, JobStatus};
 use crate::events::Events;
@@ -115,9 +116,11 @@ pub struct WorkerContext {
     pub node: String,
     pub lease: Duration,
     pub timeout: Duration,
-    pub retry_backoff: Duration,
+    pub retry_backoff: Backoff,
     /// Where attempts keep their files.
     pub store: FileStore,
+    /// The jobs running here now, for the heartbeat.
+    pub running: RunningJobs,
 }
 
 impl WorkerContext {
@@ -139,15 +142,8 @@ impl WorkerContext {
             timeout: settings.job_timeout(),
             retry_backoff: settings.retry_backoff(),
             store: FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
+            running: RunningJobs::default(),
         }
-    }
-
-    /// Exponential backoff with full jitter: base·2^(attempt-1), then a random half to all.
-    fn retry_backoff(&self, attempts: i32) -> Duration {
-        let exp = self
-            .retry_backoff
-            .saturating_mul(1 << (attempts - 1).clamp(0, 16));
-        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 }
 
@@ -483,6 +479,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     ctx.events.status(&job);
     METRICS.jobs_in_flight.inc();
     let _in_flight = scopeguard(|| METRICS.jobs_in_flight.dec());
+    let _running = ctx.running.enter(id);
     let shared = Shared {
         conn: Mutex::new(conn),
         stop: AtomicU8::new(0),
@@ -544,7 +541,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         },
         Err(JobError::Retry(e)) if job.attempts < job.max_attempts => Ending::Retry {
             error: format!("{e:#}"),
-            backoff: ctx.retry_backoff(job.attempts),
+            backoff: ctx.retry_backoff.delay(job.attempts),
         },
         Err(JobError::Retry(e)) => Ending::Failed {
             error: format!("{e:#}"),

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::expression::SqlLiteral;
-use diesel::sql_types::{Nullable, Timestamp};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Timestamp};
 
 use crate::db::DbConnection;
 
@@ -49,9 +51,31 @@ pub fn before(conn: &DbConnection, d: Duration) -> SqlLiteral<Timestamp> {
     sql(&expression(conn, -millis(d)))
 }
 
+/// Reads the database's time now.
+pub fn read(conn: &mut DbConnection) -> QueryResult<NaiveDateTime> {
+    let now = now(conn);
+    diesel::select(now).get_result(conn)
+}
+
+/// Whole minutes from `start` to the time in `column` (a timestamp column as SQL, e.g.
+/// `jobs.finished_at`), rounded down: the minute of a window that starts at `start` (on
+/// a whole second) in which the time falls.
+pub fn minute_index(conn: &DbConnection, column: &str, start: NaiveDateTime) -> SqlLiteral<BigInt> {
+    let epoch = start.and_utc().timestamp();
+    sql(&match conn {
+        DbConnection::Pg(_) => {
+            format!("CAST(FLOOR((EXTRACT(EPOCH FROM {column}) - {epoch}) / 60) AS BIGINT)")
+        }
+        // Times at or after `start` only: SQLite's integer division rounds toward zero.
+        DbConnection::Sqlite(_) => {
+            format!("((CAST(strftime('%s', {column}) AS INTEGER) - {epoch}) / 60)")
+        }
+    })
+}
+
 /// A time read from the database, written back as the database writes its own (so that
 /// SQLite's text comparisons agree).
-pub fn literal(conn: &DbConnection, at: chrono::NaiveDateTime) -> SqlLiteral<Timestamp> {
+pub fn literal(conn: &DbConnection, at: NaiveDateTime) -> SqlLiteral<Timestamp> {
     sql(&match conn {
         DbConnection::Pg(_) => format!("TIMESTAMP '{}'", at.format("%Y-%m-%d %H:%M:%S%.6f")),
         DbConnection::Sqlite(_) => format!("'{}'", at.format("%Y-%m-%d %H:%M:%S%.3f")),

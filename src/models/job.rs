@@ -243,6 +243,20 @@ macro_rules! transition {
     }};
 }
 
+/// The rows a caller may act on: with `Some(name)`, only the jobs `name` created; with
+/// `None`, every job. Part of each conditional statement, so that ownership costs no
+/// extra read.
+macro_rules! visible_to {
+    ($owner:expr) => {{
+        let owner: Option<&str> = $owner;
+        jobs::created_by
+            .eq(owner.unwrap_or_default().to_owned())
+            .or(diesel::IntoSql::into_sql::<diesel::sql_types::Bool>(
+                owner.is_none(),
+            ))
+    }};
+}
+
 /// The rows an attempt holds: its job, under its lease owner, at its number.
 macro_rules! fenced {
     ($token:expr) => {
@@ -369,8 +383,19 @@ pub fn active_by_dedup_key(conn: &mut DbConnection, key: &str) -> QueryResult<Op
 }
 
 pub fn find(conn: &mut DbConnection, id: &JobId) -> QueryResult<Option<Job>> {
+    find_visible(conn, id, None)
+}
+
+/// The job, if `owner` may see it (see [`visible_to!`]): another user's job reads as
+/// missing.
+pub fn find_visible(
+    conn: &mut DbConnection,
+    id: &JobId,
+    owner: Option<&str>,
+) -> QueryResult<Option<Job>> {
     let row = jobs::table
         .find(id.to_string())
+        .filter(visible_to!(owner))
         .select(JobRow::as_select())
         .first(conn)
         .optional()?;
@@ -498,17 +523,23 @@ pub enum RetryOutcome {
     NotFound,
 }
 
-/// Puts a failed or cancelled job back in the queue with a fresh budget of attempts
-/// (numbers go on from the last one). Its checkpoint stays: work an attempt committed
-/// (an import's batches) is not done twice.
-pub fn retry(conn: &mut DbConnection, id: &JobId, budget: i32) -> QueryResult<RetryOutcome> {
+/// Puts a failed or cancelled job that `owner` may see back in the queue with a fresh
+/// budget of attempts (numbers go on from the last one). Its checkpoint stays: work an
+/// attempt committed (an import's batches) is not done twice.
+pub fn retry(
+    conn: &mut DbConnection,
+    id: &JobId,
+    owner: Option<&str>,
+    budget: i32,
+) -> QueryResult<RetryOutcome> {
     let now = clock::now(conn);
     let retried = transition!(
         conn,
         JobStatus::Queued,
         jobs::id
             .eq(id.to_string())
-            .and(jobs::status.eq_any([JobStatus::Failed.as_str(), JobStatus::Cancelled.as_str()])),
+            .and(jobs::status.eq_any([JobStatus::Failed.as_str(), JobStatus::Cancelled.as_str()]))
+            .and(visible_to!(owner)),
         (
             jobs::max_attempts.eq(jobs::attempts + budget),
             jobs::cancel_requested.eq(false),
@@ -521,7 +552,7 @@ pub fn retry(conn: &mut DbConnection, id: &JobId, budget: i32) -> QueryResult<Re
     )?;
     Ok(match retried.into_iter().next() {
         Some(job) => RetryOutcome::Queued(job),
-        None => match find(conn, id)? {
+        None => match find_visible(conn, id, owner)? {
             Some(job) => RetryOutcome::NotRetryable(job),
             None => RetryOutcome::NotFound,
         },
@@ -546,19 +577,24 @@ fn ended() -> Vec<&'static str> {
         .collect()
 }
 
-/// Deletes an ended job.
-pub fn delete(conn: &mut DbConnection, id: &JobId) -> QueryResult<DeleteOutcome> {
+/// Deletes an ended job that `owner` may see.
+pub fn delete(
+    conn: &mut DbConnection,
+    id: &JobId,
+    owner: Option<&str>,
+) -> QueryResult<DeleteOutcome> {
     let row: Option<JobRow> = on_backend!(conn, |c| diesel::delete(
         jobs::table
             .filter(jobs::id.eq(id.to_string()))
             .filter(jobs::status.eq_any(ended()))
+            .filter(visible_to!(owner))
     )
     .returning(jobs::all_columns)
     .get_result(c)
     .optional())?;
     Ok(match typed_one(row)? {
         Some(job) => DeleteOutcome::Deleted(job),
-        None => match find(conn, id)? {
+        None => match find_visible(conn, id, owner)? {
             Some(job) => DeleteOutcome::Active(job),
             None => DeleteOutcome::NotFound,
         },
@@ -977,11 +1013,17 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-pub fn request_cancel(conn: &mut DbConnection, id: &JobId) -> QueryResult<CancelOutcome> {
+/// Cancels a job that `owner` may see: a queued one at once, a running one by asking
+/// its attempt to stop.
+pub fn request_cancel(
+    conn: &mut DbConnection,
+    id: &JobId,
+    owner: Option<&str>,
+) -> QueryResult<CancelOutcome> {
     // The status can change between two statements; each is conditional, so try again
-    // with what the row says now.
+    // with what the row says now (ownership cannot change).
     loop {
-        let Some(job) = find(conn, id)? else {
+        let Some(job) = find_visible(conn, id, owner)? else {
             return Ok(CancelOutcome::NotFound);
         };
         match job.status {

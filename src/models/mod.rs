@@ -1,10 +1,13 @@
-//! The tables, one module each: row types and the queries on them.
+//! The tables, one module each: row types and the queries on them; the database clock;
+//! the per-minute history of the jobs tables (`stats`).
 
 pub mod attempt;
 pub mod clock;
 pub mod job;
 pub mod schedule;
 pub mod session;
+pub mod stats;
 pub mod student;
 pub mod token;
 pub mod user;
+pub mod worker;

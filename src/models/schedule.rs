@@ -123,8 +123,7 @@ struct ScheduleInsert<'a> {
 
 /// The database's time now: the clock every tick is compared with.
 pub fn now(conn: &mut DbConnection) -> QueryResult<NaiveDateTime> {
-    let now = clock::now(conn);
-    diesel::select(now).get_result(conn)
+    clock::read(conn)
 }
 
 /// Records a schedule. Fails with a unique violation when its name is taken.

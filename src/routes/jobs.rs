@@ -23,7 +23,8 @@ use crate::startup::AppState;
 
 pub const MAX_LIST_LIMIT: i64 = 500;
 
-fn job_id(raw: &str) -> Result<JobId, ApiError> {
+/// A job id from a path; anything else is no job (404).
+pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("job"))
 }
 
@@ -174,11 +175,13 @@ pub async fn list(
 
 /// The job, if the caller may see it: another member's job is "not found", like one that
 /// does not exist, so that ids cannot be probed.
-async fn load(state: &AppState, caller: &Caller, id: JobId) -> Result<Job, ApiError> {
-    with_conn(state, move |conn| Ok(job::find(conn, &id)?))
-        .await?
-        .filter(|job| caller.may_see(job.created_by.as_deref()))
-        .ok_or(ApiError::NotFound("job"))
+pub(crate) async fn load(state: &AppState, caller: &Caller, id: JobId) -> Result<Job, ApiError> {
+    let owner = caller.owner_filter();
+    with_conn(state, move |conn| {
+        Ok(job::find_visible(conn, &id, owner.as_deref())?)
+    })
+    .await?
+    .ok_or(ApiError::NotFound("job"))
 }
 
 pub async fn get(
@@ -206,8 +209,11 @@ pub async fn cancel(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = load(&state, &caller, job_id(&path)?).await?.id;
-    let outcome = with_conn(&state, move |conn| Ok(job::request_cancel(conn, &id)?)).await?;
+    let (id, owner) = (job_id(&path)?, caller.owner_filter());
+    let outcome = with_conn(&state, move |conn| {
+        Ok(job::request_cancel(conn, &id, owner.as_deref())?)
+    })
+    .await?;
     match outcome {
         CancelOutcome::Cancelled(job) => {
             log::info!("job {} cancelled before it started", job.id);
@@ -233,13 +239,15 @@ pub async fn retry(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = load(&state, &caller, job_id(&path)?).await?.id;
+    let (id, owner) = (job_id(&path)?, caller.owner_filter());
     let budget = i32::from(state.settings.max_attempts);
-    let outcome = with_conn(&state, move |conn| match job::retry(conn, &id, budget) {
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(
-            ApiError::Conflict("an identical job is already queued or running".into()),
-        ),
-        other => Ok(other?),
+    let outcome = with_conn(&state, move |conn| {
+        match job::retry(conn, &id, owner.as_deref(), budget) {
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(
+                ApiError::Conflict("an identical job is already queued or running".into()),
+            ),
+            other => Ok(other?),
+        }
     })
     .await?;
     match outcome {
@@ -263,8 +271,11 @@ pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = load(&state, &caller, job_id(&path)?).await?.id;
-    let outcome = with_conn(&state, move |conn| Ok(job::delete(conn, &id)?)).await?;
+    let (id, owner) = (job_id(&path)?, caller.owner_filter());
+    let outcome = with_conn(&state, move |conn| {
+        Ok(job::delete(conn, &id, owner.as_deref())?)
+    })
+    .await?;
     match outcome {
         DeleteOutcome::Deleted(job) => {
             let files = state.files.clone();

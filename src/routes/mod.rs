@@ -2,13 +2,16 @@
 
 pub mod access;
 pub mod counts;
+pub mod fallback;
 pub mod health;
 pub mod imports;
 pub mod input;
 pub mod jobs;
 pub mod page;
 pub mod schedules;
+pub mod stats;
 pub mod students;
+pub mod workers;
 
 use actix_web::web;
 

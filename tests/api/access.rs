@@ -18,7 +18,8 @@ struct People {
     bob: String,
 }
 
-fn add_user(app: &TestApp, name: &str, role: Role) -> String {
+/// Adds a user; returns an API token of theirs.
+pub fn add_user(app: &TestApp, name: &str, role: Role) -> String {
     let mut conn = app.pool.get().unwrap();
     let name = UserName::parse(name).unwrap();
     let hash = roster::access::password::hash(&Password::parse("correct horse").unwrap());
@@ -49,7 +50,7 @@ async fn guarded(
 
 impl TestApp {
     /// A request with `token` (or none: anonymous).
-    async fn call(
+    pub async fn call(
         &self,
         token: Option<&str>,
         method: Method,

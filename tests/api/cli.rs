@@ -417,6 +417,44 @@ fn export_wait_says_when_no_worker_takes_the_job_and_ctrl_c_off_a_terminal_leave
     assert_eq!(code, 1, "a cancelled job did not succeed: {stderr}");
 }
 
+#[actix_web::test]
+async fn export_wait_says_the_workers_are_busy_rather_than_absent() {
+    let sandbox = Sandbox::new(Deployment::Embedded).unwrap();
+    crate::process::seed(&sandbox, 200_000);
+    // One worker slot, held by a long export.
+    let slow = [
+        ("ROSTER_CONCURRENCY", "1"),
+        ("ROSTER_EXPORT_BATCH_ROWS", "5"),
+    ];
+    let _worker = Roster::worker(&sandbox, &slow, "worker.log");
+    let (code, first, stderr) = run(&sandbox, &["export"], &[QUIET]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = first.trim().to_owned();
+    assert!(eventually(Duration::from_secs(20), || {
+        status_of(&sandbox, &first) == JobStatus::Running
+    }));
+
+    let err = sandbox.dir.path().join("err");
+    let mut child = roster_command(&sandbox)
+        .args(["export", "--wait", "--min-age", "1"])
+        .env(QUIET.0, QUIET.1)
+        .stdout(Stdio::null())
+        .stderr(File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let told = eventually(Duration::from_secs(20), || {
+        read(&err).contains("queued; the 1 live worker(s) are busy")
+    });
+    assert!(told, "{}", read(&err));
+    assert!(
+        !read(&err).contains(roster::cli::follow::NO_WORKER_HINT),
+        "a busy worker is not a missing one: {}",
+        read(&err)
+    );
+    interrupt(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(130));
+}
+
 /// A pseudo-terminal: its other side for a child's stdin and stderr; what the child
 /// draws there is collected as it comes.
 struct Terminal {

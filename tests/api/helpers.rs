@@ -373,6 +373,13 @@ pub async fn spawn_with(
     Some(start_in(sandbox, settings, hooks, true).await)
 }
 
+/// A web-only process: jobs stay queued, nothing runs them.
+pub async fn web_only(deployment: Deployment) -> Option<TestApp> {
+    let sandbox = Sandbox::new(deployment)?;
+    let settings = sandbox.settings();
+    Some(start_in(sandbox, settings, Hooks::default(), false).await)
+}
+
 /// Starts a roster process in an existing sandbox.
 pub async fn start_in(
     sandbox: Sandbox,
@@ -445,6 +452,26 @@ macro_rules! both_deployments {
     };
 }
 
+/// Defines a test that runs `async fn $name(deployment: Deployment)` once on each
+/// deployment (the function skips what the machine cannot run):
+/// `each_deployment!(name);` beside `async fn name(deployment: Deployment) { ... }`.
+#[macro_export]
+macro_rules! each_deployment {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn on_sqlite_in_process() {
+                super::$name($crate::helpers::Deployment::Embedded).await;
+            }
+
+            #[actix_web::test]
+            async fn on_postgres_and_redis() {
+                super::$name($crate::helpers::Deployment::Production).await;
+            }
+        }
+    };
+}
+
 /// A test's stand-in for the export: it runs in place of `students_by_age`, whose
 /// parameters it takes.
 pub trait StandIn: Send + Sync + 'static {
@@ -470,4 +497,31 @@ impl<T: StandIn> JobHandler for AsExport<T> {
 /// Hooks that run `stand_in` for every export.
 pub fn instead_of_export(stand_in: impl StandIn) -> Hooks {
     Hooks::with_kind(AsExport(stand_in))
+}
+
+/// Holds every job until the test opens the gate, reporting nothing meanwhile; then
+/// reports `steps` steps of progress (each one written and announced) and succeeds.
+pub struct Gate {
+    pub open: std::sync::Arc<AtomicBool>,
+    pub steps: u64,
+}
+
+impl Gate {
+    pub fn new(open: std::sync::Arc<AtomicBool>) -> Self {
+        Self { open, steps: 0 }
+    }
+}
+
+impl StandIn for Gate {
+    fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
+        while !self.open.load(Ordering::SeqCst) {
+            attempt.check()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for done in 1..=self.steps {
+            attempt.progress(done, self.steps, true)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(serde_json::json!({"rows": 0}))
+    }
 }

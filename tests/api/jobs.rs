@@ -9,17 +9,10 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 
 use crate::both_deployments;
-use crate::helpers::{self, Deployment};
+use crate::helpers::{web_only, Deployment};
 
 fn id(job: &Value) -> &str {
     job["id"].as_str().unwrap()
-}
-
-/// A web-only process: jobs stay queued, nothing runs them.
-async fn web_only(deployment: Deployment) -> Option<helpers::TestApp> {
-    let sandbox = helpers::Sandbox::new(deployment)?;
-    let settings = sandbox.settings();
-    Some(helpers::start_in(sandbox, settings, Default::default(), false).await)
 }
 
 both_deployments!(

@@ -12,6 +12,7 @@ pub mod helpers;
 mod imports;
 mod jobs;
 mod limits;
+mod operations;
 mod outages;
 mod process;
 mod processes;

@@ -8,14 +8,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use roster::config::BrokerUrl;
-use roster::jobs::{Attempt, JobError};
-
-use crate::helpers::StandIn;
-use roster::models::job::Job;
 use roster::startup::Hooks;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{self, Deployment, Sandbox};
+use crate::helpers::{self, Deployment, Gate, Sandbox};
 use crate::process::free_port;
 use crate::websocket::WsClient;
 
@@ -106,19 +102,6 @@ async fn redis_going_away_makes_readyz_503_and_nothing_accepted_meanwhile_is_los
     );
 }
 
-/// Holds every job until the test opens the gate, reporting nothing meanwhile.
-struct Gate(Arc<AtomicBool>);
-
-impl StandIn for Gate {
-    fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
-        while !self.0.load(Ordering::SeqCst) {
-            attempt.check()?;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(json!({"rows": 0}))
-    }
-}
-
 #[actix_web::test]
 async fn the_first_event_after_redis_dropped_its_connections_reaches_the_other_processes() {
     let Some(mut sandbox) = Sandbox::new(Deployment::Production) else {
@@ -128,7 +111,7 @@ async fn the_first_event_after_redis_dropped_its_connections_reaches_the_other_p
     sandbox.broker_url = Some(BrokerUrl::parse(&redis.url()).unwrap());
     let web_sandbox = sandbox.sharing();
     let gate = Arc::new(AtomicBool::new(false));
-    let hooks = helpers::instead_of_export(Gate(gate.clone()));
+    let hooks = helpers::instead_of_export(Gate::new(gate.clone()));
     let mut settings = sandbox.settings();
     // One worker, busy with the job: its consumer reads nothing from Redis meanwhile,
     // so nothing else of that process touches Redis before the ending is published.

@@ -1,0 +1,3 @@
+DROP INDEX job_attempts_started_at;
+DROP INDEX jobs_started_at;
+DROP TABLE workers;

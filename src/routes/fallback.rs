@@ -1,0 +1,89 @@
+//! What the route table leaves to one place, a middleware: HEAD answers wherever GET does
+//! (GET's status and headers, no body), and a method a route does not take is a 405 in
+//! the API's error shape, with the `Allow` header naming the methods it takes. (A path no
+//! route matches is the app's default service, [`super::health::not_found`]: a 404 in the
+//! same shape.)
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::ResponseError;
+
+use crate::error::ApiError;
+
+/// The middleware: routes HEAD as GET, and answers 405s in the API's shape.
+pub async fn methods<B: MessageBody + 'static>(
+    mut req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let head = req.method() == Method::HEAD;
+    if head {
+        req.head_mut().method = Method::GET;
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = allowed(res.headers().get(header::ALLOW));
+        let (req, _) = res.into_parts();
+        res = ServiceResponse::new(req, ApiError::MethodNotAllowed { allow }.error_response());
+    }
+    if head {
+        // GET's Content-Length (or chunking) stays; the body is never produced, so a
+        // download is not read and an event stream not opened for nothing.
+        res = res.map_body(|_, body| BoxBody::new(NoBody(body.size())));
+    }
+    Ok(res)
+}
+
+/// The methods of a resource's 405 (actix lists those its routes take), HEAD added
+/// wherever GET is.
+fn allowed(header: Option<&header::HeaderValue>) -> String {
+    let mut methods: Vec<String> = header
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .split(',')
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+        methods.push("HEAD".into());
+    }
+    methods.join(", ")
+}
+
+/// A body of a known size that has nothing to send (the answer to HEAD).
+struct NoBody(BodySize);
+
+impl MessageBody for NoBody {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        self.0
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Infallible>>> {
+        Poll::Ready(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_is_allowed_wherever_get_is() {
+        let allow = |raw: &str| allowed(Some(&header::HeaderValue::from_str(raw).unwrap()));
+        assert_eq!(allow("GET, DELETE"), "GET, DELETE, HEAD");
+        assert_eq!(allow("POST"), "POST");
+        assert_eq!(allow("GET,HEAD"), "GET, HEAD");
+        assert_eq!(allowed(None), "");
+    }
+}
