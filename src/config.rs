@@ -1,8 +1,11 @@
 //! Settings: every knob roster reads from the environment (and the matching CLI flag),
 //! parsed once at start-up into typed values.
 //!
-//! A bad value stops start-up with one line naming the variable (see `cli::parse`).
+//! A bad value stops start-up with one line naming the variable (see `cli::parse`); so
+//! does a value that parses but cannot be used — a database or broker that does not
+//! answer, an export directory that cannot be written ([`StartupError`]).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,14 +15,17 @@ use clap::Args;
 use crate::db::DatabaseUrl;
 use crate::domain::schedule::TimeZone;
 
-/// Everything a roster process can be configured with.
+/// Everything a roster process can be configured with. In `--help` these stand under
+/// their own heading, apart from each command's own options, and each command shows only
+/// those it reads (see `cli::command`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = SETTINGS_HEADING)]
 pub struct Settings {
     /// Database: `postgres://…` or `sqlite://path` (default: a SQLite file in the working directory).
     #[arg(long, env = "DATABASE_URL", global = true, default_value = "sqlite://roster.db", value_parser = DatabaseUrl::parse)]
     pub database_url: DatabaseUrl,
 
-    /// Broker: `redis://…`; unset means the in-process broker (one process, durable through the jobs table).
+    /// Broker: `redis://…`; unset means the in-process broker (the jobs table is the queue; job events stay in each process).
     #[arg(long, env = "BROKER_URL", global = true, value_parser = BrokerUrl::parse)]
     pub broker_url: Option<BrokerUrl>,
 
@@ -249,6 +255,68 @@ impl Settings {
     }
 }
 
+/// The `--help` heading of the settings.
+pub const SETTINGS_HEADING: &str = "Settings (flag or environment variable)";
+
+/// Why a process cannot start with settings that parsed: each names the variable and the
+/// address or path it holds (a password hidden). As a bad value, it ends the process with
+/// exit status [`StartupError::EXIT_STATUS`] and one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database or the broker does not answer (or refuses this process).
+    #[error("cannot connect to the {service} at {address} ({var}): {cause}")]
+    Unreachable {
+        service: &'static str,
+        var: &'static str,
+        /// Where it was looked for, without a password.
+        address: String,
+        cause: String,
+    },
+    /// A well-formed value this process cannot use (a path under a file, an address in use).
+    #[error("{var}={value} cannot be used: {cause}")]
+    Unusable {
+        var: &'static str,
+        value: String,
+        cause: String,
+    },
+}
+
+impl StartupError {
+    /// A configuration error, as a bad value on the command line is (clap's status).
+    pub const EXIT_STATUS: i32 = 2;
+
+    pub fn database(url: &DatabaseUrl, cause: impl fmt::Display) -> Self {
+        StartupError::Unreachable {
+            service: "database",
+            var: "DATABASE_URL",
+            address: url.to_string(),
+            cause: one_line(&cause.to_string()),
+        }
+    }
+
+    pub fn broker(url: &BrokerUrl, cause: impl fmt::Display) -> Self {
+        StartupError::Unreachable {
+            service: "broker",
+            var: "BROKER_URL",
+            address: url.to_string(),
+            cause: one_line(&cause.to_string()),
+        }
+    }
+
+    pub fn unusable(var: &'static str, value: impl fmt::Display, cause: impl fmt::Display) -> Self {
+        StartupError::Unusable {
+            var,
+            value: value.to_string(),
+            cause: one_line(&cause.to_string()),
+        }
+    }
+}
+
+/// `text` on one line: libpq's messages, for one, end with a hint on a line of its own.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// `ROSTER_AUTH`: whether requests must be signed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthSetting {
@@ -278,7 +346,7 @@ fn parse_secret_key(raw: &str) -> Result<String, String> {
 }
 
 /// A `redis://` or `rediss://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BrokerUrl(String);
 
 impl BrokerUrl {
@@ -292,6 +360,25 @@ impl BrokerUrl {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Shows where the broker is without its password (`redis://:***@host:6379`).
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                write!(f, "{u}")
+            }
+            _ => f.write_str(&self.0),
+        }
     }
 }
 
@@ -366,6 +453,26 @@ mod tests {
         assert!(BrokerUrl::parse("redis://127.0.0.1:6379").is_ok());
         assert!(BrokerUrl::parse("amqp://127.0.0.1").is_err());
         assert!(BrokerUrl::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn broker_urls_are_shown_without_their_password() {
+        let url = BrokerUrl::parse("redis://:secret@cache:6379/0").unwrap();
+        assert_eq!(url.to_string(), "redis://:***@cache:6379/0");
+        let url = BrokerUrl::parse("redis://cache:6379").unwrap();
+        assert_eq!(url.to_string(), "redis://cache:6379");
+    }
+
+    #[test]
+    fn start_up_errors_name_the_variable_and_the_address_on_one_line() {
+        let db = DatabaseUrl::parse("postgres://me:secret@db:5432/roster").unwrap();
+        let line =
+            StartupError::database(&db, "connection refused\n\tIs the server running?").to_string();
+        assert_eq!(
+            line,
+            "cannot connect to the database at postgres://me:***@db:5432/roster \
+             (DATABASE_URL): connection refused Is the server running?"
+        );
     }
 
     #[test]

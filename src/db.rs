@@ -15,6 +15,8 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, ConnectionError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use crate::config::StartupError;
+
 /// A connection to whichever database roster was configured with.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -135,13 +137,14 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// Opens the pool; fails with the database's own error when it cannot connect.
+/// Opens the pool; fails with a [`StartupError`] naming `DATABASE_URL`, the address
+/// (password hidden) and the database's own error when it cannot connect.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
     let manager = Manager { url: url.clone() };
     // One direct connection first, so that a bad URL or a server that is down is reported
     // with its real cause rather than r2d2's "timed out waiting for connection".
-    let mut first = r2d2::ManageConnection::connect(&manager)
-        .map_err(|e| anyhow::anyhow!("cannot connect to {url}: {e}"))?;
+    let mut first =
+        r2d2::ManageConnection::connect(&manager).map_err(|e| StartupError::database(url, e))?;
     if let DbConnection::Sqlite(c) = &mut first {
         // WAL once, at start: setting it on every checkout makes writers collide.
         c.batch_execute("PRAGMA journal_mode = WAL;")?;

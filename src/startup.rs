@@ -3,6 +3,7 @@
 //! `serve`) the HTTP server. The whole route table is here, in [`routes`].
 
 use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 
 use crate::broker::{self, Broker};
-use crate::config::Settings;
+use crate::config::{Settings, StartupError};
 use crate::db::{self, Pool};
 use crate::events::Events;
 use crate::jobs::accept::Acceptor;
@@ -96,6 +97,7 @@ impl Services {
     pub async fn start(settings: Settings, hooks: Hooks, workers: bool) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let node = node_name();
+        check_export_dir(&settings)?;
         let pool = {
             let s = settings.clone();
             web::block(move || -> anyhow::Result<Pool> {
@@ -116,11 +118,10 @@ impl Services {
         let (broker, link) = broker::connect(&settings, &pool, &node).await?;
         match &settings.broker_url {
             Some(url) => log::info!(
-                "broker: redis stream {} on {}",
+                "broker: redis stream {} on {url}",
                 broker::redis::Keys::for_queue(&settings.queue).stream,
-                redacted(url.as_str())
             ),
-            None => log::info!("broker: in-process (the jobs table; one process)"),
+            None => log::info!("broker: in-process (the jobs table)"),
         }
         let broker = match hooks.wrap_broker {
             Some(wrap) => wrap(broker),
@@ -236,15 +237,12 @@ async fn drained(consumer: &Addr<JobConsumer>, limit: Duration) -> bool {
     }
 }
 
-/// A URL without its password, for logs.
-fn redacted(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => raw.to_owned(),
-    }
+/// The export directory exists (made if missing) and this process can write in it;
+/// else a [`StartupError`] naming `ROSTER_EXPORT_DIR` and the path.
+pub fn check_export_dir(settings: &Settings) -> Result<(), StartupError> {
+    FileStore::new(settings.export_dir.clone(), settings.export_ttl())
+        .ensure_writable()
+        .map_err(|e| StartupError::unusable("ROSTER_EXPORT_DIR", settings.export_dir.display(), e))
 }
 
 /// The route table: every route of the service. Each path is a resource, so that a
@@ -342,9 +340,8 @@ pub struct Application {
 impl Application {
     /// Binds `settings.bind` (port 0 picks a free port) and starts everything.
     pub async fn build(settings: Settings, hooks: Hooks, workers: bool) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind).map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (ROSTER_BIND): {e}", settings.bind)
-        })?;
+        let listener = TcpListener::bind(settings.bind)
+            .map_err(|e| StartupError::unusable("ROSTER_BIND", settings.bind, e))?;
         let port = listener.local_addr()?.port();
         let services = Services::start(settings, hooks, workers).await?;
         let access = {
@@ -454,16 +451,28 @@ impl Application {
 pub async fn wait_for_signal() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use tokio::signal::unix::{signal, SignalKind};
-    let second_stops_at_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for (sig, status) in [(SIGINT, 130), (SIGTERM, 143)] {
-        signal_hook::flag::register_conditional_shutdown(sig, status, second_stops_at_once.clone())
-            .expect("signal handler");
-    }
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let _first = second_signal_exits(&[(SIGINT, 130), (SIGTERM, 143)]);
     tokio::select! {
         _ = term.recv() => log::info!("SIGTERM received; a second one stops at once"),
         _ = int.recv() => log::info!("SIGINT received; a second one stops at once"),
     }
-    second_stops_at_once.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes the second of `signals` end the process at once, each with its exit status
+/// (130 for SIGINT, 143 for SIGTERM); returns the flag the first one raises. The flag is
+/// raised inside the signal handler, not by a task that waits for the signal: a second
+/// signal that came before such a task had run (two in a row, Ctrl-C pressed twice) would
+/// find it still down and be lost, and the process would wait out its whole grace period.
+pub fn second_signal_exits(signals: &[(i32, i32)]) -> Arc<AtomicBool> {
+    let seen = Arc::new(AtomicBool::new(false));
+    for &(sig, status) in signals {
+        // Handlers run in the order they were registered: the check comes before the
+        // flag is raised, or the first signal would already end the process.
+        signal_hook::flag::register_conditional_shutdown(sig, status, seen.clone())
+            .expect("signal handler");
+        signal_hook::flag::register(sig, seen.clone()).expect("signal handler");
+    }
+    seen
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::Settings;
+use crate::config::{Settings, StartupError};
 use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::events::registry::RedisLink;
@@ -73,6 +73,7 @@ pub trait Broker: Send + Sync + 'static {
 
 /// The broker `settings` name (Redis at `BROKER_URL`, else the in-process one), and for
 /// Redis the link that carries events to other processes. `node` names this process.
+/// A Redis that does not answer is a [`StartupError`] naming `BROKER_URL` and its address.
 pub async fn connect(
     settings: &Settings,
     pool: &Pool,
@@ -90,7 +91,9 @@ pub async fn connect(
         node.to_owned(),
         settings.lease() * 2,
     )
-    .await?;
+    .await
+    // The root cause alone: the redis error repeats the OS error it wraps.
+    .map_err(|e| StartupError::broker(url, e.root_cause()))?;
     let link = RedisLink {
         client: redis.client().clone(),
         manager: redis.manager(),

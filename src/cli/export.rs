@@ -1,25 +1,34 @@
-//! `roster export`: enqueue an export from the command line, and with `--wait` follow it
-//! with a progress bar until it ends (exit status 1 unless it succeeded).
+//! `roster export`: enqueue an export from the command line; with `--wait` follow it
+//! with a progress bar until it ends (exit status 1 unless it succeeded), and with
+//! `--output FILE` copy the file there.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::config::Settings;
 use crate::domain::job::{FileFormat, JobKind};
 use crate::domain::student::Age;
-use crate::jobs::accept::JobRequest;
+use crate::jobs::accept::{Accepted, JobRequest};
 use crate::jobs::export::ExportParams;
 
 #[derive(Debug, Args)]
 pub struct Opts {
-    #[arg(long, value_parser = parse_age)]
+    /// Only students this old or older.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub min_age: Option<Age>,
-    #[arg(long, value_parser = parse_age)]
+    /// Only students this old or younger.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub max_age: Option<Age>,
+    /// The file's format: `csv` or `jsonl` (JSON Lines).
     #[arg(long, default_value = "csv", value_parser = |s: &str| s.parse::<FileFormat>())]
     pub format: FileFormat,
-    /// Follow the job until it ends.
+    /// Follow the job until it ends, with a progress bar.
     #[arg(long)]
     pub wait: bool,
+    /// Once it succeeds, copy the file to FILE (replacing it); implies --wait.
+    #[arg(long, value_name = "FILE", value_parser = super::follow::output_file)]
+    pub output: Option<PathBuf>,
 }
 
 fn parse_age(raw: &str) -> Result<Age, String> {
@@ -40,10 +49,24 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
         ..JobRequest::new(JobKind::StudentsByAge, params)
     };
     let (pool, accepted) = super::submit(&settings, request)?;
-    let created = accepted.job().clone();
-    println!("{}", created.id);
-    if !opts.wait {
+    let id = accepted.job().id;
+    // The id alone on stdout, for scripts (`id=$(roster export)`); the words on stderr.
+    println!("{id}");
+    eprintln!("{}", accepted_line("export", &accepted));
+    if !opts.wait && opts.output.is_none() {
+        eprintln!("{}", super::follow::how_to_come_back(id));
         return Ok(0);
     }
-    super::follow(&pool, created.id, "rows")
+    super::follow::follow(&settings, &pool, id, opts.output.as_deref())
+}
+
+/// What accepting did: a new job, or one already there that this request repeats.
+pub fn accepted_line(what: &str, accepted: &Accepted) -> String {
+    match accepted {
+        Accepted::New(job) => format!("{what} queued as job {}", job.id),
+        Accepted::Existing(job) => format!(
+            "an identical {what} is already {}: job {} (not queued twice)",
+            job.status, job.id
+        ),
+    }
 }

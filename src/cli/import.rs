@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 use crate::domain::job::{FileFormat, JobId, JobKind};
-use crate::jobs::accept::{Accepted, JobRequest};
+use crate::jobs::accept::JobRequest;
 use crate::jobs::import::{ImportMode, UploadCheck, UploadError};
 use crate::jobs::store::FileStore;
 
@@ -25,7 +25,7 @@ pub struct Opts {
     /// The file's format (default: from its extension: .jsonl/.ndjson are JSON Lines).
     #[arg(long, value_parser = |s: &str| s.parse::<FileFormat>())]
     pub format: Option<FileFormat>,
-    /// Follow the job until it ends.
+    /// Follow the job until it ends, with a progress bar.
     #[arg(long)]
     pub wait: bool,
 }
@@ -37,6 +37,9 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
                 Some("jsonl" | "ndjson") => FileFormat::Jsonl,
                 _ => FileFormat::Csv,
             });
+    // The upload is written into the export directory: an unusable one stops here,
+    // named, as it stops `serve` and `worker`.
+    crate::startup::check_export_dir(&settings)?;
     let mut input = File::open(&opts.file)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", opts.file.display()))?;
     let id = JobId::new();
@@ -85,12 +88,13 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    let Accepted::New(created) = accepted else {
-        unreachable!("an import without a key is always new")
-    };
-    println!("{}", created.id);
+    let id = accepted.job().id;
+    // The id alone on stdout, for scripts; the words on stderr.
+    println!("{id}");
+    eprintln!("{}", super::export::accepted_line("import", &accepted));
     if !opts.wait {
+        eprintln!("{}", super::follow::how_to_come_back(id));
         return Ok(0);
     }
-    super::follow(&pool, created.id, "rows")
+    super::follow::follow(&settings, &pool, id, None)
 }

@@ -12,7 +12,6 @@ use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::domain::job::JobKind;
 use crate::domain::schedule::{CronExpr, ScheduleName};
-use crate::error::FieldErrors;
 use crate::jobs::schedule::{self as rules, JobTemplate, ScheduleError, ScheduleSpec};
 use crate::models::schedule::{self, Schedule};
 
@@ -30,6 +29,7 @@ pub enum Command {
     List,
     /// Remove a schedule by name (the jobs it fired stay).
     Remove {
+        /// The schedule's name.
         #[arg(value_parser = ScheduleName::parse)]
         name: ScheduleName,
     },
@@ -89,7 +89,7 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
 fn add(conn: &mut DbConnection, settings: &Settings, add: AddOpts) -> anyhow::Result<i32> {
     let kinds = crate::jobs::standard_kinds(settings);
     let params = add.params.unwrap_or_default();
-    let job = JobTemplate::check(&kinds, add.kind, &params).map_err(one_line)?;
+    let job = JobTemplate::check(&kinds, add.kind, &params).map_err(|f| super::field_errors(&f))?;
     let spec = ScheduleSpec {
         name: add.name,
         cron: add.cron,
@@ -99,7 +99,7 @@ fn add(conn: &mut DbConnection, settings: &Settings, add: AddOpts) -> anyhow::Re
         created_by: None,
     };
     let created = rules::create(conn, spec).map_err(|e| match e {
-        ScheduleError::Invalid(fields) => one_line(fields),
+        ScheduleError::Invalid(fields) => super::field_errors(&fields),
         other => other.into(),
     })?;
     println!(
@@ -109,15 +109,6 @@ fn add(conn: &mut DbConnection, settings: &Settings, add: AddOpts) -> anyhow::Re
         next_fire(&created)
     );
     Ok(0)
-}
-
-/// Field errors as one line: `params.min_age: must be …; kind: …`.
-fn one_line(fields: FieldErrors) -> anyhow::Error {
-    let each: Vec<String> = fields
-        .iter()
-        .map(|(field, message)| format!("{field}: {message}"))
-        .collect();
-    anyhow::anyhow!("{}", each.join("; "))
 }
 
 /// When `s` fires next: on its zone's clock, then in UTC.

@@ -23,8 +23,10 @@ pub enum UserCommand {
     /// Add a user (or, if it exists, set its role and password). Without
     /// --password-stdin a password is generated and printed once.
     Add {
+        /// The user's name (what they sign in with).
         #[arg(value_parser = UserName::parse)]
         name: UserName,
+        /// `admin` (everything, users included) or `member` (students, their own jobs).
         #[arg(long, default_value = "member", value_parser = |s: &str| s.parse::<Role>())]
         role: Role,
         /// Read the password from standard input (its first line).
@@ -35,6 +37,7 @@ pub enum UserCommand {
     List,
     /// Remove a user: their tokens and sessions go, their jobs stay.
     Remove {
+        /// The user's name.
         #[arg(value_parser = UserName::parse)]
         name: UserName,
     },
@@ -50,6 +53,7 @@ pub struct TokenOpts {
 pub enum TokenCommand {
     /// Make an API token for a user; it is printed once (only its hash is kept).
     Create {
+        /// The user the token acts as.
         #[arg(long, value_parser = UserName::parse)]
         user: UserName,
         /// What the token is for.

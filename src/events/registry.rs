@@ -116,6 +116,26 @@ pub struct RedisLink {
     pub node: String,
 }
 
+impl RedisLink {
+    /// Publishes `event` to the other processes at once, without a registry: for a
+    /// short-lived process (the CLI cancelling a job) that would be gone before a
+    /// registry's outbox sent it.
+    pub async fn publish_now(&self, event: JobEvent) -> redis::RedisResult<()> {
+        let envelope = Envelope {
+            origin: self.node.clone(),
+            event: Some(event),
+        };
+        let payload = serde_json::to_string(&envelope).expect("envelopes serialize");
+        let mut conn = self.manager.clone();
+        let _receivers: i64 = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
 /// An event on the wire between processes; without an event, a notice that some of
 /// `origin`'s events were lost, so that every subscriber re-reads its snapshots.
 #[derive(Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::Path;
 use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
@@ -345,6 +346,17 @@ fn resume(
     Ok(Start::default())
 }
 
+/// An I/O failure of the attempt, named with the file it was writing, so that the job's
+/// error says where (a full disk, a directory gone); other errors are left as they are.
+fn naming_file(e: JobError, path: &Path) -> JobError {
+    match e {
+        JobError::Retry(e) if e.chain().any(|cause| cause.is::<io::Error>()) => {
+            JobError::Retry(e.context(format!("writing {}", path.display())))
+        }
+        other => other,
+    }
+}
+
 /// Reads the export inside one read-only transaction, so the count and the rows agree.
 fn in_snapshot<T>(
     conn: &mut DbConnection,
@@ -393,7 +405,9 @@ impl Kind for StudentsByAge {
     ) -> Result<ExportResult, JobError> {
         let store = attempt.store().clone();
         let mut temp = store.create_temp(attempt.token(), params.format.extension())?;
-        let exported = self.export(&store, job, attempt, &params, &mut temp);
+        let exported = self
+            .export(&store, job, attempt, &params, &mut temp)
+            .map_err(|e| naming_file(e, temp.path()));
         if matches!(
             exported,
             Err(JobError::Stopped(Stop::Shutdown) | JobError::Retry(_))
@@ -492,6 +506,19 @@ impl StudentsByAge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_i_o_error_names_the_file_being_written() {
+        let path = Path::new("/exports/.job.1.tag.csv.part");
+        let full = io::Error::new(io::ErrorKind::StorageFull, "No space left on device");
+        let named = naming_file(JobError::from(full), path).to_string();
+        assert_eq!(
+            named,
+            "writing /exports/.job.1.tag.csv.part: No space left on device"
+        );
+        let other = naming_file(JobError::Retry(anyhow::anyhow!("database away")), path);
+        assert_eq!(other.to_string(), "database away");
+    }
 
     #[test]
     fn an_empty_age_range_is_refused() {

@@ -163,6 +163,11 @@ impl TempFile {
         self.file.take()
     }
 
+    /// Where it is, for error messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Leaves the file for the next attempt to resume from (a shutdown).
     pub fn keep(&mut self) {
         self.kept = true;
@@ -193,6 +198,31 @@ impl FileStore {
         &self.dir
     }
 
+    /// Makes the directory if it is missing and proves it writable by creating and
+    /// removing a file in it. Checked when a process starts, so that an unusable
+    /// `ROSTER_EXPORT_DIR` stops it with the path rather than failing every job later.
+    pub fn ensure_writable(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        if !fs::metadata(&self.dir)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "it is not a directory",
+            ));
+        }
+        // A name no job file can have (the sweeper leaves it alone), unique to this check
+        // even between processes sharing the volume.
+        let probe = self.dir.join(format!(
+            ".roster-write-check.{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        File::options()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write in it: {e}")))?;
+        fs::remove_file(&probe)
+    }
+
     /// Creates the attempt's temporary file; fails if it exists, so no two attempts can
     /// ever write one file.
     pub fn create_temp(&self, token: &AttemptToken, ext: &str) -> io::Result<TempFile> {
@@ -221,7 +251,10 @@ impl FileStore {
     /// Opens the temporary file an earlier attempt's checkpoint names, to resume from.
     pub fn open_temp(&self, name: &str) -> io::Result<File> {
         match FileName::parse(name) {
-            Some(parsed) if parsed.temp => File::open(self.dir.join(name)),
+            Some(parsed) if parsed.temp => {
+                let path = self.dir.join(name);
+                File::open(&path).map_err(|e| with_path(e, "opening", &path))
+            }
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{name:?} is not a temporary export file"),

@@ -344,15 +344,20 @@ both_deployments!(
 both_deployments!(
     failing_attempts_are_retried_then_the_job_fails_with_the_error,
     |app| async move {
-        // The export directory is a file: every attempt fails to write.
-        std::fs::create_dir_all(app.settings.export_dir.parent().unwrap()).unwrap();
-        std::fs::write(&app.settings.export_dir, b"not a directory").unwrap();
+        // The export directory (checked at start) becomes a file: every attempt fails
+        // to write.
+        let dir = &app.settings.export_dir;
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::write(dir, b"not a directory").unwrap();
         let job = app.start_export(json!({})).await;
         let done = app.wait_until_ended(id(&job)).await;
         assert_eq!(done["status"], "failed");
         assert_eq!(done["attempts"], 3, "max_attempts");
         let error = done["error"].as_str().unwrap();
-        assert!(!error.is_empty(), "the last error is kept");
+        assert!(
+            error.contains(dir.to_str().unwrap()),
+            "the last error is kept, and names the path: {error}"
+        );
     }
 );
 

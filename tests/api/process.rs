@@ -127,9 +127,37 @@ impl Roster {
 
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: i32) {
         unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+            libc::kill(self.child.id() as i32, signal);
         }
+    }
+
+    /// Sends `signal`, and again as soon as the process has taken the first: the second
+    /// comes while the process is still reacting to the first (as a hurried Ctrl-C
+    /// Ctrl-C), yet not while the first is pending, when the kernel would merge the two.
+    pub fn signal_twice(&self, signal: i32) {
+        self.signal(signal);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.pending_signals() & (1 << (signal - 1)) != 0 && Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        self.signal(signal);
+    }
+
+    /// The process-wide pending signals (`ShdPnd` in /proc), as a mask.
+    fn pending_signals(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("ShdPnd:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .unwrap_or(0)
     }
 
     pub async fn get(&self, path: &str) -> Value {

@@ -198,6 +198,47 @@ async fn sigterm_with_a_short_grace_exits_in_time_and_the_job_runs_on_the_next_s
 }
 
 #[actix_web::test]
+async fn a_second_signal_stops_serve_and_worker_at_once_without_waiting_out_the_grace() {
+    let Some(sandbox) = Sandbox::new(Deployment::Embedded) else {
+        return;
+    };
+    seed(&sandbox, 200_000);
+    let slow = [
+        ("ROSTER_EXPORT_BATCH_ROWS", "5"),
+        ("ROSTER_SHUTDOWN_GRACE_SECS", "60"),
+    ];
+    // The web process takes the jobs; `serve` or `worker` runs them (sharing the
+    // database, as the in-process broker allows).
+    let web = Roster::start(&sandbox, &["serve", "--no-workers"], &[]).await;
+    for (n, (args, signal, status)) in [
+        (&["worker"][..], libc::SIGTERM, 143),
+        (&["serve"][..], libc::SIGINT, 130),
+        (&["worker"][..], libc::SIGINT, 130),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut runner = Roster::spawn(&sandbox, args, &slow, &format!("runner-{n}.log"));
+        let job = web.post("/api/exports", json!({"min_age": n})).await;
+        web.wait_for(&id(&job), |j| {
+            j["status"] == "running" && j["progress"]["done"].as_i64() > Some(0)
+        })
+        .await;
+        let asked = Instant::now();
+        // The second comes before the runtime has looked at the first.
+        runner.signal_twice(signal);
+        let exited = runner.wait_exit(Duration::from_secs(20)).expect("exits");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "{args:?}: took {:?} with a grace of 60 s",
+            asked.elapsed()
+        );
+        assert_eq!(exited.code(), Some(status), "{args:?}: {exited}");
+    }
+    web.stop();
+}
+
+#[actix_web::test]
 async fn sigterm_closes_websockets_as_going_away_and_exits_promptly() {
     let Some(sandbox) = Sandbox::new(Deployment::Embedded) else {
         return;
