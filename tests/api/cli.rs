@@ -12,20 +12,7 @@ use std::time::{Duration, Instant};
 use roster::domain::job::{JobId, JobStatus};
 
 use crate::helpers::{Deployment, Sandbox};
-use crate::process::{roster_command, Roster};
-
-fn run(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = roster_command(sandbox)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::process::{roster_command, run, Roster};
 
 /// Only warnings in the log: what is left on stderr is what the command itself says.
 const QUIET: (&str, &str) = ("RUST_LOG", "warn");

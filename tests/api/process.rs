@@ -25,6 +25,20 @@ pub fn roster_command(sandbox: &Sandbox) -> Command {
 }
 
 /// `roster seed --students n` in the sandbox.
+/// Runs `roster ARGS` to its end: (exit status, stdout, stderr).
+pub fn run(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = roster_command(sandbox)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn seed(sandbox: &Sandbox, students: u64) {
     let out = roster_command(sandbox)
         .args(["seed", "--students", &students.to_string()])

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::both_deployments;
 use crate::helpers::{self, spawn_with, Deployment, Sandbox, TestApp};
-use crate::process::roster_command;
+use crate::process::run;
 
 /// Creates a schedule; returns it.
 async fn create(app: &TestApp, body: Value) -> Value {
@@ -465,19 +465,6 @@ async fn cron_is_read_in_the_schedules_time_zone_defaulting_to_roster_timezone()
             .json();
         assert_eq!(moved["next_fire_at"], manaus["next_fire_at"], "{moved}");
     }
-}
-
-fn run(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = roster_command(sandbox)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
