@@ -1103,10 +1103,12 @@ fn recover_expired_jobs(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
         )
     )?);
     let now = clock::now(conn);
+    // A cancel committed after the first statement must not be requeued here (this is
+    // read committed: each statement sees the rows anew); the next sweep cancels it.
     changed.extend(transition!(
         conn,
         JobStatus::Queued,
-        e3,
+        e3.and(jobs::cancel_requested.eq(false)),
         (
             released(),
             jobs::error.eq("the worker running it was lost (lease expired)"),
