@@ -184,6 +184,13 @@ pub struct Settings {
     /// IANA time zone of a schedule that names none (and of the one `schedule add` makes).
     #[arg(long, env = "ROSTER_TIMEZONE", global = true, default_value = "UTC", value_parser = TimeZone::parse)]
     pub timezone: TimeZone,
+
+    /// For benchmarks only (benches/run.sh): also registers the `noop` job kind, which does
+    /// nothing, so that a drain measures the runtime's own overhead. Hidden from `--help`;
+    /// off, `noop` is refused like any unknown kind.
+    #[arg(long, env = "ROSTER_BENCH_KINDS", global = true, hide = true, action = clap::ArgAction::Set,
+          default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
+    pub bench_kinds: bool,
 }
 
 impl Settings {

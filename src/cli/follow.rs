@@ -318,6 +318,7 @@ pub fn summary(job: &Job, store: &FileStore) -> Vec<String> {
                 ));
             }
         }
+        JobKind::Noop => {}
     }
     if lines.is_empty() {
         // A kind this CLI cannot describe: its result as it is.
@@ -326,7 +327,7 @@ pub fn summary(job: &Job, store: &FileStore) -> Vec<String> {
     if let Some(file) = ResultFile::of(result) {
         let what = match job.kind {
             JobKind::StudentsImport => "rejects report",
-            JobKind::StudentsByAge => "file",
+            JobKind::StudentsByAge | JobKind::Noop => "file",
         };
         if let Some(path) = local_file(store, &file) {
             lines.push(format!("{what}: {}", path.display()));

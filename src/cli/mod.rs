@@ -139,7 +139,9 @@ pub fn command() -> clap::Command {
         let shown = |id: &str| read.contains(&"*") || read.contains(&id);
         top = top.mut_subcommand(*name, |sub| {
             settings.iter().fold(sub, |sub, arg| {
-                sub.arg(arg.clone().hide(!shown(arg.get_id().as_str())))
+                // A setting hidden everywhere (for benchmarks) stays hidden.
+                let hidden = arg.is_hide_set() || !shown(arg.get_id().as_str());
+                sub.arg(arg.clone().hide(hidden))
             })
         });
     }

@@ -130,15 +130,19 @@ pub enum JobKind {
     StudentsByAge,
     /// Students from an uploaded file.
     StudentsImport,
+    /// Does nothing: the runtime's overhead alone, for benchmarks. Registered only when
+    /// `ROSTER_BENCH_KINDS` is set (see `jobs::noop`); elsewhere it is refused as unknown.
+    Noop,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::StudentsByAge, JobKind::StudentsImport];
+    pub const ALL: [JobKind; 3] = [JobKind::StudentsByAge, JobKind::StudentsImport, JobKind::Noop];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::StudentsByAge => "students_by_age",
             JobKind::StudentsImport => "students_import",
+            JobKind::Noop => "noop",
         }
     }
 }

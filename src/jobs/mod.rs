@@ -1,6 +1,6 @@
 //! Running jobs in the background: the kinds of job and their registry, the one function
 //! that accepts a job, the consumer that takes jobs from the broker, the worker pool that
-//! runs them and the heartbeat that tells who runs what, the store of their files, the
+//! runs them (and a `noop` kind for benchmarks) and the heartbeat that tells who runs what, the store of their files, the
 //! scheduler of periodic jobs, and the sweeper that repairs what a crash left behind.
 
 pub mod accept;
@@ -9,6 +9,7 @@ pub mod export;
 pub mod heartbeat;
 pub mod import;
 pub mod kind;
+pub mod noop;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
@@ -20,7 +21,8 @@ pub use worker::{Attempt, JobError, Shutdown, Stop};
 
 use crate::config::Settings;
 
-/// Every kind roster runs, with their settings: the one place kinds are registered.
+/// Every kind roster runs, with their settings: the one place kinds are registered. The
+/// `noop` kind only when `ROSTER_BENCH_KINDS` asks for it (benchmarks).
 pub fn standard_kinds(settings: &Settings) -> Registry {
     let mut kinds = Registry::default();
     kinds.register(export::StudentsByAge {
@@ -29,5 +31,8 @@ pub fn standard_kinds(settings: &Settings) -> Registry {
     kinds.register(import::StudentsImport {
         settings: import::ImportSettings::new(settings),
     });
+    if settings.bench_kinds {
+        kinds.register(noop::Noop);
+    }
     kinds
 }

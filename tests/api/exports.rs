@@ -591,3 +591,29 @@ both_deployments!(a_job_can_be_claimed_only_once, |app| async move {
         assert!(token.owner.starts_with("a/"));
     }
 });
+
+both_deployments!(
+    the_noop_kind_is_refused_unless_benchmarks_ask_for_it,
+    |app| async move {
+        let reply = app.post("/api/exports", json!({"kind": "noop"})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(reply.json()["error"]["fields"]["kind"].is_string());
+        let jobs = app.get("/api/jobs").await.json();
+        assert_eq!(jobs["items"].as_array().unwrap().len(), 0);
+    }
+);
+
+#[actix_web::test]
+async fn with_roster_bench_kinds_a_noop_job_runs_and_succeeds_with_nothing() {
+    let app = spawn_with(Deployment::Embedded, |s| s.bench_kinds = true, Hooks::default())
+        .await
+        .unwrap();
+    let refused = app.post("/api/exports", json!({"kind": "noop", "format": "csv"})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let reply = app.post("/api/exports", json!({"kind": "noop"})).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let done = app.wait_until_ended(id(&reply.json())).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["kind"], "noop");
+    assert_eq!(done["result"], json!({}));
+}
