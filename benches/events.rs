@@ -1,16 +1,24 @@
 //! Event benchmarks (`cargo bench --bench events [-- latency|idle] [--runs N] …`):
 //!
 //! - **latency**: roster runs in this process (the library, embedded default, no workers);
-//!   1,000 WebSocket clients subscribe on `/ws` to one real queued job, then progress events
+//!   N WebSocket clients (`--subscribers 1000,10000`: one set of runs per count) subscribe
+//!   on `/ws` to one real queued job, then progress events
 //!   are emitted straight into the registry at the real throttle (10 a second). Latency is
 //!   the time from just before `Events::emit` to the client reading the frame, over every
 //!   (client, event) pair. The server runs on its own actix system (its registry thread plus
 //!   the HTTP workers); the clients share one other thread of the same machine, so their
 //!   reading is part of the figure. Each run also reports the CPU time per event of the
 //!   registry, the HTTP workers (where the sessions run) and the clients.
-//! - **idle**: the `roster` binary runs as a child process (its own file limit); this
-//!   process opens 10,000 WebSocket sessions to `/ws`, keeps answering pings, and reads the
-//!   child's resident memory before and after from `/proc/<pid>/status`.
+//! - **idle**: the `roster` binary runs as a child process; this process opens N WebSocket
+//!   sessions to `/ws` (`--sessions 10000,100000`: one set of runs per count), keeps
+//!   answering pings, and reads the child's resident memory before and after from
+//!   `/proc/<pid>/status`.
+//!
+//! Many sockets: this process raises its open-file limit (soft and, as root, hard) to what
+//! the largest count needs before it starts anything, so the child inherits it; the child
+//! gets `ROSTER_MAX_CONNECTIONS` to match. The clients spread over source addresses
+//! 127.0.0.2, 127.0.0.3, … (`--sources N`, else one per 10,000 sockets): one address has
+//! only the ephemeral port range (~28,000 ports) to connect from.
 //!
 //! Each figure is the median over `--runs` runs. Lines starting with `RESULT` are for
 //! `benches/run.sh`.
@@ -38,10 +46,27 @@ struct Opts {
     latency: bool,
     idle: bool,
     runs: usize,
-    subscribers: usize,
+    subscribers: Vec<usize>,
     events: i64,
     interval: Duration,
-    sessions: usize,
+    sessions: Vec<usize>,
+    /// Source addresses to spread the clients over (0: one per [`SOCKETS_PER_SOURCE`]).
+    sources: usize,
+}
+
+/// Sockets one loopback source address is given, well inside the ephemeral port range.
+const SOCKETS_PER_SOURCE: usize = 10_000;
+
+/// A comma-separated list of counts (`1000,10000`).
+fn counts(name: &str, raw: Option<String>) -> anyhow::Result<Vec<usize>> {
+    let raw = raw.with_context(|| format!("{name} needs a value"))?;
+    raw.split(',')
+        .map(|n| {
+            n.trim()
+                .parse::<usize>()
+                .with_context(|| format!("{name} needs numbers, comma separated"))
+        })
+        .collect()
 }
 
 impl Opts {
@@ -50,10 +75,11 @@ impl Opts {
             latency: false,
             idle: false,
             runs: 3,
-            subscribers: 1_000,
+            subscribers: vec![1_000],
             events: 50,
             interval: Duration::from_millis(100),
-            sessions: 10_000,
+            sessions: vec![10_000],
+            sources: 0,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -68,13 +94,15 @@ impl Opts {
                 "latency" => opts.latency = true,
                 "idle" => opts.idle = true,
                 "--runs" => opts.runs = value("--runs")?.max(1) as usize,
-                "--subscribers" => opts.subscribers = value("--subscribers")? as usize,
+                "--subscribers" => opts.subscribers = counts("--subscribers", args.next())?,
                 "--events" => opts.events = value("--events")?.max(1) as i64,
                 "--interval-ms" => opts.interval = Duration::from_millis(value("--interval-ms")?),
-                "--sessions" => opts.sessions = value("--sessions")? as usize,
+                "--sessions" => opts.sessions = counts("--sessions", args.next())?,
+                "--sources" => opts.sources = value("--sources")? as usize,
                 other => bail!(
                     "unknown argument {other:?}; expected latency, idle, --runs N, \
-                     --subscribers N, --events N, --interval-ms N, --sessions N"
+                     --subscribers N[,N…], --events N, --interval-ms N, --sessions N[,N…], \
+                     --sources N"
                 ),
             }
         }
@@ -83,6 +111,31 @@ impl Opts {
             opts.idle = true;
         }
         Ok(opts)
+    }
+
+    /// The most sockets one run opens.
+    fn most_sockets(&self) -> usize {
+        let subscribers = if self.latency {
+            &self.subscribers[..]
+        } else {
+            &[]
+        };
+        let sessions = if self.idle { &self.sessions[..] } else { &[] };
+        subscribers
+            .iter()
+            .chain(sessions)
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How many source addresses `sockets` clients are spread over.
+    fn sources_for(&self, sockets: usize) -> usize {
+        match self.sources {
+            0 => sockets.div_ceil(SOCKETS_PER_SOURCE).max(1),
+            n => n,
+        }
+        .min(250)
     }
 }
 
@@ -99,22 +152,34 @@ struct Incoming {
 
 fn main() -> anyhow::Result<()> {
     let opts = Opts::parse()?;
-    let limit = raise_file_limit();
-    println!("events bench: open-file limit {limit}");
+    // Both ends of every socket may be in this process (latency), or this process and its
+    // child (idle, which inherits the limit): twice the sockets, and room for the rest.
+    let want = 2 * opts.most_sockets() as u64 + 4_096;
+    let limit = raise_file_limit(want);
+    println!("events bench: open-file limit {limit} (wanted {want})");
     if opts.latency {
         let server = InProcess::start()?;
-        let result = rt::System::new().block_on(latency(&opts, &server));
+        let mut result = Ok(());
+        for &n in &opts.subscribers {
+            result = rt::System::new().block_on(latency(&opts, n, &server));
+            if result.is_err() {
+                break;
+            }
+        }
         server.stop();
         result?;
     }
     if opts.idle {
-        rt::System::new().block_on(idle(&opts))?;
+        for &n in &opts.sessions {
+            rt::System::new().block_on(idle(&opts, n))?;
+        }
     }
     Ok(())
 }
 
-/// Raises this process's soft limit of open files to its hard limit; returns it.
-fn raise_file_limit() -> u64 {
+/// Raises this process's limit of open files to `want` (the hard limit too, which needs
+/// root or CAP_SYS_RESOURCE; else the soft limit up to the hard one); returns the limit.
+fn raise_file_limit(want: u64) -> u64 {
     // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
     unsafe {
         let mut lim = libc::rlimit {
@@ -124,17 +189,48 @@ fn raise_file_limit() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 0;
         }
-        lim.rlim_cur = lim.rlim_max;
+        if lim.rlim_max < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return want;
+            }
+        }
+        lim.rlim_cur = lim.rlim_max.min(want.max(lim.rlim_cur));
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur
     }
 }
 
 fn client() -> awc::Client {
+    client_from(None)
+}
+
+/// A client whose connections leave from `source` (a loopback address).
+fn client_from(source: Option<std::net::IpAddr>) -> awc::Client {
+    let mut connector = awc::Connector::new().limit(0);
+    if let Some(ip) = source {
+        connector = connector.local_address(ip);
+    }
     awc::Client::builder()
-        .connector(awc::Connector::new().limit(0))
+        .connector(connector)
         .timeout(Duration::from_secs(30))
         .finish()
+}
+
+/// Clients on `n` source addresses, 127.0.0.2 onwards, starting `offset` addresses in (so
+/// that successive runs do not reuse ports a previous run's sockets still hold in
+/// TIME_WAIT).
+fn clients(n: usize, offset: usize) -> Vec<awc::Client> {
+    (0..n)
+        .map(|i| {
+            let host = 2 + (offset + i) % 250;
+            client_from(Some(std::net::Ipv4Addr::new(127, 0, 0, host as u8).into()))
+        })
+        .collect()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -286,10 +382,14 @@ async fn receive(mut ws: Ws, last: i64, deadline: Instant) -> Vec<(i64, Instant)
 /// arrived, and the CPU time each group of threads spent per event.
 async fn latency_run(
     opts: &Opts,
+    subscribers: usize,
+    run: usize,
     server: &InProcess,
 ) -> anyhow::Result<(Vec<f64>, usize, ThreadCpu)> {
     let base = format!("http://127.0.0.1:{}", server.port);
     let client = client();
+    let sources = opts.sources_for(subscribers);
+    let from = clients(sources, run * sources);
     let mut res = client
         .post(format!("{base}/api/exports"))
         .send_json(&serde_json::json!({"format": "csv", "min_age": 1, "max_age": 1}))
@@ -302,14 +402,14 @@ async fn latency_run(
 
     let url = format!("ws://127.0.0.1:{}/ws", server.port);
     let started = Instant::now();
-    let clients: Vec<anyhow::Result<Ws>> = stream::iter(0..opts.subscribers)
-        .map(|_| subscribe(&client, &url, &job_id))
+    let clients: Vec<anyhow::Result<Ws>> = stream::iter(0..subscribers)
+        .map(|i| subscribe(&from[i % from.len()], &url, &job_id))
         .buffer_unordered(100)
         .collect()
         .await;
     let clients = clients.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     println!(
-        "  {} subscribers on job {job_id} in {:.2} s",
+        "  {} subscribers on job {job_id} in {:.2} s, from {sources} source addresses",
         clients.len(),
         started.elapsed().as_secs_f64()
     );
@@ -341,7 +441,7 @@ async fn latency_run(
         received.push(reader.await?);
     }
     let cpu = ThreadCpu::now().since(&cpu_before, emitted.len());
-    let mut latencies = Vec::with_capacity(opts.subscribers * emitted.len());
+    let mut latencies = Vec::with_capacity(subscribers * emitted.len());
     for got in received {
         for (seq, at) in got {
             if let Some(sent) = usize::try_from(seq - first)
@@ -352,7 +452,7 @@ async fn latency_run(
             }
         }
     }
-    let missing = opts.subscribers * emitted.len() - latencies.len();
+    let missing = subscribers * emitted.len() - latencies.len();
     Ok((latencies, missing, cpu))
 }
 
@@ -414,15 +514,15 @@ impl ThreadCpu {
     }
 }
 
-async fn latency(opts: &Opts, server: &InProcess) -> anyhow::Result<()> {
+async fn latency(opts: &Opts, subscribers: usize, server: &InProcess) -> anyhow::Result<()> {
     println!(
-        "latency: {} subscribers, {} events at {:?} intervals, {} runs",
-        opts.subscribers, opts.events, opts.interval, opts.runs
+        "latency: {subscribers} subscribers, {} events at {:?} intervals, {} runs",
+        opts.events, opts.interval, opts.runs
     );
     let (mut p50s, mut p99s, mut maxes, mut missing) = (vec![], vec![], vec![], 0);
     let (mut clients, mut registry, mut http) = (vec![], vec![], vec![]);
     for run in 1..=opts.runs {
-        let (mut l, lost, cpu) = latency_run(opts, server).await?;
+        let (mut l, lost, cpu) = latency_run(opts, subscribers, run, server).await?;
         l.sort_by(f64::total_cmp);
         let (p50, p99, max) = (
             quantile(&l, 0.50),
@@ -446,11 +546,12 @@ async fn latency(opts: &Opts, server: &InProcess) -> anyhow::Result<()> {
         http.push(cpu.http);
         rt::time::sleep(Duration::from_secs(1)).await;
     }
+    // Keys carry the count: `event1000_p99_ms`, `event10000_p99_ms`, …
+    let k = format!("event{subscribers}");
     println!(
-        "RESULT event_subscribers={} event_p50_ms={:.3} event_p99_ms={:.3} event_max_ms={:.3} \
-         event_missing={missing} event_cpu_registry_ms={:.2} event_cpu_http_ms={:.2} \
-         event_cpu_clients_ms={:.2}",
-        opts.subscribers,
+        "RESULT {k}_subscribers={subscribers} {k}_p50_ms={:.3} {k}_p99_ms={:.3} {k}_max_ms={:.3} \
+         {k}_missing={missing} {k}_cpu_registry_ms={:.2} {k}_cpu_http_ms={:.2} \
+         {k}_cpu_clients_ms={:.2}",
         median(p50s),
         median(p99s),
         median(maxes),
@@ -489,7 +590,8 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start() -> anyhow::Result<Self> {
+    /// Starts `roster serve` allowing `connections` open connections.
+    async fn start(connections: usize) -> anyhow::Result<Self> {
         let bin =
             std::env::var("ROSTER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_roster").into());
         let dir = tempfile::tempdir()?;
@@ -503,6 +605,7 @@ impl Server {
             )
             .env("ROSTER_BIND", format!("127.0.0.1:{port}"))
             .env("ROSTER_EXPORT_DIR", dir.path().join("exports"))
+            .env("ROSTER_MAX_CONNECTIONS", (connections + 1_000).to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -552,11 +655,18 @@ async fn keep(mut ws: Ws, alive: Rc<Cell<usize>>) {
     alive.set(alive.get() - 1);
 }
 
-/// One run: RSS before and after (KiB), and the sessions still open when measured.
-async fn idle_run(opts: &Opts) -> anyhow::Result<(u64, u64, usize)> {
-    let server = Server::start().await?;
+/// One run: RSS before and after (KiB), the sessions still open when measured, and how
+/// many failed to open.
+async fn idle_run(
+    opts: &Opts,
+    sessions: usize,
+    run: usize,
+) -> anyhow::Result<(u64, u64, usize, usize)> {
+    let server = Server::start(sessions).await?;
     let url = format!("ws://127.0.0.1:{}/ws", server.port);
     let client = client();
+    let sources = opts.sources_for(sessions);
+    let from = clients(sources, run * sources);
     // Warm-up: one session opened and closed, so one-time set-up is not counted.
     let (_, mut ws) = client
         .ws(url.as_str())
@@ -570,11 +680,11 @@ async fn idle_run(opts: &Opts) -> anyhow::Result<(u64, u64, usize)> {
 
     let alive = Rc::new(Cell::new(0));
     let started = Instant::now();
-    let mut keepers = Vec::with_capacity(opts.sessions);
+    let mut keepers = Vec::with_capacity(sessions);
     let mut failed = 0usize;
     let mut first_error = None;
-    let mut connects = stream::iter(0..opts.sessions)
-        .map(|_| client.ws(url.as_str()).connect())
+    let mut connects = stream::iter(0..sessions)
+        .map(|i| from[i % from.len()].ws(url.as_str()).connect())
         .buffer_unordered(200);
     while let Some(result) = connects.next().await {
         match result {
@@ -587,7 +697,7 @@ async fn idle_run(opts: &Opts) -> anyhow::Result<(u64, u64, usize)> {
     }
     drop(connects);
     println!(
-        "  {} sessions opened in {:.2} s{}",
+        "  {} sessions opened in {:.2} s from {sources} source addresses{}",
         keepers.len(),
         started.elapsed().as_secs_f64(),
         match &first_error {
@@ -603,31 +713,37 @@ async fn idle_run(opts: &Opts) -> anyhow::Result<(u64, u64, usize)> {
         keeper.abort();
     }
     rt::time::sleep(Duration::from_millis(500)).await;
-    Ok((before, after, open))
+    Ok((before, after, open, failed))
 }
 
-async fn idle(opts: &Opts) -> anyhow::Result<()> {
+async fn idle(opts: &Opts, sessions: usize) -> anyhow::Result<()> {
     println!(
-        "idle sessions: {} WebSocket sessions to a `roster serve` child, {} runs",
-        opts.sessions, opts.runs
+        "idle sessions: {sessions} WebSocket sessions to a `roster serve` child, {} runs",
+        opts.runs
     );
-    let (mut deltas, mut opens) = (vec![], vec![]);
+    let (mut deltas, mut afters, mut opens, mut failures) = (vec![], vec![], vec![], 0);
     for run in 1..=opts.runs {
-        let (before, after, open) = idle_run(opts).await?;
+        let (before, after, open, failed) = idle_run(opts, sessions, run).await?;
         let delta = after.saturating_sub(before) as f64 / 1024.0;
         println!(
-            "  run {run}: RSS {:.1} MiB before, {:.1} MiB after, +{delta:.1} MiB for {open} open sessions ({:.1} KiB each)",
+            "  run {run}: RSS {:.1} MiB before, {:.1} MiB after, +{delta:.1} MiB for {open} open sessions ({:.1} KiB each), {failed} failed to open",
             before as f64 / 1024.0,
             after as f64 / 1024.0,
             delta * 1024.0 / open.max(1) as f64
         );
         deltas.push(delta);
+        afters.push(after as f64 / 1024.0);
         opens.push(open as f64);
+        failures += failed;
     }
     let delta = median(deltas);
     let open = median(opens);
+    // Keys carry the count asked for: `idle10000_rss_delta_mib`, `idle100000_…`.
+    let k = format!("idle{sessions}");
     println!(
-        "RESULT idle_sessions={open:.0} idle_rss_delta_mib={delta:.1} idle_rss_per_session_kib={:.1}",
+        "RESULT {k}_sessions={open:.0} {k}_rss_delta_mib={delta:.1} {k}_rss_after_mib={:.1} \
+         {k}_rss_per_session_kib={:.1} {k}_failed={failures}",
+        median(afters),
         delta * 1024.0 / open.max(1.0)
     );
     Ok(())

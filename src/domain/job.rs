@@ -136,7 +136,11 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::StudentsByAge, JobKind::StudentsImport, JobKind::Noop];
+    pub const ALL: [JobKind; 3] = [
+        JobKind::StudentsByAge,
+        JobKind::StudentsImport,
+        JobKind::Noop,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

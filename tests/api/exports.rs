@@ -605,10 +605,16 @@ both_deployments!(
 
 #[actix_web::test]
 async fn with_roster_bench_kinds_a_noop_job_runs_and_succeeds_with_nothing() {
-    let app = spawn_with(Deployment::Embedded, |s| s.bench_kinds = true, Hooks::default())
-        .await
-        .unwrap();
-    let refused = app.post("/api/exports", json!({"kind": "noop", "format": "csv"})).await;
+    let app = spawn_with(
+        Deployment::Embedded,
+        |s| s.bench_kinds = true,
+        Hooks::default(),
+    )
+    .await
+    .unwrap();
+    let refused = app
+        .post("/api/exports", json!({"kind": "noop", "format": "csv"}))
+        .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     let reply = app.post("/api/exports", json!({"kind": "noop"})).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
