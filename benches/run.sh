@@ -360,7 +360,8 @@ wrk_on() {
 pgbench_post() {
   local run out tps p99
   local -a tpss=() p99s=()
-  psql "$PG_URL" -qAtc 'DROP TABLE IF EXISTS bench_jobs; CREATE TABLE bench_jobs (LIKE jobs INCLUDING ALL)' >/dev/null
+  psql "$PG_URL" -qAtc 'SET client_min_messages = warning; DROP TABLE IF EXISTS bench_jobs;
+    CREATE TABLE bench_jobs (LIKE jobs INCLUDING ALL)' >/dev/null
   # As models::job::insert writes it (ids and keys unique per row, the database's clock).
   cat >"$WORK/insert.sql" <<'SQL'
 INSERT INTO bench_jobs (id, kind, params, status, max_attempts, seq, idempotency_key, run_after, created_at)
@@ -368,7 +369,7 @@ VALUES (gen_random_uuid()::text, 'students_by_age', '{"format":"csv","max_age":3
   '-/pgbench-' || gen_random_uuid()::text, CURRENT_TIMESTAMP AT TIME ZONE 'UTC', CURRENT_TIMESTAMP AT TIME ZONE 'UTC')
 RETURNING *;
 SQL
-  timeout 30 "$PGBENCH" -n -q -c 64 -j 2 -T 2 -M prepared -f "$WORK/insert.sql" "$PG_URL" >/dev/null 2>&1 # warm-up
+  timeout 30 "$PGBENCH" -n -c 64 -j 2 -T 2 -M prepared -f "$WORK/insert.sql" "$PG_URL" >/dev/null 2>&1 # warm-up
   for run in $(seq 1 "$RUNS"); do
     rm -f "$WORK"/pgbench_log*
     out=$(cd "$WORK" && timeout 40 "$PGBENCH" -n -c 64 -j 2 -T 10 -M prepared -f "$WORK/insert.sql" \
