@@ -161,7 +161,9 @@ fn main() -> anyhow::Result<()> {
         let server = InProcess::start()?;
         let mut result = Ok(());
         for &n in &opts.subscribers {
-            result = rt::System::new().block_on(latency(&opts, n, &server));
+            // Both ends of each socket are in this process.
+            let fits = fitting(n, 2, limit);
+            result = rt::System::new().block_on(latency(&opts, n, fits, &server));
             if result.is_err() {
                 break;
             }
@@ -171,10 +173,31 @@ fn main() -> anyhow::Result<()> {
     }
     if opts.idle {
         for &n in &opts.sessions {
-            rt::System::new().block_on(idle(&opts, n))?;
+            // One end of each socket here, the other in the child (which has the same limit).
+            let fits = fitting(n, 1, limit);
+            rt::System::new().block_on(idle(&opts, n, fits))?;
         }
     }
     Ok(())
+}
+
+/// How many of `asked` sockets fit when each takes `fds` descriptors of one process whose
+/// limit is `limit` (with room for the rest); said aloud when fewer than asked.
+fn fitting(asked: usize, fds: usize, limit: u64) -> usize {
+    let room = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(1_024)
+        / fds;
+    if room >= asked {
+        return asked;
+    }
+    // Rounded down to a hundred, so that the label reads well.
+    let fits = room / 100 * 100;
+    println!(
+        "  {asked} sockets do not fit under the open-file limit {limit} (this machine refuses a \
+         higher hard limit): measuring {fits}"
+    );
+    fits
 }
 
 /// Raises this process's limit of open files to `want` (the hard limit too, which needs
@@ -514,7 +537,14 @@ impl ThreadCpu {
     }
 }
 
-async fn latency(opts: &Opts, subscribers: usize, server: &InProcess) -> anyhow::Result<()> {
+/// The latency runs for `asked` subscribers, measured with `subscribers` (fewer when the
+/// open-file limit holds them back; the keys still name `asked`).
+async fn latency(
+    opts: &Opts,
+    asked: usize,
+    subscribers: usize,
+    server: &InProcess,
+) -> anyhow::Result<()> {
     println!(
         "latency: {subscribers} subscribers, {} events at {:?} intervals, {} runs",
         opts.events, opts.interval, opts.runs
@@ -547,7 +577,7 @@ async fn latency(opts: &Opts, subscribers: usize, server: &InProcess) -> anyhow:
         rt::time::sleep(Duration::from_secs(1)).await;
     }
     // Keys carry the count: `event1000_p99_ms`, `event10000_p99_ms`, …
-    let k = format!("event{subscribers}");
+    let k = format!("event{asked}");
     println!(
         "RESULT {k}_subscribers={subscribers} {k}_p50_ms={:.3} {k}_p99_ms={:.3} {k}_max_ms={:.3} \
          {k}_missing={missing} {k}_cpu_registry_ms={:.2} {k}_cpu_http_ms={:.2} \
@@ -716,7 +746,10 @@ async fn idle_run(
     Ok((before, after, open, failed))
 }
 
-async fn idle(opts: &Opts, sessions: usize) -> anyhow::Result<()> {
+/// The idle runs for `asked` sessions, measured with `sessions` (fewer when the open-file
+/// limit holds them back: then the resident memory is also extrapolated to `asked`, from
+/// the memory per session measured; the keys still name `asked`).
+async fn idle(opts: &Opts, asked: usize, sessions: usize) -> anyhow::Result<()> {
     println!(
         "idle sessions: {sessions} WebSocket sessions to a `roster serve` child, {} runs",
         opts.runs
@@ -739,12 +772,14 @@ async fn idle(opts: &Opts, sessions: usize) -> anyhow::Result<()> {
     let delta = median(deltas);
     let open = median(opens);
     // Keys carry the count asked for: `idle10000_rss_delta_mib`, `idle100000_…`.
-    let k = format!("idle{sessions}");
+    let k = format!("idle{asked}");
+    let after = median(afters);
+    let per_session_mib = delta / open.max(1.0);
+    let extrapolated = after + per_session_mib * (asked as f64 - open).max(0.0);
     println!(
-        "RESULT {k}_sessions={open:.0} {k}_rss_delta_mib={delta:.1} {k}_rss_after_mib={:.1} \
-         {k}_rss_per_session_kib={:.1} {k}_failed={failures}",
-        median(afters),
-        delta * 1024.0 / open.max(1.0)
+        "RESULT {k}_sessions={open:.0} {k}_rss_delta_mib={delta:.1} {k}_rss_after_mib={after:.1} \
+         {k}_rss_per_session_kib={:.1} {k}_failed={failures} {k}_rss_extrapolated_mib={extrapolated:.1}",
+        per_session_mib * 1024.0
     );
     Ok(())
 }
