@@ -3,21 +3,24 @@
 
     export_job.py BASE_URL BODY PID TIMEOUT_SECONDS
 
-POSTs BODY to BASE_URL/api/exports, then polls GET /api/jobs/{id} every ~20 ms (on one
-kept-alive connection, so the poller costs the 2-core machine next to nothing) until the
-job has succeeded, while sampling VmRSS of PID every ~10 ms. Prints one JSON line:
-{"seconds": wall time from the POST to the `succeeded` read, "peak_rss_kib": the largest
-VmRSS sampled, "job": the job}. Exits 1 if the job fails, is cancelled or runs out of time.
+POSTs BODY to BASE_URL/api/exports, then follows the job's event stream
+(GET /api/jobs/{id}/events, Server-Sent Events) until its terminal status arrives, while
+a thread samples VmRSS of PID every ~10 ms. Following the stream rather than polling
+means the clock stops when roster announces the ending, not up to a polling interval
+later. Prints one JSON line: {"seconds": wall time from the POST to the terminal event,
+"peak_rss_kib": the largest VmRSS sampled, "job": the job read afterwards}. Exits 1 if
+the job fails, is cancelled or runs out of time.
 """
 
 import http.client
 import json
 import sys
+import threading
 import time
 from urllib.parse import urlparse
 
-POLL_EVERY = 0.020
 SAMPLE_EVERY = 0.010
+TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def rss_kib(pid):
@@ -28,11 +31,41 @@ def rss_kib(pid):
     return 0
 
 
+class Sampler(threading.Thread):
+    """The largest VmRSS of a process, sampled until stopped."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, rss_kib(pid), threading.Event()
+
+    def run(self):
+        while not self.done.wait(SAMPLE_EVERY):
+            self.peak = max(self.peak, rss_kib(self.pid))
+
+
+def ending(conn, path):
+    """Reads the event stream at `path` until a terminal status; returns that status."""
+    conn.request("GET", path, headers={"Accept": "text/event-stream"})
+    reply = conn.getresponse()
+    if reply.status != 200:
+        sys.exit(f"GET {path} answered {reply.status}")
+    while True:
+        line = reply.readline()
+        if not line:
+            sys.exit("the event stream ended before the job did")
+        if line.startswith(b"data:"):
+            event = json.loads(line[5:])
+            status = event.get("status") or event.get("job", {}).get("status")
+            if status in TERMINAL:
+                return status
+
+
 def main():
     base, body, pid, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     url = urlparse(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    peak = rss_kib(pid)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=limit)
+    sampler = Sampler(pid)
+    sampler.start()
 
     started = time.perf_counter()
     conn.request("POST", "/api/exports", body, {"Content-Type": "application/json"})
@@ -40,24 +73,17 @@ def main():
     job = json.loads(reply.read())
     if reply.status != 202:
         sys.exit(f"POST /api/exports answered {reply.status}: {job}")
-    path = f"/api/jobs/{job['id']}"
-    next_poll = started + POLL_EVERY
-    while True:
-        now = time.perf_counter()
-        peak = max(peak, rss_kib(pid))
-        if now >= next_poll:
-            conn.request("GET", path)
-            job = json.loads(conn.getresponse().read())
-            if job["status"] == "succeeded":
-                break
-            if job["status"] in ("failed", "cancelled"):
-                sys.exit(f"the job ended {job['status']}: {job.get('error')}")
-            next_poll = now + POLL_EVERY
-        if now - started > limit:
-            sys.exit(f"the job is still {job['status']} after {limit} s")
-        time.sleep(SAMPLE_EVERY)
+    status = ending(conn, f"/api/jobs/{job['id']}/events")
     seconds = time.perf_counter() - started
-    peak = max(peak, rss_kib(pid))
+    sampler.done.set()
+    sampler.join()
+    peak = max(sampler.peak, rss_kib(pid))
+
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.request("GET", f"/api/jobs/{job['id']}")
+    job = json.loads(conn.getresponse().read())
+    if status != "succeeded":
+        sys.exit(f"the job ended {status}: {job.get('error')}")
     print(json.dumps({"seconds": seconds, "peak_rss_kib": peak, "job": job}))
 
 

@@ -176,10 +176,11 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub import_batch_rows: u32,
 
-    /// Rows read from the database per keyset batch of an export.
-    #[arg(long, env = "ROSTER_EXPORT_BATCH_ROWS", global = true, default_value_t = 10_000,
+    /// Rows read from the database per keyset batch of an export [default: 10000, and
+    /// 100000 for a CSV export on PostgreSQL, whose COPY streams its batch]
+    #[arg(long, env = "ROSTER_EXPORT_BATCH_ROWS", global = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub export_batch_rows: u32,
+    pub export_batch_rows: Option<u32>,
 
     /// IANA time zone of a schedule that names none (and of the one `schedule add` makes).
     #[arg(long, env = "ROSTER_TIMEZONE", global = true, default_value = "UTC", value_parser = TimeZone::parse)]

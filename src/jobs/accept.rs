@@ -2,8 +2,10 @@
 //! and the scheduler alike.
 //!
 //! The kind checks the parameters; the row is committed (durable accept) before anything
-//! else happens; then the job is announced as an event and published to the broker. If
-//! publishing fails the job stays unpublished and the sweeper's reconciler publishes it.
+//! else happens, in one commit that also marks it published; then the job is announced as
+//! an event and published to the broker. If publishing fails the job is marked unpublished
+//! and the sweeper's reconciler publishes it; if the process dies before publishing, the
+//! reconciler finds the broker without the job within `ROSTER_REDELIVER_SECS`.
 //!
 //! Unique jobs: an `Idempotency-Key` returns the job first created with it by the same
 //! creator within [`IDEMPOTENCY_WINDOW`] (the same key with other parameters is refused),
@@ -317,25 +319,25 @@ impl Acceptor {
         Ok(accepted)
     }
 
-    /// Tells the broker about a committed job; the reconciler does it later if this fails.
+    /// Tells the broker about a committed job (inserted as published). If that fails,
+    /// the job is marked unpublished for the reconciler's next sweep to publish.
     pub async fn publish(&self, created: &Job) {
-        match self.broker.publish(&created.id).await {
-            Ok(()) => {
-                let (pool, id, attempts) = (self.pool.clone(), created.id, created.attempts);
-                let marked = actix_web::web::block(move || -> anyhow::Result<usize> {
-                    Ok(job::mark_published(&mut *pool.get()?, &[(id, attempts)])?)
-                })
-                .await;
-                match marked {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => log::warn!("job {id}: published, but not marked so: {e:#}"),
-                    Err(e) => log::warn!("job {id}: published, but not marked so: {e}"),
-                }
-            }
-            Err(e) => log::warn!(
-                "job {}: could not publish it now ({e}); the reconciler will",
-                created.id
-            ),
+        let id = created.id;
+        let Err(e) = self.broker.publish(&id).await else {
+            return;
+        };
+        log::warn!("job {id}: could not publish it now ({e}); the reconciler will");
+        let pool = self.pool.clone();
+        let unmarked = actix_web::web::block(move || -> anyhow::Result<usize> {
+            Ok(job::unpublish_queued(&mut *pool.get()?, Some(&[id]))?)
+        })
+        .await;
+        // Still marked, the job is published again once the reconciler finds the broker
+        // without it: later, but not lost.
+        match unmarked {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::warn!("job {id}: could not mark it unpublished: {e:#}"),
+            Err(e) => log::warn!("job {id}: could not mark it unpublished: {e}"),
         }
     }
 }

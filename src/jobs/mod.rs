@@ -6,6 +6,7 @@
 pub mod accept;
 pub mod consumer;
 pub mod export;
+pub mod export_copy;
 pub mod heartbeat;
 pub mod import;
 pub mod kind;

@@ -321,12 +321,18 @@ pub fn insert(conn: &mut DbConnection, new: &NewJob) -> QueryResult<Job> {
         schedule_id: new.tick.as_ref().map(|(s, _)| s.as_str()),
         fire_at: new.tick.as_ref().map(|(_, at)| *at),
     };
-    let now = clock::now(conn);
+    let (now, published) = (clock::now(conn), clock::now_nullable(conn));
+    // Marked published as it is inserted: the accepting handler publishes it next, and
+    // one commit per accepted job is half the cost of two. If that publish fails, the
+    // handler unmarks it ([`unpublish_queued`]); if the process dies first, the
+    // reconciler finds the broker without it once `ROSTER_REDELIVER_SECS` have passed
+    // ([`stale_published`]) and publishes it then.
     let row: JobRow = on_backend!(conn, |c| diesel::insert_into(jobs::table)
         .values((
             &row,
             jobs::run_after.eq(now.clone()),
-            jobs::created_at.eq(now)
+            jobs::created_at.eq(now),
+            jobs::published_at.eq(published)
         ))
         .returning(jobs::all_columns)
         .get_result(c))?;

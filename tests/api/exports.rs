@@ -75,6 +75,19 @@ both_deployments!(
             names.contains(&"Smith, \"Jr\""),
             "RFC 4180 quoting round-trips"
         );
+        // PostgreSQL's COPY writes the rows there: the file must still be what the CSV
+        // writer writes, CRLF line ends and minimal quoting, byte for byte.
+        let mut again = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::new());
+        again.write_record(["id", "name", "age"]).unwrap();
+        for row in &rows {
+            again.serialize(row).unwrap();
+        }
+        assert!(
+            again.into_inner().unwrap() == file,
+            "the same bytes on either backend"
+        );
     }
 );
 
@@ -227,10 +240,13 @@ both_deployments!(
     }
 );
 
-/// A broker whose first `failures` publishes fail, as if Redis had gone away.
+/// A broker whose first `failures` publishes fail, as if Redis had gone away; `silent`:
+/// they answer Ok and the message is lost, as when the process dies between its commit
+/// and its publish.
 struct FailingPublishes {
     inner: Arc<dyn Broker>,
     failures: AtomicUsize,
+    silent: bool,
 }
 
 #[async_trait]
@@ -244,6 +260,9 @@ impl Broker for FailingPublishes {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
+            if self.silent {
+                return Ok(());
+            }
             return Err(BrokerError::Unavailable(anyhow::anyhow!(
                 "injected publish failure"
             )));
@@ -269,24 +288,61 @@ impl Broker for FailingPublishes {
 
 #[actix_web::test]
 async fn a_job_whose_publish_failed_is_published_by_the_reconciler() {
-    let hooks = Hooks {
-        wrap_broker: Some(Box::new(|inner| {
-            Arc::new(FailingPublishes {
-                inner,
-                failures: AtomicUsize::new(1),
-            })
-        })),
-        ..Hooks::default()
-    };
-    let Some(app) = spawn_with(Deployment::Production, |_| {}, hooks).await else {
-        return;
-    };
+    let app = with_lost_publishes(false).await;
+    let Some(app) = app else { return };
+    let started = Instant::now();
     let job = app.start_export(json!({})).await;
     let done = app.wait_until_ended(id(&job)).await;
     assert_eq!(
         done["status"], "succeeded",
         "published later, by the reconciler"
     );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "marked unpublished at once, so published by the next sweeps, not only once the \
+         redelivery interval has passed: {:?}",
+        started.elapsed()
+    );
+}
+
+#[actix_web::test]
+async fn a_job_whose_publish_was_lost_without_an_error_still_runs() {
+    // A job is committed already marked published: one commit per accept. A publish that
+    // never reached the broker (the process died after its commit) is found by the
+    // reconciler asking the broker what it holds.
+    let Some(app) = with_lost_publishes(true).await else {
+        return;
+    };
+    let job = app.start_export(json!({})).await;
+    let done = app.wait_until_ended(id(&job)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1);
+}
+
+/// The production deployment with a broker whose first publish fails (`silent`: is lost).
+async fn with_lost_publishes(silent: bool) -> Option<TestApp> {
+    let hooks = Hooks {
+        wrap_broker: Some(Box::new(move |inner| {
+            Arc::new(FailingPublishes {
+                inner,
+                failures: AtomicUsize::new(1),
+                silent,
+            })
+        })),
+        ..Hooks::default()
+    };
+    spawn_with(
+        Deployment::Production,
+        |s| {
+            // A lost publish is found once the redelivery interval has passed; a failed
+            // one must not wait for it (the default, 10 s).
+            if silent {
+                s.redeliver_secs = 2;
+            }
+        },
+        hooks,
+    )
+    .await
 }
 
 // Guarantee 2: at-least-once delivery, one completion.
@@ -462,7 +518,7 @@ async fn cancelling_a_queued_job_ends_it_without_running_it() {
 
 /// Settings under which an export of the seeded students takes a while: tiny batches.
 fn slow_exports(s: &mut roster::config::Settings) {
-    s.export_batch_rows = 10;
+    s.export_batch_rows = Some(10);
 }
 
 #[actix_web::test]
@@ -622,4 +678,51 @@ async fn with_roster_bench_kinds_a_noop_job_runs_and_succeeds_with_nothing() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["kind"], "noop");
     assert_eq!(done["result"], json!({}));
+}
+
+/// diesel reads no final result of a COPY, so a server error in the middle of one ends
+/// its stream as if the rows were all there. The export must fail that attempt, not take
+/// the short read for the end of the rows (and write a short file that passes for whole).
+#[test]
+fn a_copy_the_server_ends_with_an_error_fails_instead_of_ending_the_export_early() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    use roster::jobs::export_copy;
+    use roster::models::student::StudentFilter;
+
+    let Some(sandbox) = helpers::Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let pool = roster::db::connect(&sandbox.database_url, 4).unwrap();
+    roster::db::migrate(&pool).unwrap();
+    let mut conn = pool.get().unwrap();
+    conn.batch_execute(
+        "INSERT INTO students (name, age, created_at, updated_at) \
+         SELECT 'student ' || g, g % 100, now(), now() FROM generate_series(1, 1000000) g",
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // A writer that stalls after the first rows: the server, unable to send, runs past
+    // the statement timeout and ends the COPY with an error.
+    let writer = std::thread::spawn(move || {
+        let _first = rx.recv();
+        std::thread::sleep(Duration::from_millis(1500));
+        rx.iter().count()
+    });
+    let read = conn
+        .transaction(|c| {
+            c.batch_execute("SET LOCAL statement_timeout = '300ms'")?;
+            let filter = StudentFilter::default();
+            Ok::<_, diesel::result::Error>(export_copy::read(
+                c, &pool, &filter, None, 2_000_000, &tx,
+            ))
+        })
+        .unwrap();
+    drop(tx);
+    writer.join().unwrap();
+    let error = read.expect_err("a COPY cut short by the server is an error");
+    assert!(
+        error.to_string().contains("the COPY did not complete"),
+        "{error}"
+    );
 }

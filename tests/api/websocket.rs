@@ -144,7 +144,12 @@ fn assert_complete_and_in_order(frames: &[Value], job: &str) {
 }
 
 async fn slow_app(deployment: Deployment) -> Option<TestApp> {
-    let app = spawn_with(deployment, |s| s.export_batch_rows = 5, Default::default()).await?;
+    let app = spawn_with(
+        deployment,
+        |s| s.export_batch_rows = Some(5),
+        Default::default(),
+    )
+    .await?;
     app.seed(60_000);
     Some(app)
 }
