@@ -12,8 +12,8 @@
 # What it measures (each figure the median of BENCH_RUNS runs, each run bounded in time),
 # each next to its reference in the same run where one exists, with the target of issue 14
 # and ✅/❌ beside it:
-#  1. Export of BENCH_ROWS students to CSV, from POST /api/exports to `succeeded` (polled
-#     every ~20 ms), next to `psql \copy` (PostgreSQL) and the sqlite3 CLI (SQLite) on the
+#  1. Export of BENCH_ROWS students to CSV, from POST /api/exports to its `succeeded` event
+#     (on the job's event stream), next to `psql \copy` (PostgreSQL) and the sqlite3 CLI (SQLite) on the
 #     same data; the roster process's peak RSS during the export minus its idle RSS.
 #     Then (phase `big`) the same on PostgreSQL with BENCH_BIG_ROWS students, one run.
 #  2. Job drain: BENCH_DRAIN_JOBS small exports queued by `serve --no-workers`, then drained
@@ -822,13 +822,14 @@ mem=$(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo
   cat "$WORK/table.md"
   echo
-  echo "- **export**: wall time from \`POST /api/exports\` to the job read back as \`succeeded\`"
-  echo "  (polled every ~20 ms on one kept-alive connection by benches/export_job.py), against the"
+  echo "- **export**: wall time from \`POST /api/exports\` to the job's \`succeeded\` event on its"
+  echo "  event stream (\`GET /api/jobs/{id}/events\`, followed by benches/export_job.py), against the"
   echo "  reference command writing the same rows in the same order from the same data"
   echo "  (\`psql \\copy (SELECT id,name,age FROM students ORDER BY age,id) TO … CSV HEADER\`;"
   echo "  \`sqlite3 -header -csv db \"SELECT id,name,age FROM students ORDER BY age,id\" > file\`);"
-  echo "  figure = roster ÷ reference. roster also counts the rows first (for progress), hashes the"
-  echo "  file, fsyncs it and renames it into place. The $BIG_ROWS-row export (PostgreSQL only, one"
+  echo "  figure = roster ÷ reference. On PostgreSQL roster streams the same \`COPY (SELECT …) TO"
+  echo "  STDOUT\` in batches of 100,000 rows, counting the rows for progress on a second connection"
+  echo "  meanwhile; it also hashes the file, fsyncs it and renames it into place. The $BIG_ROWS-row export (PostgreSQL only, one"
   echo "  run after one warm-up, a database of its own; \`BENCH_BIG_ROWS=0\` leaves it out) is the"
   echo "  same, to show time and memory stay flat at ten times the rows."
   echo "  Targets (issue 14): PostgreSQL ≤ 1.1 × \`psql \\copy\`; SQLite ≤ 1.3 × (earlier goal)."
@@ -929,10 +930,11 @@ mem=$(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo '```'
 } >"$WORK/RESULTS.md"
 
-# The chaos harness reports its long run in the same file (benches/chaos.py --report):
-# keep that section.
+# Written by hand after a run (what limits each figure, with the measurements that show
+# it) and by the chaos harness (its long run, benches/chaos.py --report): keep from the
+# first of those sections on.
 if [ -f benches/RESULTS.md ]; then
-  sed -n '/^## Chaos harness/,$p' benches/RESULTS.md >>"$WORK/RESULTS.md"
+  awk '/^## (What limits each figure|Chaos harness)/{keep=1} keep' benches/RESULTS.md >>"$WORK/RESULTS.md"
 fi
 cp "$WORK/RESULTS.md" benches/RESULTS.md
 cat "$WORK/table.md"

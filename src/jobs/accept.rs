@@ -210,8 +210,8 @@ impl AcceptLimits {
                 max: self.max_queued,
             });
         }
-        // Counted before the insert: a failed insert only makes the cap a little stricter
-        // until the next count.
+        // Counted before the insert: a failed insert (or a repeated request) only makes the
+        // cap a little stricter until the next count.
         let mut guard = self.queued.lock().expect("queue count lock");
         *guard = Some(match *guard {
             Some((t, n)) if t == at => (t, n + 1),
@@ -342,15 +342,37 @@ impl Acceptor {
     }
 }
 
-/// Returns the job `new` repeats, or commits it.
+/// Returns the job `new` repeats, or commits it. Most requests are new jobs, so the insert
+/// comes first: one statement, and the unique indexes (idempotency key, an identical
+/// active job, a schedule's tick) tell when the request repeats one.
 fn commit(
     conn: &mut DbConnection,
     new: &NewJob,
     limits: &AcceptLimits,
 ) -> Result<Accepted, AcceptError> {
-    if let Some(existing) = repeated(conn, new)? {
-        return Ok(existing);
+    if let Err(refused) = admit(conn, new, limits) {
+        // A request repeating an accepted job gets that job, even at a cap.
+        return repeated(conn, new)?.ok_or(refused);
     }
+    // A key held by a job older than the window is let go by `repeated`: one more try.
+    for _ in 0..2 {
+        match job::insert(conn, new) {
+            Ok(job) => return Ok(Accepted::New(job)),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                match repeated(conn, new)? {
+                    Some(existing) => return Ok(existing),
+                    None if new.tick.is_some() => return Err(AcceptError::TickTaken),
+                    None => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AcceptError::Database(DieselError::RollbackTransaction))
+}
+
+/// The limits a new job must pass: the creator's active jobs, the disk and the queue.
+fn admit(conn: &mut DbConnection, new: &NewJob, limits: &AcceptLimits) -> Result<(), AcceptError> {
     if let (Some(limit), Some(user)) = (limits.max_active, &new.created_by) {
         // Checked before the insert, not with it: two racing requests may both pass, so
         // the cap can be exceeded by the requests in flight at once, never more.
@@ -358,19 +380,7 @@ fn commit(
             return Err(AcceptError::TooManyActive { limit });
         }
     }
-    limits.admit(conn)?;
-    match job::insert(conn, new) {
-        Ok(job) => Ok(Accepted::New(job)),
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            // A racing request took the key first: answer with its job.
-            match repeated(conn, new)? {
-                Some(existing) => Ok(existing),
-                None if new.tick.is_some() => Err(AcceptError::TickTaken),
-                None => Err(AcceptError::Database(DieselError::RollbackTransaction)),
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
+    limits.admit(conn)
 }
 
 /// The job `new` repeats, if any: by idempotency key, else an identical active one.

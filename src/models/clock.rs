@@ -2,34 +2,84 @@
 //! database itself, never by a host: two hosts whose clocks disagree still agree on
 //! whether a lease has run out, so clock skew cannot requeue a live job.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use diesel::backend::Backend;
 use diesel::dsl::sql;
-use diesel::expression::SqlLiteral;
+use diesel::expression::{is_aggregate, SqlLiteral, TypedExpressionType, ValidGrouping};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Timestamp};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Nullable, SqlType, Timestamp};
 
 use crate::db::DbConnection;
 
-/// The database's time now plus `offset_ms` (negative: in the past), as SQL.
-fn expression(conn: &DbConnection, offset_ms: i64) -> String {
-    match conn {
-        // `AT TIME ZONE 'UTC'` gives UTC whatever the session's time zone.
-        DbConnection::Pg(_) => format!(
-            "((CURRENT_TIMESTAMP AT TIME ZONE 'UTC') + INTERVAL '{offset_ms} milliseconds')"
-        ),
-        // Written as diesel writes timestamps, so that text comparisons order by time.
-        DbConnection::Sqlite(_) => {
-            let sign = if offset_ms < 0 { '-' } else { '+' };
-            let ms = offset_ms.unsigned_abs();
-            format!(
-                "strftime('%Y-%m-%d %H:%M:%f', 'now', '{sign}{}.{:03} seconds')",
-                ms / 1000,
-                ms % 1000
-            )
+/// The database's time now plus an offset, as SQL. Its text depends on the backend only
+/// (the offset is a bound parameter), so a statement that reads the clock is prepared
+/// once per connection and reused; a literal offset made every such statement new to
+/// the server, to be parsed and planned again.
+#[derive(Debug, Clone, Copy)]
+pub struct DbTime<ST> {
+    /// The SQL before and after the bound offset in milliseconds.
+    sql: (&'static str, &'static str),
+    offset_ms: i64,
+    sql_type: PhantomData<ST>,
+}
+
+impl<ST> DbTime<ST> {
+    fn new(conn: &DbConnection, offset_ms: i64) -> Self {
+        let sql = match conn {
+            // `AT TIME ZONE 'UTC'` gives UTC whatever the session's time zone.
+            DbConnection::Pg(_) => (
+                "((CURRENT_TIMESTAMP AT TIME ZONE 'UTC') + ",
+                " * INTERVAL '1 millisecond')",
+            ),
+            // Written as diesel writes timestamps, so that text comparisons order by time.
+            DbConnection::Sqlite(_) => (
+                "strftime('%Y-%m-%d %H:%M:%f', julianday('now') + ",
+                " / 86400000.0)",
+            ),
+        };
+        Self {
+            sql,
+            offset_ms,
+            sql_type: PhantomData,
         }
     }
+}
+
+impl<ST: SqlType + TypedExpressionType> Expression for DbTime<ST> {
+    type SqlType = ST;
+}
+
+// For either backend and for both together (a statement built for `DbConnection`).
+impl<ST, DB> QueryFragment<DB> for DbTime<ST>
+where
+    DB: Backend + HasSqlType<BigInt>,
+    i64: ToSql<BigInt, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(self.sql.0);
+        out.push_bind_param::<BigInt, _>(&self.offset_ms)?;
+        out.push_sql(self.sql.1);
+        Ok(())
+    }
+}
+
+impl<ST> QueryId for DbTime<ST> {
+    type QueryId = ();
+    // Cached by its SQL text, which names the backend.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS, ST> SelectableExpression<QS> for DbTime<ST> where Self: Expression {}
+
+impl<QS, ST> AppearsOnTable<QS> for DbTime<ST> where Self: Expression {}
+
+impl<ST, GB> ValidGrouping<GB> for DbTime<ST> {
+    type IsAggregate = is_aggregate::Never;
 }
 
 fn millis(d: Duration) -> i64 {
@@ -37,18 +87,18 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// The database's time now.
-pub fn now(conn: &DbConnection) -> SqlLiteral<Timestamp> {
-    sql(&expression(conn, 0))
+pub fn now(conn: &DbConnection) -> DbTime<Timestamp> {
+    DbTime::new(conn, 0)
 }
 
 /// The database's time `d` from now.
-pub fn after(conn: &DbConnection, d: Duration) -> SqlLiteral<Timestamp> {
-    sql(&expression(conn, millis(d)))
+pub fn after(conn: &DbConnection, d: Duration) -> DbTime<Timestamp> {
+    DbTime::new(conn, millis(d))
 }
 
 /// The database's time `d` ago.
-pub fn before(conn: &DbConnection, d: Duration) -> SqlLiteral<Timestamp> {
-    sql(&expression(conn, -millis(d)))
+pub fn before(conn: &DbConnection, d: Duration) -> DbTime<Timestamp> {
+    DbTime::new(conn, -millis(d))
 }
 
 /// Reads the database's time now.
@@ -83,16 +133,16 @@ pub fn literal(conn: &DbConnection, at: NaiveDateTime) -> SqlLiteral<Timestamp> 
 }
 
 /// [`now`], for a nullable column.
-pub fn now_nullable(conn: &DbConnection) -> SqlLiteral<Nullable<Timestamp>> {
-    sql(&expression(conn, 0))
+pub fn now_nullable(conn: &DbConnection) -> DbTime<Nullable<Timestamp>> {
+    DbTime::new(conn, 0)
 }
 
 /// [`after`], for a nullable column.
-pub fn after_nullable(conn: &DbConnection, d: Duration) -> SqlLiteral<Nullable<Timestamp>> {
-    sql(&expression(conn, millis(d)))
+pub fn after_nullable(conn: &DbConnection, d: Duration) -> DbTime<Nullable<Timestamp>> {
+    DbTime::new(conn, millis(d))
 }
 
 /// [`before`], for a nullable column.
-pub fn before_nullable(conn: &DbConnection, d: Duration) -> SqlLiteral<Nullable<Timestamp>> {
-    sql(&expression(conn, -millis(d)))
+pub fn before_nullable(conn: &DbConnection, d: Duration) -> DbTime<Nullable<Timestamp>> {
+    DbTime::new(conn, -millis(d))
 }

@@ -267,8 +267,10 @@ macro_rules! fenced {
     };
 }
 
+// `None` as a bound NULL rather than `DEFAULT`: diesel prepares an insert with DEFAULT
+// afresh each time, and accepting a job is the hottest insert there is.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = jobs)]
+#[diesel(table_name = jobs, treat_none_as_default_value = false)]
 struct JobInsert<'a> {
     id: String,
     kind: &'a str,
@@ -330,7 +332,7 @@ pub fn insert(conn: &mut DbConnection, new: &NewJob) -> QueryResult<Job> {
     let row: JobRow = on_backend!(conn, |c| diesel::insert_into(jobs::table)
         .values((
             &row,
-            jobs::run_after.eq(now.clone()),
+            jobs::run_after.eq(now),
             jobs::created_at.eq(now),
             jobs::published_at.eq(published)
         ))
@@ -648,6 +650,12 @@ pub fn count_by_kind_and_status(
 /// seen to hold it). `attempts` pins the stint: a job that ran and was requeued since
 /// stays as it is.
 pub fn mark_published(conn: &mut DbConnection, jobs_: &[(JobId, i32)]) -> QueryResult<usize> {
+    // One commit for the whole sweep's worth, not one each: a backlog of queued jobs has
+    // the reconciler mark hundreds a second.
+    conn.transaction(|conn| mark_each_published(conn, jobs_))
+}
+
+fn mark_each_published(conn: &mut DbConnection, jobs_: &[(JobId, i32)]) -> QueryResult<usize> {
     let mut marked = 0;
     for (id, attempts) in jobs_ {
         let now = clock::now_nullable(conn);
@@ -1096,7 +1104,7 @@ fn recover_expired_jobs(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
         conn,
         JobStatus::Cancelled,
         e1.and(jobs::cancel_requested.eq(true)),
-        (released(), jobs::finished_at.eq(finished.clone()),)
+        (released(), jobs::finished_at.eq(finished),)
     )?;
     changed.extend(transition!(
         conn,

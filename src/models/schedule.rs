@@ -143,7 +143,7 @@ pub fn insert(conn: &mut DbConnection, new: &NewSchedule) -> QueryResult<Schedul
     let row: ScheduleRow = on_backend!(conn, |c| diesel::insert_into(schedules::table)
         .values((
             &row,
-            schedules::created_at.eq(now.clone()),
+            schedules::created_at.eq(now),
             schedules::updated_at.eq(now)
         ))
         .returning(schedules::all_columns)

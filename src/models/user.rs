@@ -52,7 +52,7 @@ pub fn insert(
             users::name.eq(name.as_str()),
             users::role.eq(role.as_str()),
             users::password_hash.eq(password_hash),
-            users::created_at.eq(now.clone()),
+            users::created_at.eq(now),
             users::updated_at.eq(now),
         ))
         .execute(conn)?;
