@@ -251,7 +251,8 @@ fn unexpected(what: &str) -> JobError {
 
 /// What the reading thread hands to the writing one.
 pub enum Batch {
-    /// How many rows the export will have (sent first).
+    /// How many rows the export will have after its start: first, except on the COPY
+    /// path, where it may follow some rows.
     Total(u64),
     Rows(Vec<ExportRow>),
     /// Whole CSV rows, encoded as the file holds them (by PostgreSQL's COPY).
