@@ -1,7 +1,8 @@
 //! Running jobs in the background: the kinds of job and their registry, the one function
 //! that accepts a job, the consumer that takes jobs from the broker, the worker pool that
-//! runs them (and a `noop` kind for benchmarks) and the heartbeat that tells who runs what, the store of their files, the
-//! scheduler of periodic jobs, and the sweeper that repairs what a crash left behind.
+//! runs them (and a `noop` kind for benchmarks) and the heartbeat that tells who runs
+//! what, the store of their files, the scheduler of periodic jobs, and the sweeper that
+//! repairs what a crash left behind.
 
 pub mod accept;
 pub mod consumer;

@@ -693,14 +693,9 @@ fn a_copy_the_server_ends_with_an_error_fails_instead_of_ending_the_export_early
     let Some(sandbox) = helpers::Sandbox::new(Deployment::Production) else {
         return;
     };
+    crate::process::seed(&sandbox, 1_000_000);
     let pool = roster::db::connect(&sandbox.database_url, 4).unwrap();
-    roster::db::migrate(&pool).unwrap();
     let mut conn = pool.get().unwrap();
-    conn.batch_execute(
-        "INSERT INTO students (name, age, created_at, updated_at) \
-         SELECT 'student ' || g, g % 100, now(), now() FROM generate_series(1, 1000000) g",
-    )
-    .unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     // A writer that stalls after the first rows: the server, unable to send, runs past
     // the statement timeout and ends the COPY with an error.
