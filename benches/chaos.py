@@ -10,7 +10,7 @@ kind at least once when there are as many faults as kinds).
 
 About 80 % of the jobs are exports (csv or jsonl, an age range or none). The others are
 imports (`POST /api/imports`, half `skip_invalid`, half `all_or_nothing`) of a CSV of
-batch rows x 300-1,000 rows, within 1,000-10,000 (so 1,000-2,000 with --quick), named
+(students / 20,000) x 300-1,000 rows, within 1,000-10,000 (so 1,000-2,000 with --quick), named
 `chaos-imp-<n>-<row>`, unique to import n; about half the files (each mode at least one
 with and one without, when there are 4 imports) have 1-5 invalid rows (age 200 or -1, a
 blank name, age "12.5"). Every submission keeps one Idempotency-Key across its retries.
@@ -31,7 +31,7 @@ The faults:
 
 A roster process that exits by itself (say, refused to start while Redis was down) is
 restarted and reported. Imports commit ROSTER_IMPORT_BATCH_ROWS = 50 rows at a time.
-Exports read ROSTER_EXPORT_BATCH_ROWS = students / 20,000 rows a
+Exports read ROSTER_EXPORT_BATCH_ROWS = students / 5,000 rows a
 batch, so that one lasts a couple of seconds and faults meet running jobs; imports insert
 (and skip_invalid commits) as many rows a batch, so that one lasts a few seconds too.
 
@@ -151,10 +151,16 @@ SETTINGS = {
     "ROSTER_SHUTDOWN_GRACE_SECS": str(GRACE_SECS),
     "RUST_LOG": "info",
 }
-# Rows per keyset batch: one per 20,000 students, so that an export of every student
+# Rows per keyset batch: one per 5,000 students, so that an export of every student
 # takes 1.5-2 s alone on a 2-core machine (at 2,000 rows a batch it takes 0.2 s, and
-# faults almost never meet a running job).
-STUDENTS_PER_BATCH_ROW = 20_000
+# faults almost never meet a running job). Each batch of a CSV export on PostgreSQL is a
+# COPY, which PostgreSQL parses and plans anew (it cannot be prepared): about 0.25 ms a
+# batch here, twice a prepared SELECT's, so at one row per 20,000 students (10-row
+# batches) an export took 5 s and the run's jobs queued behind each other.
+STUDENTS_PER_BATCH_ROW = 5_000
+# Import files are sized by this unit instead (one per 20,000 students), so that an
+# import still takes a few seconds.
+STUDENTS_PER_IMPORT_UNIT = 20_000
 TERMINAL = {"succeeded", "failed", "cancelled"}
 POLL_SECS = 0.1
 # A job due in the queue while a worker slot stands idle this long (no database or Redis
@@ -175,8 +181,8 @@ FIRST_TERM_LIMIT_SECS = GRACE_SECS + 15
 CANCEL_SHARE = 0.15
 IMPORT_SHARE = 0.20  # of the submissions: imports, the rest exports
 IMPORT_PREFIX = "chaos-imp-"  # the names of imported students: chaos-imp-<n>-<row>
-# Rows of an import file: batch rows x this (the import's batches are the export's size),
-# so that an import takes a few seconds like an export; within IMPORT_ROWS.
+# Rows of an import file: one unit (STUDENTS_PER_IMPORT_UNIT) x this, so that an import
+# takes a few seconds like an export; within IMPORT_ROWS.
 IMPORT_BATCHES = (300, 1_000)
 # Rows per import batch (ROSTER_IMPORT_BATCH_ROWS): an import of 1,000-10,000 rows makes
 # 20-200 commits.
@@ -894,7 +900,7 @@ class Workload:
         self.imports = []  # every ImportFile submitted, accepted or not
         self.unanswered_imports = 0  # import requests that got no answer at all
         self.merged = []  # (job id, submission) answered with another submission's job
-        self.batch_rows = 1  # set by chaos_run: rows per import batch
+        self.import_unit = 1  # set by chaos_run: an import file has this x IMPORT_BATCHES rows
 
     def random_params(self):
         params = {"format": self.rng.choice(["csv", "jsonl"])}
@@ -926,7 +932,7 @@ class Workload:
 
     def random_import(self, mode, invalid):
         low, high = IMPORT_ROWS
-        rows = min(high, max(low, self.batch_rows * self.rng.randint(*IMPORT_BATCHES)))
+        rows = min(high, max(low, self.import_unit * self.rng.randint(*IMPORT_BATCHES)))
         upload = ImportFile(len(self.imports), mode, rows, invalid, self.rng)
         self.imports.append(upload)
         return upload
@@ -1773,7 +1779,7 @@ async def chaos_run(args, stack):
     api = Api(stack.port)
     monitor = Monitor(stack.pg, stack.workers)
     workload = Workload(api, monitor, stack.port, rng)
-    workload.batch_rows = stack.batch_rows
+    workload.import_unit = max(1, args.students // STUDENTS_PER_IMPORT_UNIT)
     dashboard = Dashboard(f"ws://127.0.0.1:{stack.port}/ws")
     chaos = Chaos(stack, monitor, workload, api, rng)
     background = [asyncio.create_task(task)

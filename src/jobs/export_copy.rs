@@ -40,21 +40,25 @@ pub fn read(
     batch: i64,
     tx: &SyncSender<Batch>,
 ) -> Result<(), JobError> {
+    student::export_copy_bounds(pg(conn)?, filter, batch)?;
     let mut stream = Stream::default();
-    let Some(first) = stream.copy(pg(conn)?, filter, after, batch, tx)? else {
+    let Some(first) = stream.copy(pg(conn)?, after, batch, tx)? else {
         return Ok(());
     };
     if first < batch as u64 {
         let _ = tx.send(Batch::Total(first));
         return Ok(());
     }
+    // A full first batch was not checked (the next COPY would check it), and the
+    // statements below are not COPYs.
+    settle(pg(conn)?)?;
     let Some(other) = pool.try_get() else {
         // No connection to spare (a busy pool): count first, on this one.
         let total = student::export_count(conn, filter, after)? as u64;
         if tx.send(Batch::Total(total)).is_err() {
             return Ok(());
         }
-        return stream.copy_rest(pg(conn)?, filter, batch, tx);
+        return stream.copy_rest(pg(conn)?, batch, tx);
     };
     let snapshot: String =
         diesel::select(diesel::dsl::sql::<Text>("pg_export_snapshot()")).get_result(pg(conn)?)?;
@@ -62,7 +66,7 @@ pub fn read(
         // The snapshot can be imported only while this transaction is open: it is, until
         // the count has ended.
         let counter = scope.spawn(|| count_in(other, &snapshot, filter, after, tx.clone()));
-        let copied = stream.copy_rest(pg(conn)?, filter, batch, tx);
+        let copied = stream.copy_rest(pg(conn)?, batch, tx);
         let counted = counter
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -118,12 +122,11 @@ impl Stream {
     fn copy_rest(
         &mut self,
         pg: &mut PgConnection,
-        filter: &StudentFilter,
         batch: i64,
         tx: &SyncSender<Batch>,
     ) -> Result<(), JobError> {
         loop {
-            match self.copy(pg, filter, self.rows.last, batch, tx)? {
+            match self.copy(pg, self.rows.last, batch, tx)? {
                 Some(read) if read == batch as u64 => continue,
                 _ => return Ok(()),
             }
@@ -135,14 +138,13 @@ impl Stream {
     fn copy(
         &mut self,
         pg: &mut PgConnection,
-        filter: &StudentFilter,
         after: Option<(i32, i64)>,
         batch: i64,
         tx: &SyncSender<Batch>,
     ) -> Result<Option<u64>, JobError> {
         let (rows, out) = (&mut self.rows, &mut self.out);
         let before = rows.total;
-        let mut copy = student::export_copy(pg, filter, after, batch)?;
+        let mut copy = student::export_copy(pg, after)?;
         let mut gone = false;
         loop {
             let chunk = copy.fill_buf()?;
@@ -161,14 +163,16 @@ impl Stream {
             }
         }
         drop(copy);
-        // diesel reads no final result of a COPY: a server error mid-stream (a statement
-        // timeout, a terminated backend) ends the stream as if it were complete. It also
-        // aborts the transaction, so a statement after it tells: a short batch must not
-        // pass for the export's end.
-        pg.batch_execute("SELECT 1")
-            .map_err(|e| JobError::Retry(anyhow::anyhow!("the COPY did not complete: {e}")))?;
+        let read = rows.total - before;
         if gone {
             return Ok(None);
+        }
+        if read < batch as u64 || !rows.at_row_start() {
+            // Short: the end of the export, unless the server ended the COPY with an
+            // error, which diesel does not read. After a full batch the next one's
+            // settings tell (it fails in the aborted transaction); at the end, a
+            // statement of its own must.
+            settle(pg)?;
         }
         if !rows.at_row_start() {
             return Err(JobError::Retry(anyhow::anyhow!(
@@ -180,8 +184,17 @@ impl Stream {
                 return Ok(None);
             }
         }
-        Ok(Some(rows.total - before))
+        Ok(Some(read))
     }
+}
+
+/// Fails if the last COPY on `pg` ended with a server error (a statement timeout, a
+/// terminated backend), which diesel does not read: the error aborted the transaction, so
+/// a statement after it fails. Also makes the connection usable for prepared statements
+/// again ("another command is already in progress" until a COPY's result is read).
+fn settle(pg: &mut PgConnection) -> Result<(), JobError> {
+    pg.batch_execute("SELECT 1")
+        .map_err(|e| JobError::Retry(anyhow::anyhow!("the COPY did not complete: {e}")))
 }
 
 /// Reads PostgreSQL's CSV rows of `id,name,age` (only `name` may be quoted), writing them

@@ -250,25 +250,42 @@ impl diesel::pg::CopyTarget for ExportCopy {
     }
 }
 
-/// The export's next `limit` rows after the key `after` as PostgreSQL's own CSV (no
-/// header, each row ending in LF), encoded by the server: nothing is decoded row by row
-/// on this side. Must run inside a transaction: its bounds are `SET LOCAL`.
-pub fn export_copy<'c>(
-    pg: &'c mut PgConnection,
+/// Sets, for the rest of the transaction, the bounds every [`export_copy`] in it shares:
+/// the filter's ages and the rows per COPY.
+pub fn export_copy_bounds(
+    pg: &mut PgConnection,
     filter: &StudentFilter,
-    after: Option<(i32, i64)>,
     limit: i64,
-) -> QueryResult<impl BufRead + 'c> {
-    let (after_age, after_id) = after.unwrap_or((i32::MIN, i64::MIN));
+) -> QueryResult<()> {
     let min_age = filter.min_age.map_or(i32::MIN, Age::get);
     let max_age = filter.max_age.map_or(i32::MAX, Age::get);
     // Integers only: nothing formatted here can carry SQL.
     pg.batch_execute(&format!(
-        "SET LOCAL roster.export_min_age = '{min_age}'; \
-         SET LOCAL roster.export_max_age = '{max_age}'; \
-         SET LOCAL roster.export_after_age = '{after_age}'; \
-         SET LOCAL roster.export_after_id = '{after_id}'; \
-         SET LOCAL roster.export_limit = '{limit}';"
+        "SELECT set_config('roster.export_min_age', '{min_age}', true), \
+                set_config('roster.export_max_age', '{max_age}', true), \
+                set_config('roster.export_limit', '{limit}', true)"
+    ))
+}
+
+/// The export's next rows after the key `after` (as many as [`export_copy_bounds`] set)
+/// as PostgreSQL's own CSV (no header, each row ending in LF), encoded by the server:
+/// nothing is decoded row by row on this side. Must run inside the transaction that set
+/// the bounds.
+///
+/// diesel never reads a COPY's final result, so a server error mid-stream (a statement
+/// timeout, a terminated backend) ends the stream as if it were complete. The caller must
+/// run another statement in the transaction before trusting a short stream: the next
+/// call's own is one (it fails in the aborted transaction).
+pub fn export_copy<'c>(
+    pg: &'c mut PgConnection,
+    after: Option<(i32, i64)>,
+) -> QueryResult<impl BufRead + 'c> {
+    let (after_age, after_id) = after.unwrap_or((i32::MIN, i64::MIN));
+    // One statement, sent as a simple query: that also reads the last COPY's final
+    // result, which a prepared statement would find still pending.
+    pg.batch_execute(&format!(
+        "SELECT set_config('roster.export_after_age', '{after_age}', true), \
+                set_config('roster.export_after_id', '{after_id}', true)"
     ))?;
     diesel::copy_to(ExportCopy)
         .with_format(diesel::pg::CopyFormat::Csv)
