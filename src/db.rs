@@ -7,9 +7,9 @@
 //! URL's scheme here, and the real connection error is reported.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, ConnectionError};
@@ -111,6 +111,31 @@ impl r2d2::ManageConnection for Manager {
     type Error = ConnectionError;
 
     fn connect(&self) -> Result<DbConnection, ConnectionError> {
+        let mut conn = self.establish()?;
+        conn.set_instrumentation(Health::default());
+        Ok(conn)
+    }
+
+    /// Checks a connection out only with a round trip (`SELECT 1`) when it has not
+    /// answered a statement for a while: one just returned after a successful statement
+    /// is known to work, and the check would be a third of a small request's statements.
+    /// A connection found lost meanwhile (its statement failed with a closed connection)
+    /// is thrown away when it comes back ([`Manager::has_broken`]).
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
+        if health(conn).is_some_and(|h| h.fresh()) {
+            return Ok(());
+        }
+        conn.batch_execute("SELECT 1")
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        health(conn).is_some_and(|h| h.lost)
+    }
+}
+
+impl Manager {
+    fn establish(&self) -> Result<DbConnection, ConnectionError> {
         match &self.url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConnection::Pg),
             DatabaseUrl::Sqlite(path) => {
@@ -126,15 +151,59 @@ impl r2d2::ManageConnection for Manager {
             }
         }
     }
+}
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
-        conn.batch_execute("SELECT 1")
-            .map_err(ConnectionError::CouldntSetupConfiguration)
-    }
+/// How long after its last successful statement a pooled connection is handed out
+/// without a check: under load every checkout falls within it; a connection idle longer
+/// (the server may have restarted meanwhile) is checked with a round trip.
+const FRESH: Duration = Duration::from_secs(1);
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+/// What a connection's own statements tell of its health, kept on the connection through
+/// diesel's instrumentation hook (read back by downcasting it).
+#[derive(Debug)]
+struct Health {
+    last_ok: Instant,
+    /// A statement failed because the connection is gone (the server restarted or
+    /// dropped it) or unusable (a result still pending): it must not go back to the pool.
+    lost: bool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            last_ok: Instant::now(),
+            lost: false,
+        }
     }
+}
+
+impl Health {
+    fn fresh(&self) -> bool {
+        !self.lost && self.last_ok.elapsed() < FRESH
+    }
+}
+
+impl Instrumentation for Health {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        use diesel::result::{DatabaseErrorKind, Error};
+        if let InstrumentationEvent::FinishQuery { error, .. } = event {
+            match error {
+                None => self.last_ok = Instant::now(),
+                Some(Error::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                )) => self.lost = true,
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// The connection's [`Health`], if it has one (every pooled connection does).
+fn health(conn: &mut DbConnection) -> Option<&Health> {
+    // `instrumentation()` is diesel's (documented-hidden) getter; `Instrumentation` is
+    // `Downcast` for exactly this use.
+    conn.instrumentation().as_any().downcast_ref::<Health>()
 }
 
 /// Opens the pool; fails with a [`StartupError`] naming `DATABASE_URL`, the address

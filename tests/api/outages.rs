@@ -151,3 +151,52 @@ async fn the_first_event_after_redis_dropped_its_connections_reaches_the_other_p
     let last = frames.last().unwrap();
     assert_eq!(last["status"], "succeeded", "{frames:?}");
 }
+
+/// The pool hands out a connection that answered a moment ago without a check: one the
+/// server dropped in that moment fails its statement once, and is then thrown away rather
+/// than handed out again.
+#[test]
+fn a_pooled_connection_the_database_dropped_is_replaced_after_its_first_failure() {
+    use diesel::connection::SimpleConnection;
+    use diesel::RunQueryDsl;
+
+    let Some(sandbox) = helpers::Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let pool = roster::db::connect(&sandbox.database_url, 1).unwrap();
+    let pid = backend_pid(&mut pool.get().unwrap());
+    terminate(&sandbox, pid);
+    let mut dead = pool.get().unwrap();
+    assert!(
+        dead.batch_execute("SELECT 1").is_err(),
+        "the dropped connection was checked out unchecked, and fails"
+    );
+    drop(dead);
+    let mut conn = pool.get().unwrap();
+    assert_ne!(backend_pid(&mut conn), pid, "a new connection replaced it");
+    drop(conn);
+
+    // One idle past the freshness window is checked on checkout: replaced at once.
+    let pid = backend_pid(&mut pool.get().unwrap());
+    terminate(&sandbox, pid);
+    std::thread::sleep(Duration::from_millis(1_200));
+    let mut conn = pool.get().unwrap();
+    assert_ne!(backend_pid(&mut conn), pid);
+
+    fn backend_pid(conn: &mut roster::db::DbConnection) -> i32 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "pg_backend_pid()",
+        ))
+        .get_result(conn)
+        .unwrap()
+    }
+
+    /// Ends backend `pid` from a connection of another pool, waiting until it is gone.
+    fn terminate(sandbox: &Sandbox, pid: i32) {
+        let other = roster::db::connect(&sandbox.database_url, 1).unwrap();
+        let mut other = other.get().unwrap();
+        other
+            .batch_execute(&format!("SELECT pg_terminate_backend({pid}, 5000)"))
+            .unwrap();
+    }
+}
