@@ -227,6 +227,45 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// Admits blocking database work from async code in the order it arrives, a bounded
+/// number at once. Without it every request takes a blocking thread and waits on r2d2's
+/// condition variable, which wakes waiters in no particular order, and every one of them
+/// competes for the cores with the database: GET /api/students at 64 connections on two
+/// cores had a p50 of 6 ms and a p99 of 100-300 ms.
+///
+/// Accepting a job does not pass through it: its commits gain from as many at once as
+/// the pool allows (the database flushes its log once for many), and on POST
+/// /api/exports a gate as wide as the pool cost a tenth of the throughput (5,500 → 4,900
+/// req/s) for half the p99 (60-80 → 30-40 ms).
+#[derive(Debug, Clone)]
+pub struct Gate(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    /// A gate for reads: a few per core (at most the pool). Wider only queues them in
+    /// the scheduler: on two cores, GET /api/students went from p99 15 ms at 7,900
+    /// req/s (8 at once) to p99 93-117 ms at 9,100-9,700 (16).
+    pub fn for_reads(pool: &Pool) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::new((cores * READS_PER_CORE).min(pool.max_size() as usize))
+    }
+
+    fn new(permits: usize) -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(permits)))
+    }
+
+    /// Waits for a turn; the turn lasts as long as the permit.
+    pub async fn enter(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.0
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the gate is never closed")
+    }
+}
+
+/// Reads in flight per core ([`Gate::for_reads`]).
+const READS_PER_CORE: usize = 4;
+
 /// Brings the schema up to date; returns how many migrations ran.
 pub fn migrate(pool: &Pool) -> anyhow::Result<usize> {
     let mut conn = pool.get()?;

@@ -41,6 +41,8 @@ pub struct AppState {
     pub jobs: Acceptor,
     /// Who must sign in, and how sessions are signed.
     pub access: crate::access::Access,
+    /// Turns at the database for requests' statements ([`routes::with_conn`]).
+    pub db_gate: crate::db::Gate,
 }
 
 /// Wraps the broker a process uses (fault injection in tests).
@@ -201,6 +203,7 @@ impl Services {
             files: FileStore::new(self.settings.export_dir.clone(), self.settings.export_ttl()),
             jobs: self.jobs.clone(),
             access,
+            db_gate: crate::db::Gate::for_reads(&self.pool),
         }
     }
 

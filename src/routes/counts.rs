@@ -22,10 +22,17 @@ const MAX_ENTRIES: usize = 1024;
 pub struct CountCache {
     /// Bumped by every write in this process: older entries are stale.
     generation: AtomicU64,
-    /// A slot per filter. A request that finds its slot stale counts while holding the
-    /// slot, so concurrent requests for the same filter wait for that one count instead
-    /// of all counting at once when the entry expires.
-    entries: Mutex<HashMap<String, Arc<Mutex<Option<Entry>>>>>,
+    entries: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// A filter's count. One request at a time counts (holding `counting`); the others wait
+/// for that count only when they have none to show: once a count has merely aged past
+/// [`COUNT_TTL`], they show it while one request reads the next. Before, every request
+/// waited each second for the new count, and a listing's p99 was the count's time.
+#[derive(Default)]
+struct Slot {
+    entry: Mutex<Option<Entry>>,
+    counting: Mutex<()>,
 }
 
 /// A count, with the generation it was read in and when.
@@ -45,17 +52,12 @@ impl CountCache {
         self.generation.load(Ordering::SeqCst)
     }
 
-    fn slot(&self, filter: &StudentFilter) -> Arc<Mutex<Option<Entry>>> {
+    fn slot(&self, filter: &StudentFilter) -> Arc<Slot> {
         let mut entries = self.entries.lock().unwrap();
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
         entries.entry(key(filter)).or_default().clone()
-    }
-
-    fn fresh(&self, entry: &Option<Entry>) -> Option<i64> {
-        let (generation, at, count) = entry.as_ref()?;
-        (*generation == self.generation() && at.elapsed() < COUNT_TTL).then_some(*count)
     }
 
     /// The cached count, or the one `count` reads (once, however many ask at once).
@@ -65,13 +67,29 @@ impl CountCache {
         count: impl FnOnce() -> Result<i64, E>,
     ) -> Result<i64, E> {
         let slot = self.slot(filter);
-        let mut entry = slot.lock().unwrap();
-        if let Some(fresh) = self.fresh(&entry) {
-            return Ok(fresh);
+        let entry = *slot.entry.lock().unwrap();
+        // Counted since this process last wrote: right, if perhaps a second old.
+        let current = entry.filter(|(generation, ..)| *generation == self.generation());
+        if let Some((_, at, count)) = current {
+            if at.elapsed() < COUNT_TTL {
+                return Ok(count);
+            }
+        }
+        let _counting = match (current, slot.counting.try_lock()) {
+            (_, Ok(counting)) => counting,
+            (Some((.., aged)), Err(_)) => return Ok(aged),
+            // None to show (or one from before a write here): wait for the count under way.
+            (None, Err(_)) => slot.counting.lock().unwrap(),
+        };
+        // Another request may have counted since the entry was read.
+        if let Some((generation, at, count)) = *slot.entry.lock().unwrap() {
+            if generation == self.generation() && at.elapsed() < COUNT_TTL {
+                return Ok(count);
+            }
         }
         let generation = self.generation();
         let counted = count()?;
-        *entry = Some((generation, Instant::now(), counted));
+        *slot.entry.lock().unwrap() = Some((generation, Instant::now(), counted));
         Ok(counted)
     }
 
@@ -131,6 +149,37 @@ mod tests {
             assert_eq!(t.join().unwrap(), Ok(42));
         }
         assert_eq!(counted.load(Ordering::SeqCst), 1, "one count for all");
+    }
+
+    #[test]
+    fn an_aged_count_is_shown_while_another_request_reads_the_next() {
+        let cache = Arc::new(CountCache::default());
+        let filter = StudentFilter::default();
+        assert_eq!(count(&cache, &filter, 7), 7);
+        std::thread::sleep(COUNT_TTL);
+        let (started, release) = (
+            Arc::new(std::sync::Barrier::new(2)),
+            Arc::new(std::sync::Barrier::new(2)),
+        );
+        let counter = {
+            let (cache, started, release) = (cache.clone(), started.clone(), release.clone());
+            std::thread::spawn(move || {
+                cache.get_or_count(&StudentFilter::default(), || {
+                    started.wait();
+                    release.wait();
+                    Ok::<_, ()>(8)
+                })
+            })
+        };
+        started.wait();
+        assert_eq!(
+            count(&cache, &filter, 9),
+            7,
+            "the aged count, without waiting"
+        );
+        release.wait();
+        assert_eq!(counter.join().unwrap(), Ok(8));
+        assert_eq!(count(&cache, &filter, 9), 8, "the new count, once read");
     }
 
     #[test]

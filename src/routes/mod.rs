@@ -19,12 +19,14 @@ use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// Runs `f` with a pooled connection on the blocking thread pool.
+/// Runs `f` with a pooled connection on the blocking thread pool, in its turn
+/// ([`crate::db::Gate`]).
 pub async fn with_conn<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
+    let _turn = state.db_gate.enter().await;
     let pool = state.pool.clone();
     web::block(move || {
         let mut conn = pool.get()?;
