@@ -4,9 +4,16 @@
 //!   stalled) go back to the queue, or end as the state machine says;
 //! - queued jobs that are due and were never published (the publish after the commit
 //!   failed, a retry's backoff ran out, a job handed back) are published;
-//! - queued jobs published longer than `ROSTER_REDELIVER_SECS` ago that the broker no
-//!   longer holds (Redis restarted empty or lost its last writes, a delivery was dropped
-//!   after a failed claim) are published again;
+//! - queued jobs published longer than half of `ROSTER_REDELIVER_SECS` ago that the
+//!   broker no longer holds (Redis restarted empty or lost its last writes, a delivery was
+//!   dropped after a failed claim) are published again. This check runs every half
+//!   `ROSTER_REDELIVER_SECS`, over the whole queue at once: a lost job is found within
+//!   `ROSTER_REDELIVER_SECS` of its publish. The jobs the broker still holds are not
+//!   written to (only those published again are), so a check costs two reads of the
+//!   queue (its ids, and the broker's), not a write per job: marking each held job
+//!   checked made a backlog of queued jobs cost the database an UPDATE per job per
+//!   `ROSTER_REDELIVER_SECS`, and at 500 a sweep a backlog over 5,000 jobs was checked
+//!   less often than promised;
 //! - ended jobs older than `ROSTER_JOB_RETENTION_DAYS` are deleted, with their files;
 //! - worker processes not seen for an hour (they died without a graceful shutdown) are
 //!   forgotten;
@@ -17,7 +24,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -37,6 +44,9 @@ const FILE_MIN_AGE: Duration = Duration::from_secs(2);
 /// A job younger than this is still being published by the handler that accepted it.
 const PUBLISH_GRACE: Duration = Duration::from_secs(2);
 const PUBLISH_BATCH: i64 = 500;
+/// Queued jobs one check of the broker covers at most (ten times the default cap on the
+/// queue): beyond it, the longest published are checked.
+const STALE_BATCH: i64 = 1_000_000;
 
 pub struct Sweeper {
     pool: Pool,
@@ -46,6 +56,8 @@ pub struct Sweeper {
     redeliver: Duration,
     retention: Duration,
     busy: bool,
+    /// When the broker was last asked which queued jobs it holds.
+    stale_checked: Option<Instant>,
 }
 
 impl Sweeper {
@@ -65,6 +77,7 @@ impl Sweeper {
             redeliver,
             retention,
             busy: false,
+            stale_checked: None,
         }
     }
 
@@ -76,9 +89,18 @@ impl Sweeper {
         let pool = self.pool.clone();
         let broker = self.broker.clone();
         let events = self.events.clone();
-        let redeliver = self.redeliver;
+        // Every half redelivery interval, over jobs published at least that long ago: a
+        // job the broker lost is published again within one interval of its publish.
+        let stale_after = self.redeliver / 2;
+        let check_stale = self
+            .stale_checked
+            .is_none_or(|at| at.elapsed() >= stale_after);
+        if check_stale {
+            self.stale_checked = Some(Instant::now());
+        }
+        let stale_after = check_stale.then_some(stale_after);
         async move {
-            if let Err(e) = sweep_once(pool, broker, events, redeliver).await {
+            if let Err(e) = sweep_once(pool, broker, events, stale_after).await {
                 log::warn!("sweep failed: {e:#}");
             }
         }
@@ -88,13 +110,13 @@ impl Sweeper {
     }
 }
 
-/// One pass: recover expired leases, publish what is due and unpublished, and publish
-/// again what the broker lost.
+/// One pass: recover expired leases, publish what is due and unpublished, and, given
+/// `stale_after`, publish again what the broker lost of the jobs published that long ago.
 pub async fn sweep_once(
     pool: Pool,
     broker: Arc<dyn Broker>,
     events: Events,
-    redeliver: Duration,
+    stale_after: Option<Duration>,
 ) -> anyhow::Result<()> {
     let db = pool.clone();
     let (recovered, due, stale) = actix_web::web::block(move || -> anyhow::Result<_> {
@@ -102,7 +124,10 @@ pub async fn sweep_once(
         let recovered = job::recover_expired(&mut conn)?;
         // Read after the recovery, so the jobs just requeued are published in this pass.
         let due = job::due_unpublished(&mut conn, PUBLISH_GRACE, PUBLISH_BATCH)?;
-        let stale = job::stale_published(&mut conn, redeliver, PUBLISH_BATCH)?;
+        let stale = match stale_after {
+            Some(after) => job::stale_published(&mut conn, after, STALE_BATCH)?,
+            None => Vec::new(),
+        };
         Ok((recovered, due, stale))
     })
     .await??;
@@ -125,7 +150,10 @@ pub async fn sweep_once(
     if !stale.is_empty() {
         let ids: Vec<JobId> = stale.iter().map(|(id, _)| *id).collect();
         let held: HashSet<JobId> = broker.holds(&ids).await?;
-        let lost: Vec<_> = stale.iter().filter(|(id, _)| !held.contains(id)).collect();
+        let lost: Vec<_> = stale
+            .into_iter()
+            .filter(|(id, _)| !held.contains(id))
+            .collect();
         for (id, _) in &lost {
             broker.publish(id).await.map_err(anyhow::Error::from)?;
         }
@@ -135,8 +163,8 @@ pub async fn sweep_once(
                 lost.len()
             );
         }
-        // Held or published again: either way the broker has them as of now.
-        published.extend(stale);
+        // Those held stay as they are: the next check looks at them again.
+        published.extend(lost);
     }
     if !published.is_empty() {
         actix_web::web::block(move || -> anyhow::Result<usize> {

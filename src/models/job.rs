@@ -327,7 +327,7 @@ pub fn insert(conn: &mut DbConnection, new: &NewJob) -> QueryResult<Job> {
     // Marked published as it is inserted: the accepting handler publishes it next, and
     // one commit per accepted job is half the cost of two. If that publish fails, the
     // handler unmarks it ([`unpublish_queued`]); if the process dies first, the
-    // reconciler finds the broker without it once `ROSTER_REDELIVER_SECS` have passed
+    // reconciler finds the broker without it within `ROSTER_REDELIVER_SECS`
     // ([`stale_published`]) and publishes it then.
     let row: JobRow = on_backend!(conn, |c| diesel::insert_into(jobs::table)
         .values((
@@ -694,14 +694,14 @@ pub fn due_unpublished(
     parse_ids(rows)
 }
 
-/// Queued, due jobs published longer than `redeliver` ago and still not running: the
-/// reconciler asks the broker whether it still holds them.
+/// Queued, due jobs published longer than `after` ago and still not running, longest
+/// published first: the reconciler asks the broker whether it still holds them.
 pub fn stale_published(
     conn: &mut DbConnection,
-    redeliver: Duration,
+    after: Duration,
     limit: i64,
 ) -> QueryResult<Vec<(JobId, i32)>> {
-    let (now, stale) = (clock::now(conn), clock::before_nullable(conn, redeliver));
+    let (now, stale) = (clock::now(conn), clock::before_nullable(conn, after));
     let rows: Vec<(String, i32)> = jobs::table
         .filter(jobs::status.eq(JobStatus::Queued.as_str()))
         .filter(jobs::published_at.lt(stale))

@@ -319,6 +319,38 @@ async fn a_job_whose_publish_was_lost_without_an_error_still_runs() {
     assert_eq!(done["attempts"], 1);
 }
 
+/// The reconciler asks the broker which queued jobs it still holds, every half
+/// redelivery interval; a job it holds is left as it is. Marking each one checked wrote
+/// every queued job once per interval: with a backlog, that was most of the database's
+/// work.
+#[actix_web::test]
+async fn the_reconciler_checks_a_queued_job_the_broker_holds_without_writing_it() {
+    use diesel::prelude::*;
+    use roster::schema::jobs;
+
+    let Some(sandbox) = helpers::Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let mut settings = sandbox.settings();
+    settings.redeliver_secs = 1;
+    // No workers: the job stays queued, held by the broker, through several checks.
+    let app = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
+    let job = app.start_export(json!({})).await;
+    let published_at = || -> Option<chrono::NaiveDateTime> {
+        jobs::table
+            .find(id(&job))
+            .select(jobs::published_at)
+            .first(&mut *app.pool.get().unwrap())
+            .unwrap()
+    };
+    let first = published_at();
+    assert!(first.is_some(), "marked published as it was accepted");
+    actix_web::rt::time::sleep(Duration::from_millis(3_000)).await;
+    assert_eq!(published_at(), first, "checked, not rewritten");
+    let now = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
+    assert_eq!(now["status"], "queued", "{now}");
+}
+
 /// The production deployment with a broker whose first publish fails (`silent`: is lost).
 async fn with_lost_publishes(silent: bool) -> Option<TestApp> {
     let hooks = Hooks {
