@@ -23,7 +23,7 @@ use diesel::PgConnection;
 use super::export::{neutralise_formula, Batch};
 use super::worker::JobError;
 use crate::db::{DbConnection, Pool, PooledConn};
-use crate::models::student::{self, StudentFilter};
+use crate::models::student::{self, CopyPlan, StudentFilter};
 
 /// Bytes gathered before they go to the writer when a batch is large: the hand-over then
 /// costs nothing per row, and checkpoints stay frequent.
@@ -40,8 +40,8 @@ pub fn read(
     batch: i64,
     tx: &SyncSender<Batch>,
 ) -> Result<(), JobError> {
-    student::export_copy_bounds(pg(conn)?, filter, batch)?;
-    let mut stream = Stream::default();
+    let plan = student::export_copy_bounds(pg(conn)?, filter, batch)?;
+    let mut stream = Stream::new(plan);
     let Some(first) = stream.copy(pg(conn)?, after, batch, tx)? else {
         return Ok(());
     };
@@ -111,13 +111,21 @@ fn count_in(
 }
 
 /// The COPY stream's state across batches.
-#[derive(Default)]
 struct Stream {
+    plan: CopyPlan,
     rows: CopyRows,
     out: Vec<u8>,
 }
 
 impl Stream {
+    fn new(plan: CopyPlan) -> Self {
+        Self {
+            plan,
+            rows: CopyRows::default(),
+            out: Vec::new(),
+        }
+    }
+
     /// Every batch after the last row read.
     fn copy_rest(
         &mut self,
@@ -144,7 +152,7 @@ impl Stream {
     ) -> Result<Option<u64>, JobError> {
         let (rows, out) = (&mut self.rows, &mut self.out);
         let before = rows.total;
-        let mut copy = student::export_copy(pg, after)?;
+        let mut copy = student::export_copy(pg, self.plan, after)?;
         let mut gone = false;
         loop {
             let chunk = copy.fill_buf()?;

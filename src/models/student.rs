@@ -226,28 +226,41 @@ fn export_query(
 /// `COPY (the export's SELECT) TO STDOUT`. diesel's `copy_to` takes a table or its
 /// columns; this target is the export's query instead. COPY takes no bind parameters,
 /// so the query reads its bounds from settings of the enclosing transaction
-/// ([`export_copy`] sets them), and the SQL text stays one constant.
-struct ExportCopy;
+/// ([`export_copy_bounds`], [`export_copy`] set them). A bound the export does not have
+/// is left out of the SQL (`AGES`, `AFTER`) rather than set to the type's extremes: each
+/// one checked per row cost the server's COPY 2-4 % (psql, 10,000,000 rows).
+struct ExportCopy<const AGES: bool, const AFTER: bool>;
 
-impl diesel::pg::CopyTarget for ExportCopy {
+impl<const AGES: bool, const AFTER: bool> diesel::pg::CopyTarget for ExportCopy<AGES, AFTER> {
     type Table = students::table;
     type SqlType = (BigInt, diesel::sql_types::Text, Integer);
 
     fn walk_target(mut pass: AstPass<'_, '_, diesel::pg::Pg>) -> QueryResult<()> {
         // The formula guard is applied on the stream (`CopyRows`): in SQL it costs the
         // server half as much again as the COPY itself (`left(name, 1) IN …`).
-        pass.push_sql(
-            "(SELECT id, name, age \
-             FROM students \
-             WHERE age BETWEEN current_setting('roster.export_min_age')::integer \
-                           AND current_setting('roster.export_max_age')::integer \
-               AND (age, id) > (current_setting('roster.export_after_age')::integer, \
-                                current_setting('roster.export_after_id')::bigint) \
-             ORDER BY age, id \
-             LIMIT current_setting('roster.export_limit')::bigint)",
-        );
+        pass.push_sql("(SELECT id, name, age FROM students WHERE TRUE");
+        if AGES {
+            pass.push_sql(
+                " AND age BETWEEN current_setting('roster.export_min_age')::integer \
+                              AND current_setting('roster.export_max_age')::integer",
+            );
+        }
+        if AFTER {
+            pass.push_sql(
+                " AND (age, id) > (current_setting('roster.export_after_age')::integer, \
+                                   current_setting('roster.export_after_id')::bigint)",
+            );
+        }
+        pass.push_sql(" ORDER BY age, id LIMIT current_setting('roster.export_limit')::bigint)");
         Ok(())
     }
+}
+
+/// What every [`export_copy`] of one export shares, set by [`export_copy_bounds`].
+#[derive(Debug, Clone, Copy)]
+pub struct CopyPlan {
+    /// The filter bounds the ages.
+    ages: bool,
 }
 
 /// Sets, for the rest of the transaction, the bounds every [`export_copy`] in it shares:
@@ -256,7 +269,7 @@ pub fn export_copy_bounds(
     pg: &mut PgConnection,
     filter: &StudentFilter,
     limit: i64,
-) -> QueryResult<()> {
+) -> QueryResult<CopyPlan> {
     let min_age = filter.min_age.map_or(i32::MIN, Age::get);
     let max_age = filter.max_age.map_or(i32::MAX, Age::get);
     // Integers only: nothing formatted here can carry SQL.
@@ -264,7 +277,10 @@ pub fn export_copy_bounds(
         "SELECT set_config('roster.export_min_age', '{min_age}', true), \
                 set_config('roster.export_max_age', '{max_age}', true), \
                 set_config('roster.export_limit', '{limit}', true)"
-    ))
+    ))?;
+    Ok(CopyPlan {
+        ages: filter.min_age.is_some() || filter.max_age.is_some(),
+    })
 }
 
 /// The export's next rows after the key `after` (as many as [`export_copy_bounds`] set)
@@ -278,8 +294,9 @@ pub fn export_copy_bounds(
 /// call's own is one (it fails in the aborted transaction).
 pub fn export_copy<'c>(
     pg: &'c mut PgConnection,
+    plan: CopyPlan,
     after: Option<(i32, i64)>,
-) -> QueryResult<impl BufRead + 'c> {
+) -> QueryResult<Box<dyn BufRead + 'c>> {
     let (after_age, after_id) = after.unwrap_or((i32::MIN, i64::MIN));
     // One statement, sent as a simple query: that also reads the last COPY's final
     // result, which a prepared statement would find still pending.
@@ -287,9 +304,20 @@ pub fn export_copy<'c>(
         "SELECT set_config('roster.export_after_age', '{after_age}', true), \
                 set_config('roster.export_after_id', '{after_id}', true)"
     ))?;
-    diesel::copy_to(ExportCopy)
-        .with_format(diesel::pg::CopyFormat::Csv)
-        .load_raw(pg)
+    fn copy<'c, const AGES: bool, const AFTER: bool>(
+        pg: &'c mut PgConnection,
+    ) -> QueryResult<Box<dyn BufRead + 'c>> {
+        let out = diesel::copy_to(ExportCopy::<AGES, AFTER>)
+            .with_format(diesel::pg::CopyFormat::Csv)
+            .load_raw(pg)?;
+        Ok(Box::new(out))
+    }
+    match (plan.ages, after.is_some()) {
+        (false, false) => copy::<false, false>(pg),
+        (false, true) => copy::<false, true>(pg),
+        (true, false) => copy::<true, false>(pg),
+        (true, true) => copy::<true, true>(pg),
+    }
 }
 
 /// How many students an export still has to write after the key `after`.
