@@ -130,7 +130,11 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        health(conn).is_some_and(|h| h.lost)
+        // As diesel's own manager does: a connection given back while its holder panics,
+        // or still inside a transaction, may be anywhere in a statement or a commit.
+        std::thread::panicking()
+            || health(conn).is_some_and(|h| h.lost)
+            || on_backend!(conn, |c| diesel::r2d2::R2D2Connection::is_broken(c))
     }
 }
 

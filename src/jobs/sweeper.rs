@@ -4,16 +4,14 @@
 //!   stalled) go back to the queue, or end as the state machine says;
 //! - queued jobs that are due and were never published (the publish after the commit
 //!   failed, a retry's backoff ran out, a job handed back) are published;
-//! - queued jobs published longer than half of `ROSTER_REDELIVER_SECS` ago that the
-//!   broker no longer holds (Redis restarted empty or lost its last writes, a delivery was
-//!   dropped after a failed claim) are published again. This check runs every half
-//!   `ROSTER_REDELIVER_SECS`, over the whole queue at once: a lost job is found within
-//!   `ROSTER_REDELIVER_SECS` of its publish. The jobs the broker still holds are not
-//!   written to (only those published again are), so a check costs two reads of the
-//!   queue (its ids, and the broker's), not a write per job: marking each held job
-//!   checked made a backlog of queued jobs cost the database an UPDATE per job per
-//!   `ROSTER_REDELIVER_SECS`, and at 500 a sweep a backlog over 5,000 jobs was checked
-//!   less often than promised;
+//! - queued jobs published longer than half of `ROSTER_REDELIVER_SECS` ago (at least
+//!   the accepting handler's grace) that the broker no longer holds (Redis restarted empty
+//!   or lost its last writes, a delivery was dropped after a failed claim) are published
+//!   again. This check runs every half `ROSTER_REDELIVER_SECS`, over the whole queue at
+//!   once, so a lost job is found about `ROSTER_REDELIVER_SECS` after its publish however
+//!   long the queue. Jobs the broker still holds are not written to, only those published
+//!   again: a check costs two reads of the queue (its ids, and the broker's), not a
+//!   write per queued job;
 //! - ended jobs older than `ROSTER_JOB_RETENTION_DAYS` are deleted, with their files;
 //! - worker processes not seen for an hour (they died without a graceful shutdown) are
 //!   forgotten;
@@ -47,6 +45,10 @@ const PUBLISH_BATCH: i64 = 500;
 /// Queued jobs one check of the broker covers at most (ten times the default cap on the
 /// queue): beyond it, the longest published are checked.
 const STALE_BATCH: i64 = 1_000_000;
+/// Lost jobs one check publishes again at most, one XADD each: after Redis comes back
+/// empty under a large backlog, the pass stays short (the sweep that recovers expired
+/// leases waits for it), and the rest are found lost again by the next check.
+const REPUBLISH_BATCH: usize = 5_000;
 
 pub struct Sweeper {
     pool: Pool,
@@ -90,8 +92,9 @@ impl Sweeper {
         let broker = self.broker.clone();
         let events = self.events.clone();
         // Every half redelivery interval, over jobs published at least that long ago: a
-        // job the broker lost is published again within one interval of its publish.
-        let stale_after = self.redeliver / 2;
+        // job the broker lost is published again about one interval after its publish.
+        // Never sooner than the grace of a handler still publishing the job itself.
+        let stale_after = (self.redeliver / 2).max(PUBLISH_GRACE);
         let check_stale = self
             .stale_checked
             .is_none_or(|at| at.elapsed() >= stale_after);
@@ -153,6 +156,7 @@ pub async fn sweep_once(
         let lost: Vec<_> = stale
             .into_iter()
             .filter(|(id, _)| !held.contains(id))
+            .take(REPUBLISH_BATCH)
             .collect();
         for (id, _) in &lost {
             broker.publish(id).await.map_err(anyhow::Error::from)?;

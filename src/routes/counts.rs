@@ -8,13 +8,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::models::student::StudentFilter;
 
 /// How long a count is trusted.
 pub const COUNT_TTL: Duration = Duration::from_secs(1);
+/// How old a count may be shown while the next is being read.
+const AGED_TTL: Duration = Duration::from_secs(2);
 /// Distinct filters remembered at most (then all are forgotten).
 const MAX_ENTRIES: usize = 1024;
 
@@ -26,9 +28,9 @@ pub struct CountCache {
 }
 
 /// A filter's count. One request at a time counts (holding `counting`); the others wait
-/// for that count only when they have none to show: once a count has merely aged past
-/// [`COUNT_TTL`], they show it while one request reads the next. Before, every request
-/// waited each second for the new count, and a listing's p99 was the count's time.
+/// for that count only when they have nothing recent to show: a count that has merely
+/// aged past [`COUNT_TTL`] (up to [`AGED_TTL`]) is shown while one request reads the next,
+/// so that a listing's tail is not the count's time once a second.
 #[derive(Default)]
 struct Slot {
     entry: Mutex<Option<Entry>>,
@@ -67,30 +69,33 @@ impl CountCache {
         count: impl FnOnce() -> Result<i64, E>,
     ) -> Result<i64, E> {
         let slot = self.slot(filter);
-        let entry = *slot.entry.lock().unwrap();
-        // Counted since this process last wrote: right, if perhaps a second old.
-        let current = entry.filter(|(generation, ..)| *generation == self.generation());
-        if let Some((_, at, count)) = current {
-            if at.elapsed() < COUNT_TTL {
-                return Ok(count);
-            }
+        if let Some(fresh) = self.younger_than(&slot, COUNT_TTL) {
+            return Ok(fresh);
         }
-        let _counting = match (current, slot.counting.try_lock()) {
-            (_, Ok(counting)) => counting,
-            (Some((.., aged)), Err(_)) => return Ok(aged),
-            // None to show (or one from before a write here): wait for the count under way.
-            (None, Err(_)) => slot.counting.lock().unwrap(),
+        // A count that panicked leaves the lock poisoned, not the slot unusable.
+        let _counting = match slot.counting.try_lock() {
+            Ok(counting) => counting,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => match self.younger_than(&slot, AGED_TTL) {
+                Some(aged) => return Ok(aged),
+                // Nothing recent to show: wait for the count under way.
+                None => slot.counting.lock().unwrap_or_else(|p| p.into_inner()),
+            },
         };
-        // Another request may have counted since the entry was read.
-        if let Some((generation, at, count)) = *slot.entry.lock().unwrap() {
-            if generation == self.generation() && at.elapsed() < COUNT_TTL {
-                return Ok(count);
-            }
+        // Another request may have counted since.
+        if let Some(fresh) = self.younger_than(&slot, COUNT_TTL) {
+            return Ok(fresh);
         }
         let generation = self.generation();
         let counted = count()?;
         *slot.entry.lock().unwrap() = Some((generation, Instant::now(), counted));
         Ok(counted)
+    }
+
+    /// The slot's count if it was read since this process last wrote, less than `age` ago.
+    fn younger_than(&self, slot: &Slot, age: Duration) -> Option<i64> {
+        let (generation, at, count) = (*slot.entry.lock().unwrap())?;
+        (generation == self.generation() && at.elapsed() < age).then_some(count)
     }
 
     /// A student was created, changed or deleted here.
@@ -172,12 +177,17 @@ mod tests {
             })
         };
         started.wait();
-        assert_eq!(
-            count(&cache, &filter, 9),
-            7,
-            "the aged count, without waiting"
-        );
+        // On another thread, so that waiting for the count under way fails the test
+        // instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asker = {
+            let cache = cache.clone();
+            std::thread::spawn(move || tx.send(count(&cache, &StudentFilter::default(), 9)))
+        };
+        let shown = rx.recv_timeout(Duration::from_secs(2));
         release.wait();
+        asker.join().unwrap().ok();
+        assert_eq!(shown, Ok(7), "the aged count, without waiting");
         assert_eq!(counter.join().unwrap(), Ok(8));
         assert_eq!(count(&cache, &filter, 9), 8, "the new count, once read");
     }

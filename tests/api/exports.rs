@@ -283,11 +283,12 @@ both_deployments!(
 
 /// A broker whose first `failures` publishes fail, as if Redis had gone away; `silent`:
 /// they answer Ok and the message is lost, as when the process dies between its commit
-/// and its publish.
+/// and its publish. `asked` collects the jobs the reconciler asked it about.
 struct FailingPublishes {
     inner: Arc<dyn Broker>,
     failures: AtomicUsize,
     silent: bool,
+    asked: Arc<std::sync::Mutex<Vec<JobId>>>,
 }
 
 #[async_trait]
@@ -317,6 +318,7 @@ impl Broker for FailingPublishes {
         self.inner.ack(delivery).await
     }
     async fn holds(&self, jobs: &[JobId]) -> Result<HashSet<JobId>, BrokerError> {
+        self.asked.lock().unwrap().extend_from_slice(jobs);
         self.inner.holds(jobs).await
     }
     async fn ping(&self) -> anyhow::Result<()> {
@@ -360,10 +362,8 @@ async fn a_job_whose_publish_was_lost_without_an_error_still_runs() {
     assert_eq!(done["attempts"], 1);
 }
 
-/// The reconciler asks the broker which queued jobs it still holds, every half
-/// redelivery interval; a job it holds is left as it is. Marking each one checked wrote
-/// every queued job once per interval: with a backlog, that was most of the database's
-/// work.
+/// The reconciler asks the broker which queued jobs it still holds; a job it holds is
+/// left as it is, so that a backlog costs the database reads, not a write per job.
 #[actix_web::test]
 async fn the_reconciler_checks_a_queued_job_the_broker_holds_without_writing_it() {
     use diesel::prelude::*;
@@ -374,9 +374,25 @@ async fn the_reconciler_checks_a_queued_job_the_broker_holds_without_writing_it(
     };
     let mut settings = sandbox.settings();
     settings.redeliver_secs = 1;
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hooks = Hooks {
+        wrap_broker: Some(Box::new({
+            let asked = asked.clone();
+            move |inner| {
+                Arc::new(FailingPublishes {
+                    inner,
+                    failures: AtomicUsize::new(0),
+                    silent: false,
+                    asked,
+                })
+            }
+        })),
+        ..Hooks::default()
+    };
     // No workers: the job stays queued, held by the broker, through several checks.
-    let app = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
+    let app = helpers::start_in(sandbox, settings, hooks, false).await;
     let job = app.start_export(json!({})).await;
+    let job_id: JobId = id(&job).parse().unwrap();
     let published_at = || -> Option<chrono::NaiveDateTime> {
         jobs::table
             .find(id(&job))
@@ -386,7 +402,19 @@ async fn the_reconciler_checks_a_queued_job_the_broker_holds_without_writing_it(
     };
     let first = published_at();
     assert!(first.is_some(), "marked published as it was accepted");
-    actix_web::rt::time::sleep(Duration::from_millis(3_000)).await;
+    let checks = || {
+        asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|j| **j == job_id)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while checks() < 2 && Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(checks() >= 2, "the broker was asked about the job twice");
     assert_eq!(published_at(), first, "checked, not rewritten");
     let now = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
     assert_eq!(now["status"], "queued", "{now}");
@@ -400,6 +428,7 @@ async fn with_lost_publishes(silent: bool) -> Option<TestApp> {
                 inner,
                 failures: AtomicUsize::new(1),
                 silent,
+                asked: Arc::default(),
             })
         })),
         ..Hooks::default()
