@@ -103,12 +103,21 @@ impl Sweeper {
         }
         let stale_after = check_stale.then_some(stale_after);
         async move {
-            if let Err(e) = sweep_once(pool, broker, events, stale_after).await {
+            let swept = sweep_once(pool, broker, events, stale_after).await;
+            if let Err(e) = &swept {
                 log::warn!("sweep failed: {e:#}");
             }
+            swept.is_ok()
         }
         .into_actor(self)
-        .map(|_, act, _| act.busy = false)
+        .map(move |swept, act, _| {
+            act.busy = false;
+            if check_stale && !swept {
+                // A check that failed (the database or Redis away) is tried again on
+                // the next sweep, not a half interval later.
+                act.stale_checked = None;
+            }
+        })
         .spawn(ctx);
     }
 }
