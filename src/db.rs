@@ -39,7 +39,41 @@ macro_rules! on_backend {
     };
 }
 
-pub type Pool = r2d2::Pool<Manager>;
+/// The connection pool: r2d2's, with roster's own checkout wait (see [`RECONNECT_CAP`]).
+/// Everything r2d2's pool offers is reached through `Deref`; `get` is this type's own.
+#[derive(Debug, Clone)]
+pub struct Pool(r2d2::Pool<Manager>);
+
+impl Pool {
+    /// A connection, waiting at most [`CHECKOUT_WAIT`] for one: the pool full, or the
+    /// database away and being reconnected to.
+    pub fn get(&self) -> Result<PooledConn, r2d2::Error> {
+        self.0.get_timeout(CHECKOUT_WAIT)
+    }
+}
+
+impl std::ops::Deref for Pool {
+    type Target = r2d2::Pool<Manager>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// How long a checkout waits for a connection.
+const CHECKOUT_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest r2d2 waits between two attempts to connect while the database is away.
+/// r2d2 doubles the wait after each failed attempt up to half its `connection_timeout`,
+/// which is otherwise also the checkout wait: with 10 s, a database back from a restart
+/// of two or three seconds was found only 3-5 s later, while every checkout (workers'
+/// claims, the sweeper's pass) waited for it, and the chaos run saw queued jobs sit 9-11 s
+/// beside idle worker slots. So the pool is built with a `connection_timeout` of twice
+/// this, and checkouts wait [`CHECKOUT_WAIT`] through [`Pool::get`]. Not shorter: while
+/// the database is away every pool slot retries on its own, and against a server out of
+/// connection slots each attempt costs it a backend start.
+const RECONNECT_CAP: Duration = Duration::from_millis(500);
+
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -223,12 +257,14 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
         c.batch_execute("PRAGMA journal_mode = WAL;")?;
     }
     drop(first);
+    // Unchecked: the connection above proved the database answers, and r2d2's own check
+    // would wait only its (short) `connection_timeout` for the first pooled connection.
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(1))
-        .connection_timeout(Duration::from_secs(10))
-        .build(manager)?;
-    Ok(pool)
+        .connection_timeout(RECONNECT_CAP * 2)
+        .build_unchecked(manager);
+    Ok(Pool(pool))
 }
 
 /// Admits blocking database work from async code in the order it arrives, a bounded

@@ -1,5 +1,6 @@
 //! Dependencies going away and coming back, for real: a private Redis server is stopped
-//! and started again under a running roster (and, here, under two of them).
+//! and started again under a running roster (and, here, under two of them); the database
+//! is cut off behind a forwarder and connected again.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -214,5 +215,119 @@ fn a_pooled_connection_the_database_dropped_is_replaced_after_its_first_failure(
         other
             .batch_execute(&format!("SELECT pg_terminate_backend({pid}, 5000)"))
             .unwrap();
+    }
+}
+
+/// A database away for a few seconds (a restart) is connected to again within a moment of
+/// its return: checkouts meanwhile, as workers' claims and the sweeper's passes make, do
+/// not leave the pool waiting seconds more between attempts to reconnect.
+#[test]
+fn the_pool_connects_again_within_a_moment_of_the_database_coming_back() {
+    use diesel::connection::SimpleConnection;
+
+    let Some(sandbox) = helpers::Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let cable = Cable::to(&sandbox.database_url);
+    let pool = roster::db::connect(&cable.url, 2).unwrap();
+    pool.get().unwrap().batch_execute("SELECT 1").unwrap();
+
+    cable.cut();
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(3) {
+        if let Ok(mut conn) = pool.get_timeout(Duration::from_millis(200)) {
+            assert!(
+                conn.batch_execute("SELECT 1").is_err(),
+                "the database is away"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cable.mend();
+    let back = Instant::now();
+    let mut conn = pool.get().expect("a connection once the database is back");
+    conn.batch_execute("SELECT 1").unwrap();
+    assert!(
+        back.elapsed() < Duration::from_millis(1_500),
+        "connected again {:?} after the database came back",
+        back.elapsed()
+    );
+}
+
+/// A TCP forwarder to the test database that can be cut, as a restart cuts it: new
+/// connections refused, open ones dropped; and mended.
+struct Cable {
+    url: roster::db::DatabaseUrl,
+    up: Arc<AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cable {
+    fn to(database: &roster::db::DatabaseUrl) -> Self {
+        let roster::db::DatabaseUrl::Postgres(raw) = database else {
+            panic!("a PostgreSQL sandbox");
+        };
+        let mut url = url::Url::parse(raw).unwrap();
+        let target = (
+            url.host_str().unwrap().to_owned(),
+            url.port().unwrap_or(5432),
+        );
+        let port = free_port();
+        let bind = move || {
+            let bound = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            bound.set_nonblocking(true).unwrap();
+            bound
+        };
+        let mut listener = Some(bind());
+        url.set_port(Some(port)).unwrap();
+        let me = Self {
+            url: roster::db::DatabaseUrl::parse(url.as_str()).unwrap(),
+            up: Arc::new(AtomicBool::new(true)),
+            open: Arc::default(),
+        };
+        let (up, open) = (me.up.clone(), me.open.clone());
+        std::thread::spawn(move || {
+            // Ends with the test process.
+            loop {
+                if !up.load(Ordering::SeqCst) {
+                    listener = None;
+                } else if listener.is_none() {
+                    listener = Some(bind());
+                }
+                match listener.as_ref().map(|l| l.accept()) {
+                    Some(Ok((client, _))) => {
+                        client.set_nonblocking(false).unwrap();
+                        let server = std::net::TcpStream::connect(&target).unwrap();
+                        let mut open = open.lock().unwrap();
+                        for (mut from, mut to) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                        ] {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                        open.extend([client, server]);
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        me
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        // The listener is closed within the forwarder's next turn; what it accepted
+        // before then is dropped with the rest.
+        std::thread::sleep(Duration::from_millis(50));
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.up.store(true, Ordering::SeqCst);
     }
 }
