@@ -513,7 +513,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
         drop(done); // the keeper stops; the scope waits for it
         (result, attempt.outputs, attempt.committed)
     });
-    let mut conn = shared.conn.into_inner().unwrap_or_else(|p| p.into_inner());
+    let conn = shared.conn.into_inner().unwrap_or_else(|p| p.into_inner());
     // Whatever happens next, the outputs stay only if the success is recorded.
     let mut outputs = Outputs(outputs);
     let ending = match result {
@@ -548,7 +548,7 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
             result: None,
         },
     };
-    let Some(ended) = record(ctx, &mut conn, &token, &ending)? else {
+    let Some(ended) = record(ctx, conn, &token, &ending)? else {
         log::warn!("job {id}: lease lost before its end was recorded; another worker has it");
         return Ok(AttemptOutcome::LeaseLost);
     };
@@ -621,30 +621,51 @@ impl Drop for Outputs {
     }
 }
 
-/// Records the end of an attempt, retrying a few times: losing it would leave the job
-/// running until its lease expires.
+/// Records the end of an attempt, trying again a few times: losing it would leave the
+/// job running until its lease expires. Each try after a failure takes a connection from
+/// the pool: the one that failed may be what failed (the server restarted under it), and
+/// the pool throws it away.
 fn record(
     ctx: &WorkerContext,
-    conn: &mut DbConnection,
+    conn: PooledConn,
     token: &AttemptToken,
     ending: &Ending,
 ) -> anyhow::Result<Option<Job>> {
+    const TRIES: u32 = 6;
+    let mut conn = conn;
     let mut delay = Duration::from_millis(100);
-    for _ in 0..5 {
-        match job::finish(conn, token, ending) {
+    for tried in 1.. {
+        match job::finish(&mut conn, token, ending) {
+            Ok(None) if tried > 1 => return recorded_before(&mut conn, token),
             Ok(row) => return Ok(row),
-            Err(e) => {
+            Err(e) if tried < TRIES => {
                 log::warn!(
                     "job {}: recording its end failed ({e}); trying again",
                     token.job
                 );
+                drop(conn);
                 std::thread::sleep(delay);
                 delay *= 2;
+                conn = ctx.pool.get()?;
             }
+            Err(e) => return Err(e.into()),
         }
     }
-    let mut fresh = ctx.pool.get()?;
-    Ok(job::finish(&mut fresh, token, ending)?)
+    unreachable!("the tries end in a return")
+}
+
+/// The job, if the attempt's ending was recorded by an earlier try whose reply was lost
+/// (the commit went through, the connection died before saying so): its history shows
+/// the attempt ended, and not as lost. Otherwise the attempt no longer holds the job.
+fn recorded_before(conn: &mut DbConnection, token: &AttemptToken) -> anyhow::Result<Option<Job>> {
+    let ours = attempt::for_job(conn, &token.job)?
+        .into_iter()
+        .find(|a| a.worker == token.owner);
+    let ended = ours.and_then(|a| a.outcome);
+    if ended.is_none_or(|outcome| outcome == attempt::Outcome::Lost.as_str()) {
+        return Ok(None);
+    }
+    Ok(job::find(conn, &token.job)?)
 }
 
 /// Runs `f` when dropped, however the scope is left (a panic included).

@@ -10,7 +10,7 @@ use super::clock;
 use super::job::AttemptToken;
 use crate::db::DbConnection;
 use crate::domain::job::JobId;
-use crate::schema::{job_attempts, jobs};
+use crate::schema::job_attempts;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,17 +113,14 @@ pub(super) fn end(
     .map(drop)
 }
 
-/// Records as lost the attempts whose lease ran out (before the jobs are recovered).
-pub(super) fn end_expired(conn: &mut DbConnection) -> QueryResult<()> {
-    let (now, ended) = (clock::now_nullable(conn), clock::now_nullable(conn));
-    let expired = jobs::table
-        .filter(jobs::status.eq("running"))
-        .filter(jobs::lease_expires_at.lt(now))
-        .select(jobs::lease_owner);
+/// Records as lost the attempts of `owners` (lease owners whose lease ran out), before
+/// their jobs are recovered.
+pub(super) fn end_lost(conn: &mut DbConnection, owners: &[String]) -> QueryResult<()> {
+    let ended = clock::now_nullable(conn);
     diesel::update(
         job_attempts::table
             .filter(job_attempts::ended_at.is_null())
-            .filter(job_attempts::worker.nullable().eq_any(expired)),
+            .filter(job_attempts::worker.eq_any(owners)),
     )
     .set((
         job_attempts::ended_at.eq(ended),

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -1079,18 +1080,57 @@ pub fn request_cancel(
 /// Running jobs whose lease ran out on the database's clock (their worker died or
 /// stalled): cancelled when a cancel was requested, failed when they have no attempt
 /// left, else back to the queue with their checkpoint kept for the next attempt.
+///
+/// On PostgreSQL, a job whose row another transaction holds is left for the next pass
+/// (its holder, say a paused process in the middle of recording the job's end, may be
+/// gone for seconds): recovering every other job does not wait for it. And this pass's
+/// own transaction is ended by the server if it stands idle for [`RECOVERY_IDLE_LIMIT`]:
+/// a sweeping process paused inside it would otherwise hold every expired job it locked
+/// from the other processes' sweeps for as long as it is paused (the chaos run saw jobs
+/// back in the queue 9 s after their worker's kill, behind a sweeper under SIGSTOP).
 pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
     conn.transaction(|conn| {
-        attempt::end_expired(conn)?;
-        recover_expired_jobs(conn)
+        let expired = lock_expired(conn)?;
+        if expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owners: Vec<String> = expired.iter().filter_map(|(_, o)| o.clone()).collect();
+        attempt::end_lost(conn, &owners)?;
+        let ids: Vec<String> = expired.into_iter().map(|(id, _)| id).collect();
+        recover_expired_jobs(conn, &ids)
     })
 }
 
-fn recover_expired_jobs(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
+/// How long the recovery's transaction may stand idle before PostgreSQL ends it.
+const RECOVERY_IDLE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Locks the running jobs whose lease ran out and no other transaction holds; their ids
+/// and lease owners.
+fn lock_expired(conn: &mut DbConnection) -> QueryResult<Vec<(String, Option<String>)>> {
+    let expired = jobs::table
+        .filter(jobs::status.eq(JobStatus::Running.as_str()))
+        .filter(jobs::lease_expires_at.lt(clock::now_nullable(conn)))
+        .select((jobs::id, jobs::lease_owner));
+    match conn {
+        DbConnection::Pg(c) => {
+            c.batch_execute(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {}",
+                RECOVERY_IDLE_LIMIT.as_millis()
+            ))?;
+            expired.for_update().skip_locked().load(c)
+        }
+        // One writer at a time: nothing to skip.
+        DbConnection::Sqlite(c) => expired.load(c),
+    }
+}
+
+fn recover_expired_jobs(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Job>> {
     let expired = || {
-        jobs::status
-            .eq(JobStatus::Running.as_str())
-            .and(jobs::lease_expires_at.lt(clock::now_nullable(conn)))
+        jobs::id.eq_any(ids.to_vec()).and(
+            jobs::status
+                .eq(JobStatus::Running.as_str())
+                .and(jobs::lease_expires_at.lt(clock::now_nullable(conn))),
+        )
     };
     let released = || {
         (

@@ -1,8 +1,10 @@
-//! Faults that used to lose, strand or corrupt a job (each test here failed on 4fd5004):
-//! a paused attempt resuming after another finished the job, a cancel meeting a retry, a
-//! shutdown or a crash, a delivery whose claim failed, a broker that lost its queue, a
-//! job that makes no progress for longer than its lease, a worker whose clock is wrong,
-//! files the sweeper must and must not delete, and a second SIGTERM.
+//! Faults that used to lose, strand or corrupt a job (each test here failed on the code
+//! before its fix): a paused attempt resuming after another finished the job, a cancel
+//! meeting a retry, a shutdown or a crash, a delivery whose claim failed, a broker that
+//! lost its queue, a job that makes no progress for longer than its lease, a worker whose
+//! clock is wrong, files the sweeper must and must not delete, a second SIGTERM, a paused
+//! transaction holding an expired job, and an ending whose connection the database
+//! dropped.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -417,4 +419,146 @@ async fn a_second_sigterm_stops_at_once_and_the_job_runs_again() {
         .await;
     assert_eq!(done["result"]["rows"], 300_000);
     restarted.stop();
+}
+
+/// A process paused inside a transaction that holds an expired job delays that job
+/// alone: a worker stopped while recording the job's end holds its row, and the other
+/// expired jobs are recovered at once; a sweeper stopped inside its own recovery has its
+/// transaction ended by the server within a second, and the jobs it locked are recovered
+/// by the others.
+#[test]
+fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_for_long() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    use roster::domain::job::JobKind;
+    use roster::models::job::NewJob;
+
+    let Some(sandbox) = Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let pool = roster::db::connect(&sandbox.database_url, 4).unwrap();
+    roster::db::migrate(&pool).unwrap();
+    let expired = |conn: &mut roster::db::DbConnection| {
+        let new = NewJob {
+            id: JobId::new(),
+            kind: JobKind::Noop,
+            params: json!({}),
+            max_attempts: 3,
+            created_by: None,
+            idempotency_key: None,
+            dedup_key: None,
+            tick: None,
+        };
+        let id = job::insert(conn, &new).unwrap().id;
+        job::claim(conn, &id, "gone", Duration::from_millis(1))
+            .unwrap()
+            .unwrap();
+        id
+    };
+    let status = |id: &JobId| {
+        job::find(&mut pool.get().unwrap(), id)
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let mut conn = pool.get().unwrap();
+    let (held, free) = (expired(&mut conn), expired(&mut conn));
+    std::thread::sleep(Duration::from_millis(20));
+
+    // A worker paused while recording the end of `held`: its transaction holds the row.
+    let mut paused = pool.get().unwrap();
+    paused
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM jobs WHERE id = '{held}' FOR UPDATE"
+        ))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sweeping = pool.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(job::recover_expired(&mut sweeping.get().unwrap()).unwrap());
+    });
+    let recovered = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the sweep does not wait for the paused transaction");
+    let ids: Vec<JobId> = recovered.iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![free], "the free job recovered, the held one left");
+    assert_eq!(status(&held), JobStatus::Running);
+    paused.batch_execute("ROLLBACK").unwrap();
+
+    // A sweeper paused inside its recovery, with `held` locked: the server ends its
+    // transaction, and another sweep recovers the job.
+    let stalled = pool.clone();
+    let (locked, locked_rx) = std::sync::mpsc::channel();
+    let stalled = std::thread::spawn(move || {
+        let mut conn = stalled.get().unwrap();
+        conn.transaction(|c| {
+            let mine = job::recover_expired(c)?;
+            locked.send(mine.len()).unwrap();
+            std::thread::sleep(Duration::from_secs(4));
+            c.batch_execute("SELECT 1")
+        })
+    });
+    assert_eq!(
+        locked_rx.recv().unwrap(),
+        1,
+        "the stalled sweep took the job"
+    );
+    let began = Instant::now();
+    while status(&held) == JobStatus::Running {
+        job::recover_expired(&mut conn).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        began.elapsed() < Duration::from_millis(2_500),
+        "recovered {:?} after the sweeper stalled",
+        began.elapsed()
+    );
+    assert!(
+        stalled.join().unwrap().is_err(),
+        "the stalled sweep's transaction was ended by the server"
+    );
+    assert_eq!(status(&held), JobStatus::Queued);
+}
+
+/// The database drops the attempt's connection just as the job returns (a restart): the
+/// ending is recorded on a connection of the pool's at the next try, not after tries on
+/// the dead one that outlast a lease.
+#[actix_web::test]
+async fn an_ending_whose_connection_the_database_dropped_is_recorded_at_the_next_try() {
+    use diesel::connection::SimpleConnection;
+    use std::sync::{Arc, Mutex};
+
+    struct DropsEveryConnection(Arc<Mutex<Option<Instant>>>);
+    impl StandIn for DropsEveryConnection {
+        fn run(&self, _job: &Job, attempt: &mut Attempt<'_>) -> Result<Value, JobError> {
+            let mut conn = attempt
+                .pool()
+                .get()
+                .map_err(|e| JobError::Retry(e.into()))?;
+            conn.batch_execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .map_err(|e| JobError::Retry(e.into()))?;
+            *self.0.lock().unwrap() = Some(Instant::now());
+            Ok(json!({"rows": 0}))
+        }
+    }
+
+    let Some(sandbox) = Sandbox::new(Deployment::Production) else {
+        return;
+    };
+    let dropped = Arc::new(Mutex::new(None));
+    let hooks = helpers::instead_of_export(DropsEveryConnection(dropped.clone()));
+    let settings = sandbox.settings();
+    let app = helpers::start_in(sandbox, settings, hooks, true).await;
+    let accepted = app.start_export(json!({})).await;
+    let id = accepted["id"].as_str().unwrap();
+    let ended = app.wait_until_ended(id).await;
+    let took = dropped.lock().unwrap().expect("the job ran").elapsed();
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    assert!(
+        took < Duration::from_millis(1_500),
+        "recorded {took:?} after its connection was dropped"
+    );
 }
