@@ -8,8 +8,10 @@ use serde::Serialize;
 
 use super::clock;
 use super::job::AttemptToken;
+use super::prepared::Prepared;
 use crate::db::DbConnection;
 use crate::domain::job::JobId;
+use crate::on_backend;
 use crate::schema::job_attempts;
 
 /// How an attempt ended.
@@ -99,17 +101,20 @@ pub(super) fn end(
     error: Option<&str>,
 ) -> QueryResult<()> {
     let now = clock::now_nullable(conn);
-    diesel::update(
-        job_attempts::table
-            .filter(job_attempts::job_id.eq(job.to_string()))
-            .filter(job_attempts::worker.eq(worker)),
+    on_backend!(conn, |c| Prepared(
+        diesel::update(
+            job_attempts::table
+                .filter(job_attempts::job_id.eq(job.to_string()))
+                .filter(job_attempts::worker.eq(worker)),
+        )
+        .set((
+            job_attempts::ended_at.eq(now),
+            job_attempts::outcome.eq(outcome.as_str()),
+            job_attempts::error.eq(error),
+        ))
+        .returning(job_attempts::number),
     )
-    .set((
-        job_attempts::ended_at.eq(now),
-        job_attempts::outcome.eq(outcome.as_str()),
-        job_attempts::error.eq(error),
-    ))
-    .execute(conn)
+    .load::<i32>(c))
     .map(drop)
 }
 

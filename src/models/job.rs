@@ -20,13 +20,16 @@ use serde::Serialize;
 
 use super::attempt::{self, Outcome};
 use super::clock;
+use super::prepared::Prepared;
 use crate::db::DbConnection;
 use crate::domain::job::{JobId, JobKind, JobStatus};
 use crate::on_backend;
 use crate::schema::jobs;
 
+mod pg;
+
 /// A job as stored, column for column; only [`Job`] leaves this module.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = jobs)]
 struct JobRow {
     id: String,
@@ -230,16 +233,18 @@ pub fn owner_tag(owner: &str) -> &str {
 macro_rules! transition {
     ($conn:expr, $to:expr, $filter:expr, $changes:expr) => {{
         let to: JobStatus = $to;
-        let rows: QueryResult<Vec<JobRow>> = on_backend!($conn, |c| diesel::update(jobs::table)
-            .filter(jobs::status.eq_any(JobStatus::sources(to)))
-            .filter($filter)
-            .set((
-                jobs::status.eq(to.as_str()),
-                jobs::seq.eq(jobs::seq + 1),
-                $changes,
-            ))
-            .returning(jobs::all_columns)
-            .get_results(c));
+        let rows: QueryResult<Vec<JobRow>> = on_backend!($conn, |c| Prepared(
+            diesel::update(jobs::table)
+                .filter(jobs::status.eq_any(JobStatus::sources(to)))
+                .filter($filter)
+                .set((
+                    jobs::status.eq(to.as_str()),
+                    jobs::seq.eq(jobs::seq + 1),
+                    $changes,
+                ))
+                .returning(jobs::all_columns)
+        )
+        .get_results(c));
         rows.and_then(typed)
     }};
 }
@@ -766,6 +771,27 @@ pub fn claim(
 ) -> QueryResult<Option<(Job, AttemptToken)>> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let owner = format!("{node}/{tag}");
+    let claimed = match conn {
+        DbConnection::Pg(c) => typed_one(pg::claim(c, id, &owner, lease)?)?,
+        DbConnection::Sqlite(_) => claim_in_transaction(conn, id, &owner, lease)?,
+    };
+    Ok(claimed.map(|job| {
+        let token = AttemptToken {
+            job: job.id,
+            number: job.attempts,
+            owner,
+        };
+        (job, token)
+    }))
+}
+
+/// [`claim`] as diesel writes it: the job's transition, then its attempt's record.
+fn claim_in_transaction(
+    conn: &mut DbConnection,
+    id: &JobId,
+    owner: &str,
+    lease: Duration,
+) -> QueryResult<Option<Job>> {
     conn.transaction(|conn| {
         let (now, started, until) = (
             clock::now(conn),
@@ -782,7 +808,7 @@ pub fn claim(
                 jobs::run_after.le(now)
             ),
             (
-                jobs::lease_owner.eq(&owner),
+                jobs::lease_owner.eq(owner),
                 jobs::lease_expires_at.eq(until),
                 jobs::attempts.eq(jobs::attempts + 1),
                 jobs::started_at.eq(started),
@@ -795,10 +821,10 @@ pub fn claim(
         let token = AttemptToken {
             job: job.id,
             number: job.attempts,
-            owner: owner.clone(),
+            owner: owner.to_owned(),
         };
         attempt::begin(conn, &token)?;
-        Ok(Some((job, token)))
+        Ok(Some(job))
     })
 }
 
@@ -822,26 +848,30 @@ pub fn renew(
     let until = clock::after_nullable(conn, lease);
     let held = fenced!(token).and(jobs::status.eq(JobStatus::Running.as_str()));
     let row: Option<JobRow> = match (beat.progress, beat.checkpoint) {
-        (None, _) => on_backend!(conn, |c| diesel::update(jobs::table)
-            .filter(held)
-            .set(jobs::lease_expires_at.eq(until))
-            .returning(jobs::all_columns)
-            .get_result(c)
-            .optional())?,
+        (None, _) => on_backend!(conn, |c| Prepared(
+            diesel::update(jobs::table)
+                .filter(held)
+                .set(jobs::lease_expires_at.eq(until))
+                .returning(jobs::all_columns)
+        )
+        .get_result(c)
+        .optional())?,
         (Some(p), checkpoint) => {
             let checkpoint = checkpoint.map(|c| c.to_string());
-            on_backend!(conn, |c| diesel::update(jobs::table)
-                .filter(held)
-                .set((
-                    jobs::lease_expires_at.eq(until),
-                    jobs::progress_done.eq(p.done),
-                    jobs::progress_total.eq(p.total),
-                    jobs::seq.eq(jobs::seq + 1),
-                    checkpoint.map(|c| jobs::checkpoint.eq(c)),
-                ))
-                .returning(jobs::all_columns)
-                .get_result(c)
-                .optional())?
+            on_backend!(conn, |c| Prepared(
+                diesel::update(jobs::table)
+                    .filter(held)
+                    .set((
+                        jobs::lease_expires_at.eq(until),
+                        jobs::progress_done.eq(p.done),
+                        jobs::progress_total.eq(p.total),
+                        jobs::seq.eq(jobs::seq + 1),
+                        checkpoint.map(|c| jobs::checkpoint.eq(c)),
+                    ))
+                    .returning(jobs::all_columns)
+            )
+            .get_result(c)
+            .optional())?
         }
     };
     typed_one(row)
@@ -892,6 +922,13 @@ pub fn finish(
     ending: &Ending,
 ) -> QueryResult<Option<Job>> {
     debug_assert!(JobStatus::Running.can_become(ending.status()));
+    if let (DbConnection::Pg(c), Ending::Succeeded { result, committed }) = (&mut *conn, ending) {
+        if let Some(row) = pg::succeed(c, token, result, *committed)? {
+            return typed_one(Some(row));
+        }
+        // Not held as asked: a cancel won, or the job is no longer the attempt's; the
+        // transaction below records which.
+    }
     conn.transaction(|conn| {
         let ended = end_attempt(conn, token, ending)?;
         if let Some(job) = &ended {

@@ -4,6 +4,7 @@
 pub mod attempt;
 pub mod clock;
 pub mod job;
+pub mod prepared;
 pub mod schedule;
 pub mod session;
 pub mod stats;

@@ -17,5 +17,6 @@ mod outages;
 mod process;
 mod processes;
 mod schedules;
+mod statements;
 mod students;
 pub mod websocket;

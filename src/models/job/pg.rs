@@ -1,0 +1,101 @@
+//! A job's claim and its success on PostgreSQL, one statement each: the job's transition
+//! and its attempt's record together, in one round trip and without a transaction around
+//! them (a statement is atomic). Through diesel each was a transaction of four round
+//! trips (BEGIN, the job's UPDATE, the attempt's INSERT or UPDATE, COMMIT), and in a
+//! drain of no-op jobs the round trips, not the work, were most of both processes' time.
+//!
+//! The statements say what `transition!` and `attempt::{begin, end}` say, with the
+//! statuses bound from [`JobStatus`] as there; SQLite, and every other ending, go the way
+//! of those. The tests run both backends through the same behaviour.
+
+use std::time::Duration;
+
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Text};
+
+use super::{AttemptToken, JobRow};
+use crate::domain::job::{JobId, JobStatus};
+use crate::models::attempt::Outcome;
+use crate::models::prepared::Prepared;
+
+/// Moves job `$1` to running under lease owner `$2`, as `job::claim`, and records the
+/// attempt it begins.
+const CLAIM: &str = "\
+WITH claimed AS (
+    UPDATE jobs
+    SET status = $3, seq = seq + 1, lease_owner = $2,
+        lease_expires_at = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') + $5 * INTERVAL '1 millisecond',
+        attempts = attempts + 1,
+        started_at = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC'),
+        published_at = NULL
+    WHERE id = $1 AND status = ANY($4) AND cancel_requested = false
+        AND run_after <= (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')
+    RETURNING *
+), began AS (
+    INSERT INTO job_attempts (job_id, worker, number, started_at)
+    SELECT id, lease_owner, attempts, started_at FROM claimed
+)
+SELECT * FROM claimed";
+
+/// Ends the attempt (`$1`, `$2`, `$3`) `succeeded` with result `$6`, as `job::finish`
+/// does unless a cancel wins (`$7`: the job's effects are committed, and a cancel does
+/// not win), and records the attempt's outcome.
+const SUCCEED: &str = "\
+WITH ended AS (
+    UPDATE jobs
+    SET status = $4, seq = seq + 1, lease_owner = NULL, lease_expires_at = NULL,
+        result = $6, error = NULL, progress_done = progress_total,
+        finished_at = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), checkpoint = NULL
+    WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = ANY($5)
+        AND (cancel_requested = false OR cancel_requested = $7)
+    RETURNING *
+), recorded AS (
+    UPDATE job_attempts
+    SET ended_at = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), outcome = $8, error = NULL
+    WHERE job_id = $1 AND worker = $2 AND EXISTS (SELECT 1 FROM ended)
+)
+SELECT * FROM ended";
+
+pub(super) fn claim(
+    conn: &mut PgConnection,
+    id: &JobId,
+    owner: &str,
+    lease: Duration,
+) -> QueryResult<Option<JobRow>> {
+    let to = JobStatus::Running;
+    let rows: Vec<JobRow> = Prepared(
+        diesel::sql_query(CLAIM)
+            .bind::<Text, _>(id.to_string())
+            .bind::<Text, _>(owner)
+            .bind::<Text, _>(to.as_str())
+            .bind::<Array<Text>, _>(JobStatus::sources(to))
+            .bind::<BigInt, _>(lease.as_millis() as i64),
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().next())
+}
+
+/// `None` when the attempt does not hold the job as asked: a cancel won, or the job is
+/// no longer the attempt's; `job::finish` then sees which.
+pub(super) fn succeed(
+    conn: &mut PgConnection,
+    token: &AttemptToken,
+    result: &str,
+    committed: bool,
+) -> QueryResult<Option<JobRow>> {
+    let to = JobStatus::Succeeded;
+    let rows: Vec<JobRow> = Prepared(
+        diesel::sql_query(SUCCEED)
+            .bind::<Text, _>(token.job.to_string())
+            .bind::<Text, _>(&token.owner)
+            .bind::<Integer, _>(token.number)
+            .bind::<Text, _>(to.as_str())
+            .bind::<Array<Text>, _>(JobStatus::sources(to))
+            .bind::<Text, _>(result)
+            .bind::<Bool, _>(committed)
+            .bind::<Text, _>(Outcome::Succeeded.as_str()),
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().next())
+}
