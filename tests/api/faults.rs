@@ -431,7 +431,6 @@ fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
     use roster::domain::job::JobKind;
-    use roster::models::job::NewJob;
 
     let Some(sandbox) = Sandbox::new(Deployment::Production) else {
         return;
@@ -439,17 +438,9 @@ fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_
     let pool = roster::db::connect(&sandbox.database_url, 4).unwrap();
     roster::db::migrate(&pool).unwrap();
     let expired = |conn: &mut roster::db::DbConnection| {
-        let new = NewJob {
-            id: JobId::new(),
-            kind: JobKind::Noop,
-            params: json!({}),
-            max_attempts: 3,
-            created_by: None,
-            idempotency_key: None,
-            dedup_key: None,
-            tick: None,
-        };
-        let id = job::insert(conn, &new).unwrap().id;
+        let id = job::insert(conn, &helpers::new_job(JobKind::Noop, 3))
+            .unwrap()
+            .id;
         job::claim(conn, &id, "gone", Duration::from_millis(1))
             .unwrap()
             .unwrap();

@@ -11,7 +11,7 @@ use roster::domain::job::JobKind;
 use roster::error::FieldErrors;
 use roster::jobs::export::StudentsByAge;
 use roster::jobs::{Attempt, JobError, JobHandler, Kind};
-use roster::models::job::Job;
+use roster::models::job::{Job, NewJob};
 use roster::startup::{Application, Hooks};
 use serde_json::Value;
 
@@ -523,5 +523,19 @@ impl StandIn for Gate {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(serde_json::json!({"rows": 0}))
+    }
+}
+
+/// A new job of `kind` with no parameters, owner or keys, as a test inserts it directly.
+pub fn new_job(kind: JobKind, max_attempts: i32) -> NewJob {
+    NewJob {
+        id: roster::domain::job::JobId::new(),
+        kind,
+        params: serde_json::json!({}),
+        max_attempts,
+        created_by: None,
+        idempotency_key: None,
+        dedup_key: None,
+        tick: None,
     }
 }

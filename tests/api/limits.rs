@@ -569,23 +569,14 @@ both_with!(
     |_: &mut Settings| {},
     workers: false,
     |app| async move {
-        use roster::domain::job::{JobId, JobKind};
-        use roster::models::job::{self, NewJob};
+        use roster::domain::job::JobKind;
+        use roster::models::job;
         let limit = roster::ws::MAX_SUBSCRIPTIONS;
         let ids: Vec<String> = {
             let mut conn = app.pool.get().unwrap();
             (0..=limit)
                 .map(|_| {
-                    let new = NewJob {
-                        id: JobId::new(),
-                        kind: JobKind::StudentsByAge,
-                        params: json!({}),
-                        max_attempts: 1,
-                        created_by: None,
-                        idempotency_key: None,
-                        dedup_key: None,
-                        tick: None,
-                    };
+                    let new = crate::helpers::new_job(JobKind::StudentsByAge, 1);
                     job::insert(&mut conn, &new).unwrap().id.to_string()
                 })
                 .collect()

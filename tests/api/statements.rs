@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use roster::domain::job::{JobId, JobKind, JobStatus};
-use roster::models::job::{self, Beat, Ending, NewJob, Progress};
-use serde_json::json;
+use roster::domain::job::{JobKind, JobStatus};
+use roster::models::job::{self, Beat, Ending, Progress};
 
-use crate::helpers::{Deployment, Sandbox};
+use crate::helpers::{self, Deployment, Sandbox};
 
 #[test]
 fn a_jobs_claim_progress_and_success_are_prepared_once_per_connection() {
@@ -20,17 +19,9 @@ fn a_jobs_claim_progress_and_success_are_prepared_once_per_connection() {
     roster::db::migrate(&pool).unwrap();
     let mut conn = pool.get().unwrap();
     for _ in 0..3 {
-        let new = NewJob {
-            id: JobId::new(),
-            kind: JobKind::Noop,
-            params: json!({}),
-            max_attempts: 1,
-            created_by: None,
-            idempotency_key: None,
-            dedup_key: None,
-            tick: None,
-        };
-        let id = job::insert(&mut conn, &new).unwrap().id;
+        let id = job::insert(&mut conn, &helpers::new_job(JobKind::Noop, 1))
+            .unwrap()
+            .id;
         let (_, token) = job::claim(&mut conn, &id, "test", Duration::from_secs(30))
             .unwrap()
             .unwrap();
