@@ -11,8 +11,9 @@ use super::job::AttemptToken;
 use super::prepared::Prepared;
 use crate::db::DbConnection;
 use crate::domain::job::JobId;
+use crate::domain::job::JobStatus;
 use crate::on_backend;
-use crate::schema::job_attempts;
+use crate::schema::{job_attempts, jobs};
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,17 @@ pub(super) fn end(
     .map(drop)
 }
 
+/// What a lost attempt's record is set to, ended at `$ended`.
+macro_rules! lost {
+    ($ended:expr) => {
+        (
+            job_attempts::ended_at.eq($ended),
+            job_attempts::outcome.eq(Outcome::Lost.as_str()),
+            job_attempts::error.eq("the worker running it was lost (lease expired)"),
+        )
+    };
+}
+
 /// Records as lost the attempts of `owners` (lease owners whose lease ran out), before
 /// their jobs are recovered.
 pub(super) fn end_lost(conn: &mut DbConnection, owners: &[String]) -> QueryResult<()> {
@@ -127,11 +139,26 @@ pub(super) fn end_lost(conn: &mut DbConnection, owners: &[String]) -> QueryResul
             .filter(job_attempts::ended_at.is_null())
             .filter(job_attempts::worker.eq_any(owners)),
     )
-    .set((
-        job_attempts::ended_at.eq(ended),
-        job_attempts::outcome.eq(Outcome::Lost.as_str()),
-        job_attempts::error.eq("the worker running it was lost (lease expired)"),
-    ))
+    .set(lost!(ended))
+    .execute(conn)
+    .map(drop)
+}
+
+/// Records as lost the attempts whose lease ran out, before their jobs are recovered: a
+/// write first, so that SQLite takes its write lock before anything is read (a read
+/// first would fail the transaction if another writer commits before its first write).
+pub(super) fn end_expired(conn: &mut DbConnection) -> QueryResult<()> {
+    let (now, ended) = (clock::now_nullable(conn), clock::now_nullable(conn));
+    let expired = jobs::table
+        .filter(jobs::status.eq(JobStatus::Running.as_str()))
+        .filter(jobs::lease_expires_at.lt(now))
+        .select(jobs::lease_owner);
+    diesel::update(
+        job_attempts::table
+            .filter(job_attempts::ended_at.is_null())
+            .filter(job_attempts::worker.nullable().eq_any(expired)),
+    )
+    .set(lost!(ended))
     .execute(conn)
     .map(drop)
 }

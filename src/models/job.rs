@@ -1126,23 +1126,30 @@ pub fn request_cancel(
 /// from the other processes' sweeps for as long as it is paused (the chaos run saw jobs
 /// back in the queue 9 s after their worker's kill, behind a sweeper under SIGSTOP).
 pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
-    conn.transaction(|conn| {
-        let expired = lock_expired(conn)?;
-        if expired.is_empty() {
-            return Ok(Vec::new());
+    conn.transaction(|conn| match conn {
+        DbConnection::Pg(_) => {
+            let expired = lock_expired(conn)?;
+            if expired.is_empty() {
+                return Ok(Vec::new());
+            }
+            let owners: Vec<String> = expired.iter().filter_map(|(_, o)| o.clone()).collect();
+            attempt::end_lost(conn, &owners)?;
+            let ids: Vec<String> = expired.into_iter().map(|(id, _)| id).collect();
+            recover_expired_jobs(conn, Expired::Locked(&ids))
         }
-        let owners: Vec<String> = expired.iter().filter_map(|(_, o)| o.clone()).collect();
-        attempt::end_lost(conn, &owners)?;
-        let ids: Vec<String> = expired.into_iter().map(|(id, _)| id).collect();
-        recover_expired_jobs(conn, &ids)
+        // One writer at a time: nothing to skip, and the write lock is taken first.
+        DbConnection::Sqlite(_) => {
+            attempt::end_expired(conn)?;
+            recover_expired_jobs(conn, Expired::All)
+        }
     })
 }
 
 /// How long the recovery's transaction may stand idle before PostgreSQL ends it.
 const RECOVERY_IDLE_LIMIT: Duration = Duration::from_secs(1);
 
-/// Locks the running jobs whose lease ran out and no other transaction holds; their ids
-/// and lease owners.
+/// Locks the running jobs whose lease ran out and no other transaction holds (on
+/// PostgreSQL); their ids and lease owners.
 fn lock_expired(conn: &mut DbConnection) -> QueryResult<Vec<(String, Option<String>)>> {
     let expired = jobs::table
         .filter(jobs::status.eq(JobStatus::Running.as_str()))
@@ -1156,18 +1163,34 @@ fn lock_expired(conn: &mut DbConnection) -> QueryResult<Vec<(String, Option<Stri
             ))?;
             expired.for_update().skip_locked().load(c)
         }
-        // One writer at a time: nothing to skip.
         DbConnection::Sqlite(c) => expired.load(c),
     }
 }
 
-fn recover_expired_jobs(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Job>> {
+/// Which expired jobs a recovery takes.
+enum Expired<'a> {
+    /// Those it locked.
+    Locked(&'a [String]),
+    /// Every one (SQLite: the transaction holds the write lock).
+    All,
+}
+
+fn recover_expired_jobs(conn: &mut DbConnection, which: Expired<'_>) -> QueryResult<Vec<Job>> {
+    // One statement text either way, so that it is prepared once: a list of ids would
+    // be a new statement for each length on SQLite, which writes one parameter each.
+    let (ids, all) = match which {
+        Expired::Locked(ids) => (ids, false),
+        Expired::All => (&[][..], true),
+    };
     let expired = || {
-        jobs::id.eq_any(ids.to_vec()).and(
-            jobs::status
-                .eq(JobStatus::Running.as_str())
-                .and(jobs::lease_expires_at.lt(clock::now_nullable(conn))),
-        )
+        jobs::id
+            .eq_any(ids.to_vec())
+            .or(all.into_sql::<diesel::sql_types::Bool>())
+            .and(
+                jobs::status
+                    .eq(JobStatus::Running.as_str())
+                    .and(jobs::lease_expires_at.lt(clock::now_nullable(conn))),
+            )
     };
     let released = || {
         (

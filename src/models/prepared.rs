@@ -5,9 +5,10 @@
 //! call to the next, and the cache would grow with every shape). So every job transition
 //! was parsed and planned anew by PostgreSQL: in a drain of no-op jobs, the server spent
 //! 8 % of the machine parsing and 9 % planning, most of it for the three UPDATEs of a
-//! job's claim and ending. The transitions wrapped here have a few shapes each, known in
-//! advance, so caching them by their SQL text is bounded (on PostgreSQL, where a list is
-//! one parameter).
+//! job's claim and ending; SQLite spent a fifth of a drain's CPU preparing statements.
+//! The transitions wrapped here have a few shapes each, known in advance, so caching them
+//! by their SQL text is bounded. Not a list of varying length: SQLite writes a parameter
+//! per element, and each length would be a statement of its own.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -15,8 +16,8 @@ use diesel::{QueryResult, RunQueryDsl};
 
 /// `Q`, cached per connection by its SQL text (and bind types).
 ///
-/// Two conditions, which `models::tests`' check of PostgreSQL's prepared statements
-/// holds: it is built for the backend's own connection (inside `on_backend!`; through
+/// Two conditions, which the test `statements` (it reads PostgreSQL's prepared
+/// statements) holds: it is built for the backend's own connection (inside `on_backend!`; through
 /// `DbConnection` the backend is diesel's multi-backend), and run by value, with `load`
 /// or `get_result(s)` (a statement without RETURNING returns something small for it):
 /// `execute` passes the statement by reference, and a reference forgets this choice.
@@ -25,7 +26,7 @@ pub struct Prepared<Q>(pub Q);
 
 impl<Q, DB> QueryFragment<DB> for Prepared<Q>
 where
-    DB: Backend + 'static,
+    DB: Backend,
     Q: QueryFragment<DB>,
 {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
@@ -33,16 +34,9 @@ where
     }
 
     // diesel's hook for third-party backends (the cargo feature that makes it public is
-    // enabled for this): the one place that decides whether a statement is cached. Only
-    // on PostgreSQL: there a list (`= ANY($1)`) is one parameter, while SQLite writes one
-    // per element, so a list of ids would make a new statement for each length; and
-    // SQLite prepares in-process, at a fraction of the cost.
-    fn is_safe_to_cache_prepared(&self, backend: &DB) -> QueryResult<bool> {
-        if std::any::TypeId::of::<DB>() == std::any::TypeId::of::<diesel::pg::Pg>() {
-            Ok(true)
-        } else {
-            self.0.is_safe_to_cache_prepared(backend)
-        }
+    // enabled for this): the one place that decides whether a statement is cached.
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
     }
 }
 
