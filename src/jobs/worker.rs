@@ -548,10 +548,6 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
             result: None,
         },
     };
-    let Some(ended) = record(ctx, conn, &token, &ending)? else {
-        log::warn!("job {id}: lease lost before its end was recorded; another worker has it");
-        return Ok(AttemptOutcome::LeaseLost);
-    };
     // What the recorded ending's result names stays: a success's file, or the report of
     // a job refused as a whole (an import's rejects).
     let has_result = matches!(
@@ -562,6 +558,21 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
                 ..
             }
     );
+    let ended = match record(ctx, conn, &token, &ending) {
+        Ok(ended) => ended,
+        Err(e) => {
+            // Perhaps recorded after all: the files stay, and the file sweep removes
+            // them if no job's result names them.
+            if has_result {
+                outputs.keep();
+            }
+            return Err(e);
+        }
+    };
+    let Some(ended) = ended else {
+        log::warn!("job {id}: lease lost before its end was recorded; another worker has it");
+        return Ok(AttemptOutcome::LeaseLost);
+    };
     if has_result && ended.status == ending.status() {
         outputs.keep();
     }
@@ -624,7 +635,8 @@ impl Drop for Outputs {
 /// Records the end of an attempt, trying again a few times: losing it would leave the
 /// job running until its lease expires. Each try after a failure takes a connection from
 /// the pool: the one that failed may be what failed (the server restarted under it), and
-/// the pool throws it away.
+/// the pool throws it away. An error means the ending's fate is unknown: an earlier try
+/// may have committed with only its reply lost.
 fn record(
     ctx: &WorkerContext,
     conn: PooledConn,
@@ -632,32 +644,52 @@ fn record(
     ending: &Ending,
 ) -> anyhow::Result<Option<Job>> {
     const TRIES: u32 = 6;
-    let mut conn = conn;
+    let mut conn = Some(conn);
     let mut delay = Duration::from_millis(100);
-    for tried in 1.. {
-        match job::finish(&mut conn, token, ending) {
-            Ok(None) if tried > 1 => return recorded_before(&mut conn, token),
+    let mut failure = None;
+    for tried in 1..=TRIES {
+        if tried > 1 {
+            std::thread::sleep(delay);
+            delay *= 2;
+        }
+        let mut c = match conn.take().map_or_else(|| ctx.pool.get(), Ok) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("job {}: no connection to record its end ({e})", token.job);
+                failure = Some(anyhow::Error::from(e));
+                continue;
+            }
+        };
+        let finished = match job::finish(&mut c, token, ending) {
+            Ok(None) if failure.is_some() => recorded_before(&mut c, token, ending),
             Ok(row) => return Ok(row),
-            Err(e) if tried < TRIES => {
+            Err(e) => Err(e.into()),
+        };
+        match finished {
+            Ok(row) => return Ok(row),
+            Err(e) => {
                 log::warn!(
-                    "job {}: recording its end failed ({e}); trying again",
+                    "job {}: recording its end failed ({e:#}); trying again",
                     token.job
                 );
-                drop(conn);
-                std::thread::sleep(delay);
-                delay *= 2;
-                conn = ctx.pool.get()?;
+                failure = Some(e);
             }
-            Err(e) => return Err(e.into()),
         }
+        // Dropped here, the connection goes back to the pool, which throws it away if
+        // it is broken; the next try takes another.
     }
-    unreachable!("the tries end in a return")
+    Err(failure.expect("a try failed"))
 }
 
 /// The job, if the attempt's ending was recorded by an earlier try whose reply was lost
 /// (the commit went through, the connection died before saying so): its history shows
-/// the attempt ended, and not as lost. Otherwise the attempt no longer holds the job.
-fn recorded_before(conn: &mut DbConnection, token: &AttemptToken) -> anyhow::Result<Option<Job>> {
+/// the attempt ended, and not as lost, and the job is where that ending left it (not
+/// claimed again since). Otherwise the attempt no longer holds the job.
+fn recorded_before(
+    conn: &mut DbConnection,
+    token: &AttemptToken,
+    ending: &Ending,
+) -> anyhow::Result<Option<Job>> {
     let ours = attempt::for_job(conn, &token.job)?
         .into_iter()
         .find(|a| a.worker == token.owner);
@@ -665,7 +697,8 @@ fn recorded_before(conn: &mut DbConnection, token: &AttemptToken) -> anyhow::Res
     if ended.is_none_or(|outcome| outcome == attempt::Outcome::Lost.as_str()) {
         return Ok(None);
     }
-    Ok(job::find(conn, &token.job)?)
+    let job = job::find(conn, &token.job)?;
+    Ok(job.filter(|j| j.status == ending.status() || j.status == JobStatus::Cancelled))
 }
 
 /// Runs `f` when dropped, however the scope is left (a panic included).

@@ -130,12 +130,17 @@ macro_rules! lost {
     };
 }
 
-/// Records as lost the attempts of `owners` (lease owners whose lease ran out), before
-/// their jobs are recovered.
-pub(super) fn end_lost(conn: &mut DbConnection, owners: &[String]) -> QueryResult<()> {
+/// Records as lost the attempts of `owners` (lease owners whose lease ran out) on jobs
+/// `ids`, before those jobs are recovered.
+pub(super) fn end_lost(
+    conn: &mut DbConnection,
+    ids: &[String],
+    owners: &[String],
+) -> QueryResult<()> {
     let ended = clock::now_nullable(conn);
     diesel::update(
         job_attempts::table
+            .filter(job_attempts::job_id.eq_any(ids))
             .filter(job_attempts::ended_at.is_null())
             .filter(job_attempts::worker.eq_any(owners)),
     )

@@ -930,6 +930,7 @@ pub fn finish(
         // transaction below records which.
     }
     conn.transaction(|conn| {
+        limit_idle(conn)?;
         let ended = end_attempt(conn, token, ending)?;
         if let Some(job) = &ended {
             let (outcome, error) = match ending {
@@ -1121,7 +1122,7 @@ pub fn request_cancel(
 /// On PostgreSQL, a job whose row another transaction holds is left for the next pass
 /// (its holder, say a paused process in the middle of recording the job's end, may be
 /// gone for seconds): recovering every other job does not wait for it. And this pass's
-/// own transaction is ended by the server if it stands idle for [`RECOVERY_IDLE_LIMIT`]:
+/// own transaction is ended by the server if it stands idle for [`HOLDER_IDLE_LIMIT`]:
 /// a sweeping process paused inside it would otherwise hold every expired job it locked
 /// from the other processes' sweeps for as long as it is paused (the chaos run saw jobs
 /// back in the queue 9 s after their worker's kill, behind a sweeper under SIGSTOP).
@@ -1132,9 +1133,9 @@ pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
             if expired.is_empty() {
                 return Ok(Vec::new());
             }
-            let owners: Vec<String> = expired.iter().filter_map(|(_, o)| o.clone()).collect();
-            attempt::end_lost(conn, &owners)?;
-            let ids: Vec<String> = expired.into_iter().map(|(id, _)| id).collect();
+            let (ids, owners): (Vec<String>, Vec<Option<String>>) = expired.into_iter().unzip();
+            let owners: Vec<String> = owners.into_iter().flatten().collect();
+            attempt::end_lost(conn, &ids, &owners)?;
             recover_expired_jobs(conn, Expired::Locked(&ids))
         }
         // One writer at a time: nothing to skip, and the write lock is taken first.
@@ -1145,8 +1146,22 @@ pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
     })
 }
 
-/// How long the recovery's transaction may stand idle before PostgreSQL ends it.
-const RECOVERY_IDLE_LIMIT: Duration = Duration::from_secs(1);
+/// How long a transaction that holds jobs' rows (a recovery, an ending) may stand idle
+/// before PostgreSQL ends it: its process is paused or stuck, and the sweeps of the
+/// others skip what it holds meanwhile. Nothing the transactions do between their
+/// statements takes this long.
+const HOLDER_IDLE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Has PostgreSQL end this transaction if it stands idle for [`HOLDER_IDLE_LIMIT`].
+fn limit_idle(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Pg(c) => c.batch_execute(&format!(
+            "SET LOCAL idle_in_transaction_session_timeout = {}",
+            HOLDER_IDLE_LIMIT.as_millis()
+        )),
+        DbConnection::Sqlite(_) => Ok(()),
+    }
+}
 
 /// Locks the running jobs whose lease ran out and no other transaction holds (on
 /// PostgreSQL); their ids and lease owners.
@@ -1155,14 +1170,9 @@ fn lock_expired(conn: &mut DbConnection) -> QueryResult<Vec<(String, Option<Stri
         .filter(jobs::status.eq(JobStatus::Running.as_str()))
         .filter(jobs::lease_expires_at.lt(clock::now_nullable(conn)))
         .select((jobs::id, jobs::lease_owner));
+    limit_idle(conn)?;
     match conn {
-        DbConnection::Pg(c) => {
-            c.batch_execute(&format!(
-                "SET LOCAL idle_in_transaction_session_timeout = {}",
-                RECOVERY_IDLE_LIMIT.as_millis()
-            ))?;
-            expired.for_update().skip_locked().load(c)
-        }
+        DbConnection::Pg(c) => expired.for_update().skip_locked().load(c),
         DbConnection::Sqlite(c) => expired.load(c),
     }
 }
