@@ -216,6 +216,15 @@ pub struct AttemptToken {
 }
 
 impl AttemptToken {
+    /// The token of the attempt that `owner`'s claim of `job` began.
+    fn claimed(job: &Job, owner: String) -> Self {
+        Self {
+            job: job.id,
+            number: job.attempts,
+            owner,
+        }
+    }
+
     /// The part of the owner unique to this attempt (used in its file names).
     pub fn tag(&self) -> &str {
         owner_tag(&self.owner)
@@ -771,27 +780,22 @@ pub fn claim(
 ) -> QueryResult<Option<(Job, AttemptToken)>> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let owner = format!("{node}/{tag}");
-    let claimed = match conn {
-        DbConnection::Pg(c) => typed_one(pg::claim(c, id, &owner, lease)?)?,
-        DbConnection::Sqlite(_) => claim_in_transaction(conn, id, &owner, lease)?,
-    };
-    Ok(claimed.map(|job| {
-        let token = AttemptToken {
-            job: job.id,
-            number: job.attempts,
-            owner,
-        };
-        (job, token)
-    }))
+    match conn {
+        DbConnection::Pg(c) => Ok(typed_one(pg::claim(c, id, &owner, lease)?)?.map(|job| {
+            let token = AttemptToken::claimed(&job, owner);
+            (job, token)
+        })),
+        DbConnection::Sqlite(_) => claim_in_transaction(conn, id, owner, lease),
+    }
 }
 
 /// [`claim`] as diesel writes it: the job's transition, then its attempt's record.
 fn claim_in_transaction(
     conn: &mut DbConnection,
     id: &JobId,
-    owner: &str,
+    owner: String,
     lease: Duration,
-) -> QueryResult<Option<Job>> {
+) -> QueryResult<Option<(Job, AttemptToken)>> {
     conn.transaction(|conn| {
         let (now, started, until) = (
             clock::now(conn),
@@ -808,7 +812,7 @@ fn claim_in_transaction(
                 jobs::run_after.le(now)
             ),
             (
-                jobs::lease_owner.eq(owner),
+                jobs::lease_owner.eq(&owner),
                 jobs::lease_expires_at.eq(until),
                 jobs::attempts.eq(jobs::attempts + 1),
                 jobs::started_at.eq(started),
@@ -818,13 +822,9 @@ fn claim_in_transaction(
         let Some(job) = claimed.into_iter().next() else {
             return Ok(None);
         };
-        let token = AttemptToken {
-            job: job.id,
-            number: job.attempts,
-            owner: owner.to_owned(),
-        };
+        let token = AttemptToken::claimed(&job, owner);
         attempt::begin(conn, &token)?;
-        Ok(Some(job))
+        Ok(Some((job, token)))
     })
 }
 

@@ -86,7 +86,7 @@ pub(super) fn claim(
     lease: Duration,
 ) -> QueryResult<Option<JobRow>> {
     let to = JobStatus::Running;
-    let rows: Vec<JobRow> = Prepared(
+    Prepared(
         diesel::sql_query(CLAIM)
             .bind::<Text, _>(id.to_string())
             .bind::<Text, _>(owner)
@@ -95,8 +95,8 @@ pub(super) fn claim(
             .bind::<BigInt, _>(lease.as_millis() as i64)
             .bind::<Array<Text>, _>(JobKind::ALL.map(JobKind::as_str).to_vec()),
     )
-    .load(conn)?;
-    Ok(rows.into_iter().next())
+    .get_result(conn)
+    .optional()
 }
 
 /// `None` when the attempt does not hold the job as asked: a cancel won, or the job is
@@ -108,7 +108,7 @@ pub(super) fn succeed(
     committed: bool,
 ) -> QueryResult<Option<JobRow>> {
     let to = JobStatus::Succeeded;
-    let rows: Vec<JobRow> = Prepared(
+    Prepared(
         diesel::sql_query(SUCCEED)
             .bind::<Text, _>(token.job.to_string())
             .bind::<Text, _>(&token.owner)
@@ -119,6 +119,6 @@ pub(super) fn succeed(
             .bind::<Bool, _>(committed)
             .bind::<Text, _>(Outcome::Succeeded.as_str()),
     )
-    .load(conn)?;
-    Ok(rows.into_iter().next())
+    .get_result(conn)
+    .optional()
 }
