@@ -435,8 +435,7 @@ fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_
     let Some(sandbox) = Sandbox::new(Deployment::Production) else {
         return;
     };
-    let pool = roster::db::connect(&sandbox.database_url, 4).unwrap();
-    roster::db::migrate(&pool).unwrap();
+    let pool = sandbox.migrated_pool(4);
     let expired = |conn: &mut roster::db::DbConnection| {
         let id = job::insert(conn, &helpers::new_job(JobKind::Noop, 3))
             .unwrap()

@@ -110,6 +110,14 @@ impl Sandbox {
         }
     }
 
+    /// A pool of `size` on the sandbox's database, its schema in place: for a test that
+    /// plays roster's parts itself.
+    pub fn migrated_pool(&self, size: u32) -> Pool {
+        let pool = roster::db::connect(&self.database_url, size).unwrap();
+        roster::db::migrate(&pool).unwrap();
+        pool
+    }
+
     /// Another process's view of the same database and queue (it removes nothing when
     /// dropped; its export directory is its own).
     pub fn sharing(&self) -> Sandbox {

@@ -15,8 +15,7 @@ fn a_jobs_claim_progress_and_success_are_prepared_once_per_connection() {
     let Some(sandbox) = Sandbox::new(Deployment::Production) else {
         return;
     };
-    let pool = roster::db::connect(&sandbox.database_url, 1).unwrap();
-    roster::db::migrate(&pool).unwrap();
+    let pool = sandbox.migrated_pool(1);
     let mut conn = pool.get().unwrap();
     for _ in 0..3 {
         let id = job::insert(&mut conn, &helpers::new_job(JobKind::Noop, 1))
