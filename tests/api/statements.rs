@@ -1,10 +1,13 @@
 //! What a job costs the database: on PostgreSQL, its claim and its success are one
 //! statement each, and the statements of a job's life are prepared once per connection
-//! (diesel leaves an UPDATE unprepared, to be parsed and planned at every call).
+//! (diesel leaves an UPDATE unprepared, to be parsed and planned at every call); the job
+//! indexes that leave NULLs out still serve the queries that read them.
 
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use roster::db::DbConnection;
 use roster::domain::job::{JobKind, JobStatus};
 use roster::models::job::{self, Beat, Ending, Progress};
 
@@ -60,5 +63,87 @@ fn a_jobs_claim_progress_and_success_are_prepared_once_per_connection() {
     struct Statement {
         #[diesel(sql_type = diesel::sql_types::Text)]
         statement: String,
+    }
+}
+
+/// The job indexes that leave NULLs out (most jobs have no idempotency key, schedule or
+/// owner, and no start or end for much of their life) still serve the queries that read
+/// them: each compares the column, which implies it is not NULL. The shapes are those of
+/// the idempotency lookup, a schedule's tick, listing by owner, the stats' windows and
+/// retention.
+#[test]
+fn the_job_indexes_that_leave_out_nulls_still_serve_the_queries_that_read_them() {
+    let queries = [
+        (
+            "jobs_idempotency_key",
+            "SELECT id FROM jobs WHERE idempotency_key = 'k'",
+        ),
+        (
+            "jobs_schedule_tick",
+            "SELECT id FROM jobs WHERE schedule_id = 's' AND fire_at = '2026-01-01 00:00:00'",
+        ),
+        (
+            "jobs_created_by",
+            "SELECT id FROM jobs WHERE created_by = 'ada' ORDER BY created_at DESC LIMIT 20",
+        ),
+        (
+            "jobs_started_at",
+            "SELECT count(*) FROM jobs \
+             WHERE started_at >= '2026-01-01 00:00:00' AND started_at < '2026-01-02 00:00:00'",
+        ),
+        (
+            "jobs_finished_at",
+            "SELECT id FROM jobs WHERE finished_at < '2026-01-01 00:00:00' \
+             ORDER BY finished_at LIMIT 100",
+        ),
+    ];
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some(sandbox) = Sandbox::new(deployment) else {
+            continue;
+        };
+        let pool = sandbox.migrated_pool(1);
+        let mut conn = pool.get().unwrap();
+        for (index, query) in queries {
+            let plan = plan_of(&mut conn, query);
+            assert!(
+                plan.contains(index),
+                "{deployment:?}: {query} does not use {index}:\n{plan}"
+            );
+        }
+    }
+
+    fn plan_of(conn: &mut DbConnection, query: &str) -> String {
+        let lines: Vec<String> = match conn {
+            DbConnection::Pg(conn) => {
+                // An empty table is cheapest to scan whole; what matters is that the
+                // index can serve the query at all.
+                conn.batch_execute("SET enable_seqscan = off").unwrap();
+                diesel::sql_query(format!("EXPLAIN {query}"))
+                    .load::<PgPlan>(conn)
+                    .unwrap()
+                    .into_iter()
+                    .map(|l| l.line)
+                    .collect()
+            }
+            DbConnection::Sqlite(conn) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
+                .load::<SqlitePlan>(conn)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.detail)
+                .collect(),
+        };
+        lines.join("\n")
+    }
+
+    #[derive(QueryableByName)]
+    struct PgPlan {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+
+    #[derive(QueryableByName)]
+    struct SqlitePlan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
     }
 }

@@ -1,0 +1,10 @@
+DROP INDEX jobs_idempotency_key;
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key);
+DROP INDEX jobs_schedule_tick;
+CREATE UNIQUE INDEX jobs_schedule_tick ON jobs (schedule_id, fire_at);
+DROP INDEX jobs_created_by;
+CREATE INDEX jobs_created_by ON jobs (created_by, created_at);
+DROP INDEX jobs_started_at;
+CREATE INDEX jobs_started_at ON jobs (started_at);
+DROP INDEX jobs_finished_at;
+CREATE INDEX jobs_finished_at ON jobs (finished_at);
