@@ -11,6 +11,7 @@ pub mod export_copy;
 pub mod heartbeat;
 pub mod import;
 pub mod kind;
+mod lease;
 pub mod noop;
 pub mod schedule;
 pub mod scheduler;

@@ -8,14 +8,15 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::heartbeat::RunningJobs;
 use super::kind::Registry;
+use super::lease::{LeaseKeeper, Shared};
 use super::store::FileStore;
 use crate::config::{Backoff, Settings};
 use crate::db::{DbConnection, Pool, PooledConn};
@@ -40,7 +41,7 @@ pub enum Stop {
 }
 
 impl Stop {
-    const ALL: [Stop; 4] = [
+    pub(super) const ALL: [Stop; 4] = [
         Stop::Cancelled,
         Stop::TimedOut,
         Stop::Shutdown,
@@ -147,84 +148,6 @@ impl WorkerContext {
     }
 }
 
-/// What an attempt's thread and its lease keeper share.
-struct Shared {
-    /// For the attempt's own writes (progress, checkpoint, lease), apart from the job's
-    /// reads.
-    conn: Mutex<PooledConn>,
-    /// A [`Stop`] the keeper saw (cancel, lost lease), as `Stop as u8 + 1`; 0 for none.
-    stop: AtomicU8,
-    /// When the lease was last renewed, in ms since the attempt started.
-    renewed_ms: AtomicU64,
-    started: Instant,
-}
-
-impl Shared {
-    fn stop(&self, why: Stop) {
-        self.stop.store(why as u8 + 1, Ordering::SeqCst);
-    }
-
-    fn stopped(&self) -> Option<Stop> {
-        match self.stop.load(Ordering::SeqCst) {
-            0 => None,
-            n => Stop::ALL.get(usize::from(n - 1)).copied(),
-        }
-    }
-
-    fn renewed(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.renewed_ms.store(ms, Ordering::SeqCst);
-    }
-
-    fn since_renewal(&self) -> Duration {
-        let at = Duration::from_millis(self.renewed_ms.load(Ordering::SeqCst));
-        self.started.elapsed().saturating_sub(at)
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, PooledConn> {
-        // A panic while holding it leaves a connection that is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Renews the attempt's lease on a timer, whatever the job is doing (a long query, a
-/// stalled disk), until `done` hangs up; notes a cancel or a lost lease for the attempt
-/// to see. It stops renewing once the attempt is past its time limit.
-fn keep_lease(
-    ctx: &WorkerContext,
-    token: &AttemptToken,
-    shared: &Shared,
-    done: mpsc::Receiver<()>,
-) {
-    let every = (ctx.lease / 3).max(Duration::from_millis(50));
-    loop {
-        match done.recv_timeout(every) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
-        if shared.started.elapsed() > ctx.timeout {
-            return;
-        }
-        if shared.since_renewal() < every {
-            continue;
-        }
-        let renewed = job::renew(&mut shared.conn(), token, ctx.lease, &Beat::default());
-        match renewed {
-            Ok(Some(row)) => {
-                shared.renewed();
-                if row.cancel_requested {
-                    shared.stop(Stop::Cancelled);
-                }
-            }
-            Ok(None) => {
-                shared.stop(Stop::LeaseLost);
-                return;
-            }
-            Err(e) => log::warn!("job {}: could not renew its lease: {e}", token.job),
-        }
-    }
-}
-
 /// A running attempt, as the job's code sees it.
 pub struct Attempt<'a> {
     ctx: &'a WorkerContext,
@@ -255,7 +178,10 @@ impl Attempt<'_> {
     /// Records in the attempt's history that it went on from `done` (in the kind's unit
     /// of progress) where an earlier attempt got to.
     pub fn resumed(&mut self, done: u64) {
-        let recorded = attempt::resumed(&mut self.shared.conn(), &self.token, done as i64);
+        let recorded = self
+            .shared
+            .with_conn(|conn| attempt::resumed(conn, &self.token, done as i64))
+            .expect(ATTEMPT_CONN);
         if let Err(e) = recorded {
             log::warn!(
                 "job {}: could not record its resumption: {e}",
@@ -376,7 +302,10 @@ impl Attempt<'_> {
         checkpoint: Option<&serde_json::Value>,
     ) -> Result<(), Stop> {
         let beat = self.beat(done, total, checkpoint);
-        let written = job::renew(&mut self.shared.conn(), &self.token, self.ctx.lease, &beat);
+        let written = self
+            .shared
+            .with_conn(|conn| job::renew(conn, &self.token, self.ctx.lease, &beat))
+            .expect(ATTEMPT_CONN);
         match written {
             Ok(Some(row)) => {
                 self.shared.renewed();
@@ -422,12 +351,16 @@ pub enum AttemptOutcome {
 
 pub struct JobWorker {
     ctx: Arc<WorkerContext>,
+    keeper: LeaseKeeper,
 }
 
 impl JobWorker {
     /// Starts `n` workers on threads of their own.
     pub fn start_pool(n: usize, ctx: Arc<WorkerContext>) -> Addr<JobWorker> {
-        SyncArbiter::start(n, move || JobWorker { ctx: ctx.clone() })
+        SyncArbiter::start(n, move || JobWorker {
+            ctx: ctx.clone(),
+            keeper: LeaseKeeper::start(ctx.clone()),
+        })
     }
 }
 
@@ -439,7 +372,9 @@ impl Handler<RunJob> for JobWorker {
     type Result = MessageResult<RunJob>;
 
     fn handle(&mut self, msg: RunJob, ctx: &mut SyncContext<Self>) -> Self::Result {
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(&self.ctx, msg.job_id)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            run(&self.ctx, &self.keeper, msg.job_id)
+        }));
         MessageResult(match outcome {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
@@ -464,7 +399,11 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
+/// Only the end of the attempt takes its connection back from what it shares with the
+/// lease keeper.
+const ATTEMPT_CONN: &str = "an attempt's connection is there until the attempt ends";
+
+fn run(ctx: &WorkerContext, keeper: &LeaseKeeper, id: JobId) -> anyhow::Result<AttemptOutcome> {
     let mut conn = ctx.pool.get()?;
     let Some((job, token)) = job::claim(&mut conn, &id, &ctx.node, ctx.lease)? else {
         log::debug!("job {id}: delivered but not claimable; dropped");
@@ -480,40 +419,31 @@ fn run(ctx: &WorkerContext, id: JobId) -> anyhow::Result<AttemptOutcome> {
     METRICS.jobs_in_flight.inc();
     let _in_flight = scopeguard(|| METRICS.jobs_in_flight.dec());
     let _running = ctx.running.enter(id);
-    let shared = Shared {
-        conn: Mutex::new(conn),
-        stop: AtomicU8::new(0),
-        renewed_ms: AtomicU64::new(0),
-        started: Instant::now(),
+    let shared = Shared::new(token.clone(), conn);
+    let kept = keeper.keep(&shared);
+    let mut attempt = Attempt {
+        ctx,
+        token: token.clone(),
+        shared: &shared,
+        last_write: None,
+        outputs: Vec::new(),
+        committed: false,
     };
-    let (result, outputs, committed) = std::thread::scope(|scope| {
-        let (done, keeper_done) = mpsc::channel::<()>();
-        scope.spawn(|| keep_lease(ctx, &token, &shared, keeper_done));
-        let mut attempt = Attempt {
-            ctx,
-            token: token.clone(),
-            shared: &shared,
-            last_write: None,
-            outputs: Vec::new(),
-            committed: false,
-        };
-        let result = catch_unwind(AssertUnwindSafe(|| match ctx.kinds.get(job.kind) {
-            Some(kind) => kind.run(&job, &mut attempt),
-            None => Err(JobError::Abort(anyhow::anyhow!(
-                "this worker does not run jobs of kind {}",
-                job.kind
-            ))),
-        }))
-        .unwrap_or_else(|panic| {
-            Err(JobError::Retry(anyhow::anyhow!(
-                "the job panicked: {}",
-                panic_message(&*panic)
-            )))
-        });
-        drop(done); // the keeper stops; the scope waits for it
-        (result, attempt.outputs, attempt.committed)
+    let result = catch_unwind(AssertUnwindSafe(|| match ctx.kinds.get(job.kind) {
+        Some(kind) => kind.run(&job, &mut attempt),
+        None => Err(JobError::Abort(anyhow::anyhow!(
+            "this worker does not run jobs of kind {}",
+            job.kind
+        ))),
+    }))
+    .unwrap_or_else(|panic| {
+        Err(JobError::Retry(anyhow::anyhow!(
+            "the job panicked: {}",
+            panic_message(&*panic)
+        )))
     });
-    let conn = shared.conn.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (outputs, committed) = (attempt.outputs, attempt.committed);
+    let conn = kept.release().expect(ATTEMPT_CONN);
     // Whatever happens next, the outputs stay only if the success is recorded.
     let mut outputs = Outputs(outputs);
     let ending = match result {

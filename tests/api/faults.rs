@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
+use roster::config::Settings;
 use roster::domain::job::{JobId, JobStatus};
 use roster::jobs::store::FileStore;
 use roster::jobs::{Attempt, JobError};
@@ -189,26 +190,35 @@ impl StandIn for Silent {
 
 #[actix_web::test]
 async fn a_job_that_reports_no_progress_for_several_leases_keeps_its_lease_on_sqlite() {
-    silent_job_keeps_its_lease(Deployment::Embedded).await;
+    silent_jobs_keep_their_leases(Deployment::Embedded).await;
 }
 
 #[actix_web::test]
 async fn a_job_that_reports_no_progress_for_several_leases_keeps_its_lease_on_postgres() {
-    silent_job_keeps_its_lease(Deployment::Production).await;
+    silent_jobs_keep_their_leases(Deployment::Production).await;
 }
 
-async fn silent_job_keeps_its_lease(deployment: Deployment) {
-    let hooks = helpers::instead_of_export(Silent(Duration::from_millis(4_000)));
-    let Some(quiet) = helpers::spawn_with(deployment, |s| s.lease_secs = 1, hooks).await else {
+/// Two silent jobs, one after the other on the one worker: its lease keeper (a thread
+/// for the worker's life) keeps the second attempt's lease as it kept the first's.
+async fn silent_jobs_keep_their_leases(deployment: Deployment) {
+    let hooks = helpers::instead_of_export(Silent(Duration::from_millis(3_000)));
+    let one_worker = |s: &mut Settings| {
+        s.lease_secs = 1;
+        s.concurrency = 1;
+    };
+    let Some(quiet) = helpers::spawn_with(deployment, one_worker, hooks).await else {
         return;
     };
-    let job = quiet.start_export(json!({})).await;
-    let done = quiet
-        .wait_for(&id(&job).to_string(), Duration::from_secs(30), |j| {
-            j["status"] == "succeeded"
-        })
-        .await;
-    assert_eq!(done["attempts"], 1, "never taken for dead: {done}");
+    let first = quiet.start_export(json!({})).await;
+    let second = quiet.start_export(json!({"min_age": 1})).await;
+    for job in [first, second] {
+        let done = quiet
+            .wait_for(&id(&job).to_string(), Duration::from_secs(30), |j| {
+                j["status"] == "succeeded"
+            })
+            .await;
+        assert_eq!(done["attempts"], 1, "never taken for dead: {done}");
+    }
 }
 
 /// Where Debian's libfaketime lives, if it is installed.
