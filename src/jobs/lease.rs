@@ -11,6 +11,7 @@
 //! interval late (a third of the lease + a twelfth: well inside it), and a job of a few
 //! microseconds costs it nothing.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -107,7 +108,9 @@ pub(super) struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    pub fn start(ctx: Arc<WorkerContext>) -> Self {
+    /// Starts the thread; the worker does so at its first attempt, where a failure is
+    /// that attempt's (a worker's constructor cannot fail without losing the worker).
+    pub fn start(ctx: Arc<WorkerContext>) -> std::io::Result<Self> {
         let watch = Arc::new(Watch {
             keeping: Mutex::new(Keeping::Idle),
             quit: Condvar::new(),
@@ -117,12 +120,11 @@ impl LeaseKeeper {
             .spawn({
                 let watch = watch.clone();
                 move || keep_leases(&ctx, &watch)
-            })
-            .expect("starting a lease keeper thread");
-        Self {
+            })?;
+        Ok(Self {
             watch,
             thread: Some(thread),
-        }
+        })
     }
 
     /// Keeps `attempt`'s lease until the returned guard is released or dropped (the
@@ -191,9 +193,13 @@ fn keep_leases(ctx: &WorkerContext, watch: &Watch) {
             Keeping::Idle => continue,
             Keeping::Attempt(attempt) => attempt.clone(),
         };
-        // Renew without holding the watch: the attempt may end meanwhile.
+        // Renew without holding the watch: the attempt may end meanwhile. A panic in a
+        // renewal must not end the thread: every later attempt would go unrenewed.
         drop(keeping);
-        renew_due(ctx, &attempt, every);
+        let renewal = catch_unwind(AssertUnwindSafe(|| renew_due(ctx, &attempt, every)));
+        if renewal.is_err() {
+            log::error!("job {}: renewing its lease panicked", attempt.token.job);
+        }
         keeping = watch.keeping();
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use anyhow::Context as _;
 
 use super::heartbeat::RunningJobs;
 use super::kind::Registry;
@@ -351,7 +352,8 @@ pub enum AttemptOutcome {
 
 pub struct JobWorker {
     ctx: Arc<WorkerContext>,
-    keeper: LeaseKeeper,
+    /// Started at the first attempt.
+    keeper: Option<LeaseKeeper>,
 }
 
 impl JobWorker {
@@ -359,7 +361,7 @@ impl JobWorker {
     pub fn start_pool(n: usize, ctx: Arc<WorkerContext>) -> Addr<JobWorker> {
         SyncArbiter::start(n, move || JobWorker {
             ctx: ctx.clone(),
-            keeper: LeaseKeeper::start(ctx.clone()),
+            keeper: None,
         })
     }
 }
@@ -373,7 +375,12 @@ impl Handler<RunJob> for JobWorker {
 
     fn handle(&mut self, msg: RunJob, ctx: &mut SyncContext<Self>) -> Self::Result {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            run(&self.ctx, &self.keeper, msg.job_id)
+            let keeper = match self.keeper.take() {
+                Some(keeper) => keeper,
+                None => LeaseKeeper::start(self.ctx.clone())
+                    .context("starting the worker's lease keeper")?,
+            };
+            run(&self.ctx, self.keeper.insert(keeper), msg.job_id)
         }));
         MessageResult(match outcome {
             Ok(Ok(outcome)) => outcome,

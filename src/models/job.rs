@@ -796,7 +796,7 @@ fn claim_in_transaction(
     owner: String,
     lease: Duration,
 ) -> QueryResult<Option<(Job, AttemptToken)>> {
-    conn.transaction(|conn| {
+    conn.write_transaction(|conn| {
         let (now, started, until) = (
             clock::now(conn),
             clock::now_nullable(conn),
@@ -929,7 +929,7 @@ pub fn finish(
         // Not held as asked: a cancel won, or the job is no longer the attempt's; the
         // transaction below records which.
     }
-    conn.transaction(|conn| {
+    conn.write_transaction(|conn| {
         limit_idle(conn)?;
         let ended = end_attempt(conn, token, ending)?;
         if let Some(job) = &ended {

@@ -104,12 +104,29 @@ fn the_job_indexes_that_leave_out_nulls_still_serve_the_queries_that_read_them()
         let pool = sandbox.migrated_pool(1);
         let mut conn = pool.get().unwrap();
         for (index, query) in queries {
+            let definition = definition_of(&mut conn, index);
+            assert!(
+                definition.contains("IS NOT NULL"),
+                "{deployment:?}: {index} keeps NULLs: {definition}"
+            );
             let plan = plan_of(&mut conn, query);
             assert!(
                 plan.contains(index),
                 "{deployment:?}: {query} does not use {index}:\n{plan}"
             );
         }
+    }
+
+    fn definition_of(conn: &mut DbConnection, index: &str) -> String {
+        let query = match conn {
+            DbConnection::Pg(_) => "SELECT indexdef AS sql FROM pg_indexes WHERE indexname = $1",
+            DbConnection::Sqlite(_) => "SELECT sql FROM sqlite_master WHERE name = ?",
+        };
+        diesel::sql_query(query)
+            .bind::<diesel::sql_types::Text, _>(index)
+            .get_result::<Definition>(conn)
+            .unwrap()
+            .sql
     }
 
     fn plan_of(conn: &mut DbConnection, query: &str) -> String {
@@ -133,6 +150,12 @@ fn the_job_indexes_that_leave_out_nulls_still_serve_the_queries_that_read_them()
                 .collect(),
         };
         lines.join("\n")
+    }
+
+    #[derive(QueryableByName)]
+    struct Definition {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        sql: String,
     }
 
     #[derive(QueryableByName)]
