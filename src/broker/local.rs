@@ -85,8 +85,11 @@ impl Broker for LocalBroker {
         self.due(max).await
     }
 
-    async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError> {
-        self.handed_out.lock().unwrap().remove(&delivery.tag);
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), BrokerError> {
+        let mut handed_out = self.handed_out.lock().unwrap();
+        for delivery in deliveries {
+            handed_out.remove(&delivery.tag);
+        }
         Ok(())
     }
 

@@ -58,8 +58,8 @@ pub trait Broker: Send + Sync + 'static {
     /// Up to `max` deliveries; waits about a second when there are none.
     async fn receive(&self, max: usize) -> Result<Vec<Delivery>, BrokerError>;
 
-    /// Done with a delivery: it will not be delivered again.
-    async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError>;
+    /// Done with these deliveries: they will not be delivered again.
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), BrokerError>;
 
     /// Which of `jobs` the broker still holds (published and not yet acknowledged):
     /// the reconciler publishes again those it lost.

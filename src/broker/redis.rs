@@ -246,20 +246,24 @@ impl Broker for RedisBroker {
         self.read(max).await
     }
 
-    async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError> {
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), BrokerError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<&str> = deliveries.iter().map(|d| d.tag.as_str()).collect();
         let mut conn = self.manager.clone();
         let _: (i64, i64) = redis::pipe()
             .atomic()
             .cmd("XACK")
             .arg(&self.keys.stream)
             .arg(&self.keys.group)
-            .arg(&delivery.tag)
+            .arg(&tags)
             .cmd("XDEL")
             .arg(&self.keys.stream)
-            .arg(&delivery.tag)
+            .arg(&tags)
             .query_async(&mut conn)
             .await
-            .context("acknowledging a stream entry")?;
+            .context("acknowledging stream entries")?;
         Ok(())
     }
 

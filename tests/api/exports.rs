@@ -314,8 +314,8 @@ impl Broker for FailingPublishes {
     async fn receive(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
         self.inner.receive(max).await
     }
-    async fn ack(&self, delivery: &Delivery) -> Result<(), BrokerError> {
-        self.inner.ack(delivery).await
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), BrokerError> {
+        self.inner.ack(deliveries).await
     }
     async fn holds(&self, jobs: &[JobId]) -> Result<HashSet<JobId>, BrokerError> {
         self.asked.lock().unwrap().extend_from_slice(jobs);
