@@ -155,12 +155,15 @@ async fn jobs_are_listed_newest_first_by_kind_and_id_prefix_a_page_at_a_time() {
         }
         // Newest first; jobs made in the same clock tick are ordered by id, so compare
         // with the order the listing promises, (created_at, id) descending.
-        let mut expected: Vec<(String, String)> = created
+        // As times, not strings: RFC 3339 prints as few fraction digits as it needs, so
+        // "…:01Z" would sort after "…:01.5Z".
+        let mut expected: Vec<(chrono::DateTime<chrono::FixedOffset>, String)> = created
             .iter()
             .chain([&import])
             .map(|j| {
+                let at = j["created_at"].as_str().unwrap();
                 (
-                    j["created_at"].as_str().unwrap().to_owned(),
+                    chrono::DateTime::parse_from_rfc3339(at).unwrap(),
                     id(j).to_owned(),
                 )
             })
