@@ -23,7 +23,7 @@ use crate::models::job::{self, AttemptToken, Beat};
 
 /// What an attempt's thread and its lease keeper share.
 pub(super) struct Shared {
-    token: AttemptToken,
+    pub token: AttemptToken,
     /// For the attempt's own writes (progress, checkpoint, lease), apart from the job's
     /// reads. Taken back by the attempt when it ends ([`Shared::take_conn`]); the keeper
     /// finds it gone and leaves the attempt alone.

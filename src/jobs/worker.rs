@@ -152,7 +152,7 @@ impl WorkerContext {
 /// A running attempt, as the job's code sees it.
 pub struct Attempt<'a> {
     ctx: &'a WorkerContext,
-    token: AttemptToken,
+    /// The attempt's token, connection and stop, shared with the lease keeper.
     shared: &'a Shared,
     last_write: Option<Instant>,
     /// Files the attempt produced: removed unless its success is recorded.
@@ -168,7 +168,7 @@ impl Attempt<'_> {
 
     /// The fencing token of this attempt (names its files).
     pub fn token(&self) -> &AttemptToken {
-        &self.token
+        &self.shared.token
     }
 
     /// Where the attempt keeps its files.
@@ -181,12 +181,12 @@ impl Attempt<'_> {
     pub fn resumed(&mut self, done: u64) {
         let recorded = self
             .shared
-            .with_conn(|conn| attempt::resumed(conn, &self.token, done as i64))
+            .with_conn(|conn| attempt::resumed(conn, &self.shared.token, done as i64))
             .expect(ATTEMPT_CONN);
         if let Err(e) = recorded {
             log::warn!(
                 "job {}: could not record its resumption: {e}",
-                self.token.job
+                self.shared.token.job
             );
         }
     }
@@ -264,7 +264,7 @@ impl Attempt<'_> {
     ) -> Result<(), JobError> {
         self.check()?;
         let beat = self.beat(done, total, checkpoint);
-        match job::renew(conn, &self.token, self.ctx.lease, &beat)? {
+        match job::renew(conn, &self.shared.token, self.ctx.lease, &beat)? {
             Some(row) => {
                 self.ctx.events.progress(&row);
                 match row.cancel_requested {
@@ -305,7 +305,7 @@ impl Attempt<'_> {
         let beat = self.beat(done, total, checkpoint);
         let written = self
             .shared
-            .with_conn(|conn| job::renew(conn, &self.token, self.ctx.lease, &beat))
+            .with_conn(|conn| job::renew(conn, &self.shared.token, self.ctx.lease, &beat))
             .expect(ATTEMPT_CONN);
         match written {
             Ok(Some(row)) => {
@@ -323,7 +323,10 @@ impl Attempt<'_> {
             Err(e) => {
                 // A lost progress write is not worth failing the job for: the lease
                 // keeper renews the lease on its own.
-                log::warn!("job {}: could not record progress: {e}", self.token.job);
+                log::warn!(
+                    "job {}: could not record progress: {e}",
+                    self.shared.token.job
+                );
                 Ok(())
             }
         }
@@ -430,7 +433,6 @@ fn run(ctx: &WorkerContext, keeper: &LeaseKeeper, id: JobId) -> anyhow::Result<A
     let kept = keeper.keep(&shared);
     let mut attempt = Attempt {
         ctx,
-        token: token.clone(),
         shared: &shared,
         last_write: None,
         outputs: Vec::new(),
