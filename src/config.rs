@@ -232,13 +232,6 @@ impl Settings {
         Duration::from_secs(self.body_timeout_secs)
     }
 
-    pub fn retry_backoff(&self) -> Backoff {
-        Backoff {
-            base: Duration::from_millis(self.retry_backoff_ms),
-            max: Duration::from_secs(self.retry_backoff_max_secs),
-        }
-    }
-
     /// Connections: two per worker (the export's read and its progress writes) plus the web's.
     pub fn db_pool_size(&self) -> u32 {
         u32::from(self.concurrency) * 2 + 10
@@ -403,27 +396,6 @@ fn parse_queue(raw: &str) -> Result<String, String> {
     }
 }
 
-/// How long a failed attempt waits before the next: exponential from `base`, capped at
-/// `max` (a job allowed many attempts must not end up waiting hours between two), with
-/// full jitter so that jobs failed by one outage do not all come back at once.
-#[derive(Clone, Copy, Debug)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The delay after attempt number `attempts` (1 for the first) failed:
-    /// min(base·2^(attempts-1), max), then a random half to all of it.
-    pub fn delay(&self, attempts: i32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1 << (attempts - 1).clamp(0, 30))
-            .min(self.max);
-        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,22 +410,6 @@ mod tests {
         assert_eq!(s.timezone, TimeZone::UTC);
         assert!(s.broker_url.is_none());
         assert!(matches!(s.database_url, DatabaseUrl::Sqlite(ref p) if p == "roster.db"));
-    }
-
-    #[test]
-    fn retry_delays_double_up_to_the_cap() {
-        let backoff = Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(600),
-        };
-        for (attempts, full) in [(1, 1), (2, 2), (4, 8), (10, 512), (11, 600), (25, 600)] {
-            let delay = backoff.delay(attempts);
-            let full = Duration::from_secs(full);
-            assert!(
-                delay >= full / 2 && delay <= full,
-                "attempt {attempts}: {delay:?}"
-            );
-        }
     }
 
     #[test]

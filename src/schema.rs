@@ -12,6 +12,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    import_rows (job_id, attempt, n) {
+        job_id -> Text,
+        attempt -> Int4,
+        n -> Int8,
+        name -> Text,
+        age -> Int4,
+    }
+}
+
+diesel::table! {
     job_attempts (job_id, worker) {
         job_id -> Text,
         worker -> Text,
@@ -128,6 +138,7 @@ diesel::joinable!(sessions -> users (user_name));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
+    import_rows,
     job_attempts,
     jobs,
     schedules,

@@ -25,7 +25,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::access::{Caller, SocketSlot};
+use crate::access::{Access, SocketSlot, Viewer};
 use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
@@ -69,6 +69,9 @@ pub struct SseSession {
     last_write: Instant,
     /// The user's place among their open live sessions, given back when this one ends.
     _slot: Option<SocketSlot>,
+    /// Who watches, checked again after every revocation.
+    viewer: Viewer,
+    access: Access,
 }
 
 impl SseSession {
@@ -206,6 +209,28 @@ impl SseSession {
     }
 }
 
+impl SseSession {
+    /// After a revocation anywhere, checks that the viewer is still who opened the
+    /// stream; ends it at once if not (no terminal status: the client has no right to
+    /// it any more).
+    fn check_viewer(&mut self, ctx: &mut Context<Self>) {
+        let (access, pool) = (self.access.clone(), self.pool.clone());
+        let check = self.viewer.recheck();
+        async move { check.run(&access, &pool).await }
+            .into_actor(self)
+            .map(|still, act, ctx| {
+                if !still {
+                    log::info!(
+                        "closing an event stream of job {}: its access was revoked",
+                        act.job
+                    );
+                    act.close(ctx);
+                }
+            })
+            .wait(ctx);
+    }
+}
+
 impl Actor for SseSession {
     type Context = Context<Self>;
 
@@ -215,6 +240,8 @@ impl Actor for SseSession {
             let gone = act.out.as_ref().is_none_or(|out| out.is_closed());
             if gone {
                 ctx.stop();
+            } else if act.viewer.revocations_since() {
+                act.check_viewer(ctx);
             } else if act.pending.is_empty() && act.last_write.elapsed() >= KEEPALIVE_INTERVAL {
                 // Never queued behind a full body: a client that does not read needs none.
                 let sent = act
@@ -262,20 +289,22 @@ fn last_event_id(req: &HttpRequest) -> i64 {
 
 /// `GET /api/jobs/{id}/events`: the job's event stream, from its snapshot to its end.
 pub async fn follow_job(
-    caller: Caller,
+    viewer: Viewer,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = load(&state, &caller, job_id(&path)?).await?;
-    let slot = state.access.socket_slot(&caller)?;
+    let job = load(&state, &viewer.caller, job_id(&path)?).await?;
+    let slot = state.access.socket_slot(&viewer.caller)?;
     let (out, body) = mpsc::channel::<Bytes>(BUFFER);
     SseSession {
         id: new_session_id(),
         pool: state.pool.clone(),
         registry: state.events.registry().clone(),
         job: job.id,
-        owner: caller.owner_filter(),
+        owner: viewer.caller.owner_filter(),
+        access: state.access.clone(),
+        viewer,
         last: last_event_id(&req),
         loading: None,
         out: Some(out),

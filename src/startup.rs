@@ -137,6 +137,7 @@ impl Services {
             FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
             settings.redeliver(),
             settings.job_retention(),
+            crate::jobs::retry::RetryPolicy::from_settings(&settings),
         )
         .start();
         let mut kinds: Registry = crate::jobs::standard_kinds(&settings);
@@ -359,6 +360,7 @@ impl Application {
                 services.settings.bind
             );
         }
+        access.watch_revocations(services.pool.clone());
         let state = web::Data::new(services.state(access));
         let grace = services.settings.shutdown_grace();
         let policy = web::Data::new(crate::limits::Policy::from_settings(&services.settings));

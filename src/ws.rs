@@ -16,7 +16,7 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::access::{Caller, SocketSlot};
+use crate::access::{Access, SocketSlot, Viewer, REVOCATION_POLL};
 use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
@@ -28,6 +28,9 @@ use crate::events::{JobEvent, Rendered};
 use crate::models::job::{self, Job};
 use crate::startup::AppState;
 
+/// How often a session looks whether a revocation was seen (in memory; the check of the
+/// credential itself happens only after one).
+pub const REVOCATION_CHECK: Duration = REVOCATION_POLL;
 /// How often the server pings.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// A client silent for this long (no pong, no message) is dropped.
@@ -62,6 +65,9 @@ pub struct WsSession {
     theirs: HashSet<String>,
     /// The user's place among their open sessions, given back when this one ends.
     _slot: Option<SocketSlot>,
+    /// Who watches, checked again after every revocation.
+    viewer: Viewer,
+    access: Access,
 }
 
 /// What a client may send on `/ws`.
@@ -75,11 +81,13 @@ enum ClientMessage {
 }
 
 impl WsSession {
-    fn new(state: &AppState, caller: &Caller, only: Option<String>) -> Result<Self, ApiError> {
-        let slot = state.access.socket_slot(caller)?;
+    fn new(state: &AppState, viewer: Viewer, only: Option<String>) -> Result<Self, ApiError> {
+        let slot = state.access.socket_slot(&viewer.caller)?;
         Ok(Self {
             _slot: slot,
-            owner: caller.owner_filter(),
+            owner: viewer.caller.owner_filter(),
+            viewer,
+            access: state.access.clone(),
             theirs: HashSet::new(),
             id: new_session_id(),
             pool: state.pool.clone(),
@@ -305,6 +313,33 @@ impl WsSession {
     }
 }
 
+impl WsSession {
+    /// After a revocation anywhere, checks that the viewer is still who opened the
+    /// session; closes it (policy violation) if not: the client reconnects as whoever it
+    /// is now, and sees only what that one may see.
+    fn check_viewer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.viewer.revocations_since() {
+            return;
+        }
+        let (access, pool) = (self.access.clone(), self.pool.clone());
+        let viewer = self.viewer.caller.clone();
+        let check = self.viewer.recheck();
+        async move { check.run(&access, &pool).await }
+            .into_actor(self)
+            .map(move |still, _act, ctx| {
+                if !still {
+                    log::info!("closing a websocket of {viewer:?}: its access was revoked");
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Policy,
+                        description: Some("your access changed; sign in again".into()),
+                    }));
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+    }
+}
+
 impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
@@ -322,6 +357,7 @@ impl Actor for WsSession {
                 ctx.ping(b"");
             }
         });
+        ctx.run_interval(REVOCATION_CHECK, |act, ctx| act.check_viewer(ctx));
         if let Some(id) = self.only.clone() {
             self.watch(Topic::Job(id), false, ctx);
         }
@@ -426,18 +462,18 @@ fn start(
 
 /// `GET /ws`: subscribe and unsubscribe by message.
 pub async fn connect(
-    caller: Caller,
+    viewer: Viewer,
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req)?;
-    start(WsSession::new(&state, &caller, None)?, &req, stream)
+    start(WsSession::new(&state, viewer, None)?, &req, stream)
 }
 
 /// `GET /ws/jobs/{id}`: one job, from its snapshot to its end.
 pub async fn follow_job(
-    caller: Caller,
+    viewer: Viewer,
     req: HttpRequest,
     stream: web::Payload,
     path: web::Path<String>,
@@ -447,9 +483,9 @@ pub async fn follow_job(
     let id: JobId = path.parse().map_err(|_| ApiError::NotFound("job"))?;
     // The one access check (404 for another's job); the snapshot comes after the
     // session has subscribed, so that no event falls between the two.
-    crate::routes::jobs::load(&state, &caller, id).await?;
+    crate::routes::jobs::load(&state, &viewer.caller, id).await?;
     start(
-        WsSession::new(&state, &caller, Some(id.to_string()))?,
+        WsSession::new(&state, viewer, Some(id.to_string()))?,
         &req,
         stream,
     )

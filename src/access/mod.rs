@@ -3,9 +3,12 @@
 //! - [`Access`] is the process's access policy: whether requests must be signed in
 //!   (`ROSTER_AUTH`), the key session cookies are signed with, and the limiters of failed
 //!   sign-ins.
-//! - [`Caller`] is the extractor every guarded handler takes: the signed-in [`User`] (from
-//!   a session cookie or an `Authorization: Bearer` token), or [`Caller::Open`] when access
-//!   control is off. A request without valid credentials never reaches the handler: 401.
+//! - [`Caller`] is who a request comes from: the signed-in [`User`] (from a session cookie
+//!   or an `Authorization: Bearer` token, a [`Credential`]), or [`Caller::Open`] when
+//!   access control is off. A request without valid credentials never reaches a guarded
+//!   handler: 401 (the extractor is HTTP's, in `routes::caller`).
+//! - [`Viewer`] is who watches a live stream: a caller whose credential is checked again
+//!   whenever a revocation is made in any process, so a stream never outlives its right.
 //! - Ownership: a member sees only what they created; an admin (and everyone, with access
 //!   control off) sees all. Another member's job is "not found", not "forbidden", so that
 //!   ids cannot be probed.
@@ -17,10 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
-use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::future::LocalBoxFuture;
+use actix_web::{web, HttpRequest};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Settings;
@@ -29,7 +30,6 @@ use crate::domain::user::{Password, Role, UserName};
 use crate::error::ApiError;
 use crate::models::user::User;
 use crate::models::{session, token, user};
-use crate::startup::AppState;
 
 /// The cookie of a signed-in browser.
 pub const SESSION_COOKIE: &str = "roster_session";
@@ -52,6 +52,8 @@ pub struct Access {
     key: Key,
     logins: Arc<Logins>,
     sockets: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Bumped whenever a revocation is seen (see [`Access::watch_revocations`]).
+    revocations: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// One of a user's open WebSocket sessions; dropping it frees the place.
@@ -92,10 +94,25 @@ impl Access {
             let password =
                 Password::parse(raw).map_err(|e| Refused(format!("ROSTER_ADMIN_PASSWORD {e}")))?;
             let admin = UserName::parse("admin").expect("a valid name");
-            let hash = password::hash(&password);
-            if user::update(&mut conn, &admin, Some(Role::Admin), Some(&hash))?.is_none() {
-                user::insert(&mut conn, &admin, Role::Admin, &hash)?;
-                log::info!("user admin created from ROSTER_ADMIN_PASSWORD");
+            match user::find_with_hash(&mut conn, &admin)? {
+                // Unchanged: its sessions stay.
+                Some((found, stored))
+                    if found.role == Role::Admin
+                        && password::verify(password.expose(), &stored) => {}
+                // Rotated: every session of the old password ends.
+                Some(_) => {
+                    user::update(
+                        &mut conn,
+                        &admin,
+                        Some(Role::Admin),
+                        Some(&password::hash(&password)),
+                    )?;
+                    log::info!("user admin updated from ROSTER_ADMIN_PASSWORD");
+                }
+                None => {
+                    user::insert(&mut conn, &admin, Role::Admin, &password::hash(&password))?;
+                    log::info!("user admin created from ROSTER_ADMIN_PASSWORD");
+                }
             }
         }
         let required = settings.auth_required();
@@ -124,6 +141,7 @@ impl Access {
                 per_address: RateLimiter::keyed(per_minute(LOGINS_PER_ADDRESS)),
             }),
             sockets: Arc::default(),
+            revocations: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -261,6 +279,140 @@ impl Caller {
     }
 }
 
+/// What a request proved who it is with, kept by a live stream to check it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An API token (`Authorization: Bearer`).
+    Token(String),
+    /// The id of a browser's session (from its signed cookie).
+    Session(String),
+}
+
+impl Access {
+    /// The credential a request carries: its bearer token, else its session cookie's id
+    /// if the signature holds.
+    pub fn credential(&self, req: &HttpRequest) -> Option<Credential> {
+        bearer(req)
+            .map(Credential::Token)
+            .or_else(|| self.session_id(req).map(Credential::Session))
+    }
+
+    /// The caller `credential` names; 401 without one that works (with access control off,
+    /// everyone is [`Caller::Open`]).
+    pub async fn identify(
+        &self,
+        pool: &Pool,
+        credential: Option<Credential>,
+    ) -> Result<Caller, ApiError> {
+        if !self.required {
+            return Ok(Caller::Open);
+        }
+        let Some(credential) = credential else {
+            return Err(ApiError::Unauthorized);
+        };
+        let pool = pool.clone();
+        let found = web::block(move || -> Result<_, ApiError> {
+            let conn = &mut *pool.get()?;
+            Ok(match credential {
+                Credential::Token(token) => token::authenticate(conn, &token)?,
+                Credential::Session(id) => session::user(conn, &id)?,
+            })
+        })
+        .await??;
+        found.map(Caller::User).ok_or(ApiError::Unauthorized)
+    }
+
+    /// A viewer for a live stream opened by `caller` with `credential`.
+    pub fn viewer(&self, caller: Caller, credential: Option<Credential>) -> Viewer {
+        Viewer {
+            caller,
+            credential,
+            revocations: self.revocations.subscribe(),
+        }
+    }
+
+    /// Watches, for as long as this process runs, the mark every revocation changes (in
+    /// any process: it is in the database), and tells this process's viewers when it
+    /// changes. One read a second for the whole process, however many streams are open.
+    pub fn watch_revocations(&self, pool: Pool) {
+        let sender = self.revocations.clone();
+        actix_web::rt::spawn(async move {
+            let mut seen: Option<Option<String>> = None;
+            let mut tick = actix_web::rt::time::interval(REVOCATION_POLL);
+            loop {
+                tick.tick().await;
+                let pool = pool.clone();
+                let read = web::block(move || -> anyhow::Result<_> {
+                    Ok(session::revocations(&mut *pool.get()?)?)
+                })
+                .await;
+                let Ok(Ok(mark)) = read else {
+                    // The database is away: nothing can be checked until it is back.
+                    continue;
+                };
+                if seen.as_ref().is_some_and(|s| *s != mark) {
+                    sender.send_modify(|n| *n += 1);
+                }
+                seen = Some(mark);
+            }
+        });
+    }
+}
+
+/// How often a process looks for revocations made anywhere.
+pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Who watches a live stream (WebSocket or SSE): the caller it was opened by, and the
+/// credential to check again whenever some credential is revoked or some user's rights
+/// change. A stream whose viewer is no longer the same caller (signed out, password
+/// changed, demoted, removed, token revoked) is closed; its client reconnects as whoever
+/// it is now.
+#[derive(Debug)]
+pub struct Viewer {
+    pub caller: Caller,
+    credential: Option<Credential>,
+    revocations: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Viewer {
+    /// Whether something was revoked since the last call: time to [`recheck`](Self::recheck).
+    /// In memory, so a stream may ask as often as it likes.
+    pub fn revocations_since(&mut self) -> bool {
+        let changed = self.revocations.has_changed().unwrap_or(false);
+        if changed {
+            self.revocations.mark_unchanged();
+        }
+        changed
+    }
+
+    /// The check of this viewer's credential, to run apart from the stream's actor.
+    pub fn recheck(&self) -> Recheck {
+        Recheck {
+            caller: self.caller.clone(),
+            credential: self.credential.clone(),
+        }
+    }
+}
+
+/// A check of whether a credential still names the same caller, with the same rights.
+#[derive(Debug, Clone)]
+pub struct Recheck {
+    caller: Caller,
+    credential: Option<Credential>,
+}
+
+impl Recheck {
+    pub async fn run(self, access: &Access, pool: &Pool) -> bool {
+        match access.identify(pool, self.credential).await {
+            Ok(now) => now == self.caller,
+            // Refused (401): revoked. Unreadable (the database away): kept until it can
+            // be read, as every request would be refused meanwhile anyway.
+            Err(ApiError::Unauthorized) => false,
+            Err(_) => true,
+        }
+    }
+}
+
 /// The bearer token of a request, if it has one.
 fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
@@ -268,42 +420,4 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req);
-        let session = state.as_ref().and_then(|s| s.access.session_id(req));
-        Box::pin(async move {
-            let state = state.ok_or_else(|| anyhow::anyhow!("no application state"))?;
-            identify(&state, token, session).await
-        })
-    }
-}
-
-/// The caller a token or a session id names.
-pub async fn identify(
-    state: &AppState,
-    token: Option<String>,
-    session: Option<String>,
-) -> Result<Caller, ApiError> {
-    if !state.access.required {
-        return Ok(Caller::Open);
-    }
-    if token.is_none() && session.is_none() {
-        return Err(ApiError::Unauthorized);
-    }
-    let found = crate::routes::with_conn(state, move |conn| {
-        Ok(match (token, session) {
-            (Some(token), _) => token::authenticate(conn, &token)?,
-            (None, Some(id)) => session::user(conn, &id)?,
-            (None, None) => None,
-        })
-    })
-    .await?;
-    found.map(Caller::User).ok_or(ApiError::Unauthorized)
 }

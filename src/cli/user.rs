@@ -10,7 +10,7 @@ use crate::access::password;
 use crate::config::Settings;
 use crate::db;
 use crate::domain::user::{Password, Role, UserName};
-use crate::models::{session, token, user};
+use crate::models::{token, user};
 
 #[derive(Debug, Args)]
 pub struct UserOpts {
@@ -88,9 +88,7 @@ pub fn run_user(settings: Settings, opts: UserOpts) -> anyhow::Result<i32> {
                 Password::parse(&raw).map_err(|e| anyhow::anyhow!("the password {e}"))?;
             let hash = password::hash(&password);
             let existed = user::update(&mut conn, &name, Some(role), Some(&hash))?.is_some();
-            if existed {
-                session::delete_for(&mut conn, &name)?;
-            } else {
+            if !existed {
                 user::insert(&mut conn, &name, role, &hash)?;
             }
             let what = if existed { "updated" } else { "added" };

@@ -59,6 +59,12 @@ impl JobStatus {
         )
     }
 
+    /// Whether a person may put a job in this status back in the queue: an ended job the
+    /// table lets go back to `queued`.
+    pub fn is_retryable(self) -> bool {
+        self.is_terminal() && self.can_become(JobStatus::Queued)
+    }
+
     pub fn can_become(self, next: JobStatus) -> bool {
         TRANSITIONS.contains(&(self, next))
     }

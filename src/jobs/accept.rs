@@ -34,7 +34,7 @@ use crate::db::{DbConnection, Pool};
 use crate::domain::job::{JobId, JobKind};
 use crate::error::{ApiError, FieldErrors};
 use crate::events::Events;
-use crate::models::job::{self, Job, NewJob};
+use crate::models::job::{self, Job, NewJob, RetryOutcome};
 
 /// How long an idempotency key returns the job it first created.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -106,6 +106,8 @@ pub enum AcceptError {
     KeyReused,
     #[error("the schedule already fired for this tick")]
     TickTaken,
+    #[error("an identical job is already queued or running")]
+    Duplicate,
     #[error("you have {limit} jobs queued or running already (ROSTER_MAX_ACTIVE_JOBS); wait for one to end")]
     TooManyActive { limit: u32 },
     #[error("the queue is full ({max} jobs waiting); try again later")]
@@ -130,7 +132,7 @@ impl From<AcceptError> for ApiError {
             }
             AcceptError::Invalid(fields) => ApiError::Invalid(fields),
             AcceptError::KeyReused => ApiError::invalid("Idempotency-Key", e.to_string()),
-            AcceptError::TickTaken => ApiError::Conflict(e.to_string()),
+            AcceptError::TickTaken | AcceptError::Duplicate => ApiError::Conflict(e.to_string()),
             AcceptError::TooManyActive { .. } => ApiError::TooMany {
                 message: e.to_string(),
                 retry_after: std::time::Duration::from_secs(5),
@@ -342,6 +344,42 @@ impl Acceptor {
     }
 }
 
+impl Acceptor {
+    /// A person's retry of a failed or cancelled job that `visible_to` may see: back in the
+    /// queue with a fresh budget of attempts, through the same admission as a new job
+    /// (its owner's cap, the queue's, the disk's), then announced and published.
+    pub async fn retry(
+        &self,
+        id: JobId,
+        visible_to: Option<String>,
+    ) -> Result<RetryOutcome, AcceptError> {
+        let (pool, limits, budget) = (self.pool.clone(), self.limits.clone(), self.max_attempts);
+        let outcome = actix_web::web::block(move || -> Result<_, AcceptError> {
+            let mut conn = pool.get()?;
+            let Some(found) = job::find_visible(&mut conn, &id, visible_to.as_deref())? else {
+                return Ok(RetryOutcome::NotFound);
+            };
+            if !found.status.is_retryable() {
+                return Ok(RetryOutcome::NotRetryable(found));
+            }
+            admit(&mut conn, found.created_by.as_deref(), &limits)?;
+            match job::retry(&mut conn, &id, visible_to.as_deref(), budget) {
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                    Err(AcceptError::Duplicate)
+                }
+                other => Ok(other?),
+            }
+        })
+        .await??;
+        if let RetryOutcome::Queued(job) = &outcome {
+            log::info!("job {} retried: back in the queue", job.id);
+            self.events.status(job);
+            self.publish(job).await;
+        }
+        Ok(outcome)
+    }
+}
+
 /// Returns the job `new` repeats, or commits it. Most requests are new jobs, so the insert
 /// comes first: one statement, and the unique indexes (idempotency key, an identical
 /// active job, a schedule's tick) tell when the request repeats one.
@@ -350,7 +388,7 @@ fn commit(
     new: &NewJob,
     limits: &AcceptLimits,
 ) -> Result<Accepted, AcceptError> {
-    if let Err(refused) = admit(conn, new, limits) {
+    if let Err(refused) = admit(conn, new.created_by.as_deref(), limits) {
         // A request repeating an accepted job gets that job, even at a cap.
         return repeated(conn, new)?.ok_or(refused);
     }
@@ -371,9 +409,15 @@ fn commit(
     Err(AcceptError::Database(DieselError::RollbackTransaction))
 }
 
-/// The limits a new job must pass: the creator's active jobs, the disk and the queue.
-fn admit(conn: &mut DbConnection, new: &NewJob, limits: &AcceptLimits) -> Result<(), AcceptError> {
-    if let (Some(limit), Some(user)) = (limits.max_active, &new.created_by) {
+/// Admission: the limits every job entering the queue must pass, whichever way it comes
+/// (accepted, retried, fired by a schedule): its owner's active jobs, the disk and the
+/// queue.
+fn admit(
+    conn: &mut DbConnection,
+    owner: Option<&str>,
+    limits: &AcceptLimits,
+) -> Result<(), AcceptError> {
+    if let (Some(limit), Some(user)) = (limits.max_active, owner) {
         // Checked before the insert, not with it: two racing requests may both pass, so
         // the cap can be exceeded by the requests in flight at once, never more.
         if job::active_count(conn, user)? >= i64::from(limit) {

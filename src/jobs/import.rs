@@ -4,10 +4,11 @@
 //! - The upload is streamed to disk by the HTTP route, which checks it as it arrives
 //!   ([`UploadCheck`]: size, UTF-8, line length, the CSV header), so a bad file is a 4xx
 //!   before any job exists.
-//! - `all_or_nothing` inserts in one transaction that commits only if every row is valid;
-//!   its last statement is the attempt's fenced checkpoint saying the import is complete,
-//!   so a crash after the commit is not imported again, and a crash before it leaves
-//!   nothing.
+//! - `all_or_nothing` stages the valid rows in batches (`import_rows`), each its own short
+//!   commit, and publishes them into `students` with one statement only if every row is
+//!   valid, in the transaction of the attempt's fenced checkpoint saying the import is
+//!   complete: a crash after that commit is not imported again, a crash or a cancel before
+//!   it leaves nothing in `students`.
 //! - `skip_invalid` commits each batch with a fenced checkpoint (the last line it covers)
 //!   in one transaction; the next attempt after a crash goes on after that line. No row
 //!   is ever inserted twice.
@@ -19,7 +20,6 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek};
 
 use chrono::{DateTime, Utc};
-use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -31,7 +31,8 @@ use crate::db::DbConnection;
 use crate::domain::job::{FileFormat, JobKind};
 use crate::domain::student::{Age, StudentName};
 use crate::error::FieldErrors;
-use crate::models::job::{now, Job};
+use crate::models::import_rows;
+use crate::models::job::{now, AttemptToken, Job};
 use crate::models::student::{self, NewStudent};
 use crate::routes::input::{self, Fields};
 
@@ -226,6 +227,7 @@ impl Kind for StudentsImport {
             batch: self.settings.batch_rows.max(1),
             done: 0,
             inserted: resume.inserted,
+            last_line: 0,
         };
         let outcome = match params.mode {
             ImportMode::SkipInvalid => run.skip_invalid(),
@@ -269,6 +271,8 @@ struct Run<'r, 'a> {
     /// Rows read so far.
     done: u64,
     inserted: u64,
+    /// The line of the last row read.
+    last_line: u64,
 }
 
 impl Run<'_, '_> {
@@ -317,13 +321,13 @@ impl Run<'_, '_> {
                     .progress(self.done, self.total.max(self.done), false)?;
                 continue;
             }
-            let inserted = conn.transaction(|tx| {
+            let checkpoint = self.checkpoint(line, self.inserted + batch.len() as u64, false);
+            let (done, total) = (self.done, self.total.max(self.done));
+            let inserted = self.attempt.transaction(&mut conn, |tx, attempt| {
                 let inserted = student::insert_many(tx, &batch)? as u64;
-                let checkpoint = self.checkpoint(line, self.inserted + inserted, false);
-                let total = self.total.max(self.done);
-                self.attempt
-                    .record_in(tx, self.done, total, Some(&checkpoint))
-                    .map(|()| inserted)
+                debug_assert_eq!(inserted, batch.len() as u64);
+                attempt.record_in(tx, done, total, Some(&checkpoint))?;
+                Ok(inserted)
             })?;
             self.inserted += inserted;
         }
@@ -331,59 +335,55 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// One transaction: it commits, with the checkpoint saying so, only if no row was
-    /// invalid. Every row is still read, to report every reject.
+    /// Stages the valid rows batch by committed batch (each short, so a cancel or a lost
+    /// lease is seen within one, and SQLite's one writer is free between them), then, if
+    /// no row was invalid, publishes them into `students` in one statement, in the
+    /// transaction that records the attempt's fenced checkpoint saying the import is
+    /// complete. Every row is still read, to report every reject. Whatever this attempt
+    /// staged and did not publish is discarded as it gives up; what a dead one left, by
+    /// the next attempt (or maintenance).
     fn all_or_nothing(&mut self) -> Result<(), JobError> {
         let mut conn = self.attempt.pool().get()?;
-        // SQLite has one writer: the attempt's progress can only be written inside the
-        // import's own transaction. PostgreSQL writes it apart, committed at once.
-        let in_tx = matches!(*conn, DbConnection::Sqlite(_));
-        let committed = conn.transaction::<_, Rollback, _>(|tx| {
-            let mut last = 0;
-            while let Some((batch, line)) = self.next_batch()? {
-                last = line;
-                if self.rejects.count == 0 {
-                    self.inserted += student::insert_many(tx, &batch)? as u64;
-                }
-                let total = self.total.max(self.done);
-                if !self.attempt.write_due() {
-                    self.attempt.check()?;
-                } else if in_tx {
-                    self.attempt.record_in(tx, self.done, total, None)?;
-                } else {
-                    self.attempt.progress(self.done, total, true)?;
-                }
+        let token = self.attempt.token().clone();
+        // An earlier attempt's rows are not this one's: it starts afresh.
+        import_rows::discard(&mut conn, &token.job)?;
+        let staged = self.stage_all(&mut conn, &token);
+        if staged.is_err() || self.rejects.count > 0 {
+            if let Err(e) = import_rows::discard(&mut conn, &token.job) {
+                log::warn!("job {}: could not discard its staged rows: {e}", token.job);
             }
-            if self.rejects.count > 0 {
-                return Err(Rollback::Rejects);
-            }
-            let checkpoint = self.checkpoint(last, self.inserted, true);
-            Ok(self
-                .attempt
-                .record_in(tx, self.done, self.done, Some(&checkpoint))?)
-        });
-        match committed {
-            Ok(()) => Ok(()),
-            Err(Rollback::Rejects) => {
-                self.inserted = 0;
-                self.attempt.progress(self.done, self.done, true)?;
-                Ok(())
-            }
-            Err(Rollback::Failed(e)) => Err(e),
         }
+        staged?;
+        if self.rejects.count > 0 {
+            self.inserted = 0;
+            self.attempt.progress(self.done, self.done, true)?;
+            return Ok(());
+        }
+        let checkpoint = self.checkpoint(self.last_line, self.inserted, true);
+        let done = self.done;
+        self.attempt.transaction(&mut conn, |tx, attempt| {
+            // Fenced first: only the attempt that holds the job publishes its rows.
+            attempt.record_in(tx, done, done, Some(&checkpoint))?;
+            import_rows::publish(tx, &token.job, token.number, now())?;
+            Ok(())
+        })
     }
-}
 
-/// Why the `all_or_nothing` transaction rolled back.
-enum Rollback {
-    /// Some rows are invalid: nothing is imported, by design.
-    Rejects,
-    Failed(JobError),
-}
-
-impl<E: Into<JobError>> From<E> for Rollback {
-    fn from(e: E) -> Self {
-        Rollback::Failed(e.into())
+    /// Reads the whole file, staging its valid rows until the first invalid one (from
+    /// then on nothing will be imported, and only the rejects are collected).
+    fn stage_all(&mut self, conn: &mut DbConnection, token: &AttemptToken) -> Result<(), JobError> {
+        while let Some((batch, line)) = self.next_batch()? {
+            self.last_line = line;
+            if self.rejects.count == 0 {
+                let rows: Vec<(String, i32)> = batch.into_iter().map(|s| (s.name, s.age)).collect();
+                let first = self.inserted as i64;
+                self.inserted +=
+                    import_rows::stage(conn, &token.job, token.number, first, &rows)? as u64;
+            }
+            self.attempt
+                .progress(self.done, self.total.max(self.done), false)?;
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod import;
 pub mod kind;
 mod lease;
 pub mod noop;
+pub mod retry;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;

@@ -126,6 +126,7 @@ async fn fire(jobs: &Acceptor, schedule: &Schedule) -> anyhow::Result<bool> {
             | AcceptError::NotSchedulable(_)
             | AcceptError::Invalid(_)
             | AcceptError::KeyReused
+            | AcceptError::Duplicate
             | AcceptError::TooManyActive { .. }
             | AcceptError::QueueFull { .. }
             | AcceptError::DiskFull { .. }),

@@ -26,13 +26,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::retry::RetryPolicy;
 use super::store::FileStore;
 use crate::broker::Broker;
 use crate::db::Pool;
 use crate::domain::job::JobId;
 use crate::events::Events;
-use crate::models::job;
 use crate::models::worker::{self, FORGET_AFTER as WORKER_FORGET_AFTER};
+use crate::models::{import_rows, job};
 
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the export directory is swept.
@@ -57,6 +58,7 @@ pub struct Sweeper {
     store: FileStore,
     redeliver: Duration,
     retention: Duration,
+    retry: RetryPolicy,
     busy: bool,
     /// When the broker was last asked which queued jobs it holds.
     stale_checked: Option<Instant>,
@@ -70,6 +72,7 @@ impl Sweeper {
         store: FileStore,
         redeliver: Duration,
         retention: Duration,
+        retry: RetryPolicy,
     ) -> Self {
         Self {
             pool,
@@ -78,6 +81,7 @@ impl Sweeper {
             store,
             redeliver,
             retention,
+            retry,
             busy: false,
             stale_checked: None,
         }
@@ -91,6 +95,7 @@ impl Sweeper {
         let pool = self.pool.clone();
         let broker = self.broker.clone();
         let events = self.events.clone();
+        let retry = self.retry;
         // Every half redelivery interval, over jobs published at least that long ago: a
         // job the broker lost is published again about one interval after its publish.
         // Never sooner than the grace of a handler still publishing the job itself.
@@ -103,7 +108,7 @@ impl Sweeper {
         }
         let stale_after = check_stale.then_some(stale_after);
         async move {
-            let swept = sweep_once(pool, broker, events, stale_after).await;
+            let swept = sweep_once(pool, broker, events, retry, stale_after).await;
             if let Err(e) = &swept {
                 log::warn!("sweep failed: {e:#}");
             }
@@ -128,12 +133,13 @@ pub async fn sweep_once(
     pool: Pool,
     broker: Arc<dyn Broker>,
     events: Events,
+    retry: RetryPolicy,
     stale_after: Option<Duration>,
 ) -> anyhow::Result<()> {
     let db = pool.clone();
     let (recovered, due, stale) = actix_web::web::block(move || -> anyhow::Result<_> {
         let mut conn = db.get()?;
-        let recovered = job::recover_expired(&mut conn)?;
+        let recovered = job::recover_expired(&mut conn, |attempts| retry.delay(attempts))?;
         // Read after the recovery, so the jobs just requeued are published in this pass.
         let due = job::due_unpublished(&mut conn, PUBLISH_GRACE, PUBLISH_BATCH)?;
         let stale = match stale_after {
@@ -214,6 +220,12 @@ pub fn forget_workers(pool: &Pool) -> anyhow::Result<usize> {
     )?)
 }
 
+/// Deletes the rows staged by imports that are no longer running (an attempt that died
+/// between staging and cleaning up); returns how many.
+pub fn discard_staged_rows(pool: &Pool) -> anyhow::Result<usize> {
+    Ok(import_rows::discard_orphans(&mut *pool.get()?)?)
+}
+
 impl Actor for Sweeper {
     type Context = Context<Self>;
 
@@ -234,6 +246,11 @@ impl Actor for Sweeper {
                         log::info!("forgot {n} worker(s) not seen for {WORKER_FORGET_AFTER:?}")
                     }
                     Err(e) => log::warn!("could not forget stale workers: {e:#}"),
+                }
+                match discard_staged_rows(&pool) {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("discarded {n} row(s) staged by imports that ended"),
+                    Err(e) => log::warn!("could not discard rows staged by ended imports: {e:#}"),
                 }
                 let swept = pool
                     .get()

@@ -18,8 +18,9 @@ use anyhow::Context as _;
 use super::heartbeat::RunningJobs;
 use super::kind::Registry;
 use super::lease::{LeaseKeeper, Shared};
+use super::retry::{Retry, RetryPolicy};
 use super::store::FileStore;
-use crate::config::{Backoff, Settings};
+use crate::config::Settings;
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::domain::job::{JobId, JobStatus};
 use crate::events::Events;
@@ -118,7 +119,7 @@ pub struct WorkerContext {
     pub node: String,
     pub lease: Duration,
     pub timeout: Duration,
-    pub retry_backoff: Backoff,
+    pub retry: RetryPolicy,
     /// Where attempts keep their files.
     pub store: FileStore,
     /// The jobs running here now, for the heartbeat.
@@ -142,7 +143,7 @@ impl WorkerContext {
             node,
             lease: settings.lease(),
             timeout: settings.job_timeout(),
-            retry_backoff: settings.retry_backoff(),
+            retry: RetryPolicy::from_settings(settings),
             store: FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
             running: RunningJobs::default(),
         }
@@ -159,6 +160,22 @@ pub struct Attempt<'a> {
     outputs: Vec<PathBuf>,
     /// Whether the job's effects are committed (see [`Attempt::committed`]).
     committed: bool,
+    /// The row a [`record_in`](Attempt::record_in) wrote, announced once its
+    /// transaction commits.
+    pending: Option<Job>,
+}
+
+/// Why an attempt's transaction rolled back: the kind's error, or the database's own
+/// (the commit failed).
+enum Uncommitted {
+    Job(JobError),
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Uncommitted {
+    fn from(e: diesel::result::Error) -> Self {
+        Uncommitted::Database(e)
+    }
 }
 
 impl Attempt<'_> {
@@ -250,11 +267,40 @@ impl Attempt<'_> {
         self.write(done, total, Some(checkpoint))
     }
 
-    /// Records progress, and a checkpoint if given, on `conn`: the connection of the
-    /// kind's own transaction, so that they commit (or roll back) with the work they
-    /// vouch for (an import's batch). Fenced like every write of the attempt: when the
-    /// attempt no longer holds the job this fails with [`Stop::LeaseLost`], and the
-    /// caller's transaction must roll back.
+    /// Runs `f` in a transaction on `conn` in which the kind may [`record_in`] its progress
+    /// and checkpoint, so that they commit (or roll back) with the work they vouch for (an
+    /// import's batch). The progress event goes out only once the transaction has
+    /// committed: a batch that rolls back (a cancel seen at its checkpoint, a lost lease)
+    /// publishes nothing, so the `seq` it used is never sent with a state that did not
+    /// happen.
+    ///
+    /// [`record_in`]: Self::record_in
+    pub fn transaction<T>(
+        &mut self,
+        conn: &mut DbConnection,
+        f: impl FnOnce(&mut DbConnection, &mut Self) -> Result<T, JobError>,
+    ) -> Result<T, JobError> {
+        use diesel::Connection as _;
+        let done = conn.transaction(|tx| f(tx, self).map_err(Uncommitted::Job));
+        let recorded = self.pending.take();
+        match done {
+            Ok(value) => {
+                if let Some(row) = recorded {
+                    self.shared.renewed();
+                    self.ctx.events.progress(&row);
+                }
+                Ok(value)
+            }
+            Err(Uncommitted::Job(e)) => Err(e),
+            Err(Uncommitted::Database(e)) => Err(e.into()),
+        }
+    }
+
+    /// Records progress, and a checkpoint if given, on `conn`, the connection of a
+    /// [`transaction`](Self::transaction) of this attempt. Fenced like every write of the
+    /// attempt: when the attempt no longer holds the job this fails with
+    /// [`Stop::LeaseLost`], and when a cancel was requested with [`Stop::Cancelled`]; the
+    /// transaction then rolls back.
     pub fn record_in(
         &mut self,
         conn: &mut DbConnection,
@@ -265,12 +311,10 @@ impl Attempt<'_> {
         self.check()?;
         let beat = self.beat(done, total, checkpoint);
         match job::renew(conn, &self.shared.token, self.ctx.lease, &beat)? {
+            Some(row) if row.cancel_requested => Err(Stop::Cancelled.into()),
             Some(row) => {
-                self.ctx.events.progress(&row);
-                match row.cancel_requested {
-                    true => Err(Stop::Cancelled.into()),
-                    false => Ok(()),
-                }
+                self.pending = Some(row);
+                Ok(())
             }
             None => {
                 self.shared.stop(Stop::LeaseLost);
@@ -437,6 +481,7 @@ fn run(ctx: &WorkerContext, keeper: &LeaseKeeper, id: JobId) -> anyhow::Result<A
         last_write: None,
         outputs: Vec::new(),
         committed: false,
+        pending: None,
     };
     let result = catch_unwind(AssertUnwindSafe(|| match ctx.kinds.get(job.kind) {
         Some(kind) => kind.run(&job, &mut attempt),
@@ -478,13 +523,15 @@ fn run(ctx: &WorkerContext, keeper: &LeaseKeeper, id: JobId) -> anyhow::Result<A
             error,
             result: Some(result.to_string()),
         },
-        Err(JobError::Retry(e)) if job.attempts < job.max_attempts => Ending::Retry {
-            error: format!("{e:#}"),
-            backoff: ctx.retry_backoff.delay(job.attempts),
-        },
-        Err(JobError::Retry(e)) => Ending::Failed {
-            error: format!("{e:#}"),
-            result: None,
+        Err(JobError::Retry(e)) => match ctx.retry.after_failure(job.attempts, job.max_attempts) {
+            Retry::After(backoff) => Ending::Retry {
+                error: format!("{e:#}"),
+                backoff,
+            },
+            Retry::GiveUp => Ending::Failed {
+                error: format!("{e:#}"),
+                result: None,
+            },
         },
     };
     // What the recorded ending's result names stays: a success's file, or the report of

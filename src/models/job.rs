@@ -1117,7 +1117,8 @@ pub fn request_cancel(
 
 /// Running jobs whose lease ran out on the database's clock (their worker died or
 /// stalled): cancelled when a cancel was requested, failed when they have no attempt
-/// left, else back to the queue with their checkpoint kept for the next attempt.
+/// left, else back to the queue with their checkpoint kept for the next attempt, due
+/// after `retry_delay(attempts)` (the retry policy's backoff, as after any failed attempt).
 ///
 /// On PostgreSQL, a job whose row another transaction holds is left for the next pass
 /// (its holder, say a paused process in the middle of recording the job's end, may be
@@ -1126,7 +1127,10 @@ pub fn request_cancel(
 /// a sweeping process paused inside it would otherwise hold every expired job it locked
 /// from the other processes' sweeps for as long as it is paused (the chaos run saw jobs
 /// back in the queue 9 s after their worker's kill, behind a sweeper under SIGSTOP).
-pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
+pub fn recover_expired(
+    conn: &mut DbConnection,
+    retry_delay: impl Fn(i32) -> Duration,
+) -> QueryResult<Vec<Job>> {
     conn.transaction(|conn| match conn {
         DbConnection::Pg(_) => {
             let expired = lock_expired(conn)?;
@@ -1136,12 +1140,12 @@ pub fn recover_expired(conn: &mut DbConnection) -> QueryResult<Vec<Job>> {
             let (ids, owners): (Vec<String>, Vec<Option<String>>) = expired.into_iter().unzip();
             let owners: Vec<String> = owners.into_iter().flatten().collect();
             attempt::end_lost(conn, &ids, &owners)?;
-            recover_expired_jobs(conn, Expired::Locked(&ids))
+            recover_expired_jobs(conn, Expired::Locked(&ids), &retry_delay)
         }
         // One writer at a time: nothing to skip, and the write lock is taken first.
         DbConnection::Sqlite(_) => {
             attempt::end_expired(conn)?;
-            recover_expired_jobs(conn, Expired::All)
+            recover_expired_jobs(conn, Expired::All, &retry_delay)
         }
     })
 }
@@ -1185,13 +1189,18 @@ enum Expired<'a> {
     All,
 }
 
-fn recover_expired_jobs(conn: &mut DbConnection, which: Expired<'_>) -> QueryResult<Vec<Job>> {
+fn recover_expired_jobs(
+    conn: &mut DbConnection,
+    which: Expired<'_>,
+    retry_delay: &dyn Fn(i32) -> Duration,
+) -> QueryResult<Vec<Job>> {
     // One statement text either way, so that it is prepared once: a list of ids would
     // be a new statement for each length on SQLite, which writes one parameter each.
     let (ids, all) = match which {
         Expired::Locked(ids) => (ids, false),
         Expired::All => (&[][..], true),
     };
+    let now = clock::now_nullable(conn);
     let expired = || {
         jobs::id
             .eq_any(ids.to_vec())
@@ -1199,7 +1208,7 @@ fn recover_expired_jobs(conn: &mut DbConnection, which: Expired<'_>) -> QueryRes
             .and(
                 jobs::status
                     .eq(JobStatus::Running.as_str())
-                    .and(jobs::lease_expires_at.lt(clock::now_nullable(conn))),
+                    .and(jobs::lease_expires_at.lt(now)),
             )
     };
     let released = || {
@@ -1208,8 +1217,8 @@ fn recover_expired_jobs(conn: &mut DbConnection, which: Expired<'_>) -> QueryRes
             jobs::lease_expires_at.eq(None::<NaiveDateTime>),
         )
     };
-    let (e1, e2, e3) = (expired(), expired(), expired());
-    let finished = clock::now_nullable(conn);
+    let (e1, e2) = (expired(), expired());
+    let finished = now;
     let mut changed = transition!(
         conn,
         JobStatus::Cancelled,
@@ -1226,19 +1235,29 @@ fn recover_expired_jobs(conn: &mut DbConnection, which: Expired<'_>) -> QueryRes
             jobs::finished_at.eq(finished),
         )
     )?);
-    let now = clock::now(conn);
     // A cancel committed after the first statement must not be requeued here (this is
     // read committed: each statement sees the rows anew); the next sweep cancels it.
-    changed.extend(transition!(
-        conn,
-        JobStatus::Queued,
-        e3.and(jobs::cancel_requested.eq(false)),
-        (
-            released(),
-            jobs::error.eq("the worker running it was lost (lease expired)"),
-            jobs::run_after.eq(now),
-            jobs::published_at.eq(None::<NaiveDateTime>),
-        )
-    )?);
+    // Each attempt number backs off its own delay: one statement per number in use.
+    let numbers: Vec<i32> = on_backend!(conn, |c| jobs::table
+        .filter(expired().and(jobs::cancel_requested.eq(false)))
+        .select(jobs::attempts)
+        .distinct()
+        .load(c))?;
+    for number in numbers {
+        let run_after = clock::after(conn, retry_delay(number));
+        changed.extend(transition!(
+            conn,
+            JobStatus::Queued,
+            expired()
+                .and(jobs::cancel_requested.eq(false))
+                .and(jobs::attempts.eq(number)),
+            (
+                released(),
+                jobs::error.eq("the worker running it was lost (lease expired)"),
+                jobs::run_after.eq(run_after),
+                jobs::published_at.eq(None::<NaiveDateTime>),
+            )
+        )?);
+    }
     Ok(changed)
 }

@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod clock;
+pub mod import_rows;
 pub mod job;
 pub mod prepared;
 pub mod schedule;

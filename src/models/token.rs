@@ -81,15 +81,20 @@ pub fn list(conn: &mut DbConnection, user: &UserName) -> QueryResult<Vec<TokenVi
         .collect())
 }
 
-/// Removes one of `user`'s tokens; whether it was theirs to remove.
+/// Removes one of `user`'s tokens; whether it was theirs to remove. The streams opened
+/// with it are checked again (see `session::revoked`).
 pub fn delete(conn: &mut DbConnection, user: &UserName, id: &str) -> QueryResult<bool> {
-    diesel::delete(
+    let deleted = diesel::delete(
         api_tokens::table
             .filter(api_tokens::id.eq(id))
             .filter(api_tokens::user_name.eq(user.as_str())),
     )
-    .execute(conn)
-    .map(|n| n > 0)
+    .execute(conn)?
+        > 0;
+    if deleted {
+        super::session::revoked(conn)?;
+    }
+    Ok(deleted)
 }
 
 /// The user a presented token belongs to, noting its use.

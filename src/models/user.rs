@@ -93,13 +93,21 @@ pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
     users::table.count().get_result(conn)
 }
 
-/// Changes a user's role and/or password hash; `None` when there is no such user.
+/// Changes a user's role and/or password hash; `None` when there is no such user. A new
+/// password or another role ends the user's sessions: whoever was signed in must sign in
+/// again, and their open live streams are checked again.
 pub fn update(
     conn: &mut DbConnection,
     name: &UserName,
     role: Option<Role>,
     password_hash: Option<&str>,
 ) -> QueryResult<Option<User>> {
+    let Some(before) = find(conn, name)? else {
+        return Ok(None);
+    };
+    if password_hash.is_some() || role.is_some_and(|r| r != before.role) {
+        super::session::delete_for(conn, name)?;
+    }
     let now: NaiveDateTime = super::job::now();
     let changed = diesel::update(users::table.find(name.as_str()))
         .set((
@@ -116,7 +124,9 @@ pub fn update(
 
 /// Removes a user (their tokens and sessions go with them; their jobs stay).
 pub fn delete(conn: &mut DbConnection, name: &UserName) -> QueryResult<bool> {
-    diesel::delete(users::table.find(name.as_str()))
-        .execute(conn)
-        .map(|n| n > 0)
+    let deleted = diesel::delete(users::table.find(name.as_str())).execute(conn)? > 0;
+    if deleted {
+        super::session::revoked(conn)?;
+    }
+    Ok(deleted)
 }

@@ -209,11 +209,7 @@ pub async fn change_user(
     fields.finish()?;
     let changed = with_conn(&state, move |conn| {
         let hash = password.as_ref().map(password::hash);
-        let changed = user::update(conn, &name, role, hash.as_deref())?;
-        if changed.is_some() && hash.is_some() {
-            session::delete_for(conn, &name)?;
-        }
-        Ok(changed)
+        Ok(user::update(conn, &name, role, hash.as_deref())?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(changed.ok_or(ApiError::NotFound("user"))?))

@@ -1,6 +1,7 @@
 //! What the route table leaves to one place, a middleware: HEAD answers wherever GET does
 //! (GET's status and headers, no body), and a method a route does not take is a 405 in
-//! the API's error shape, with the `Allow` header naming the methods it takes. (A path no
+//! the API's error shape, with the `Allow` header naming the methods it takes, and so is
+//! the 416 that a download answers to a Range beyond its file. (A path no
 //! route matches is the app's default service, [`super::health::not_found`]: a 404 in the
 //! same shape.)
 
@@ -31,6 +32,11 @@ pub async fn methods<B: MessageBody + 'static>(
         let allow = allowed(res.headers().get(header::ALLOW));
         let (req, _) = res.into_parts();
         res = ServiceResponse::new(req, ApiError::MethodNotAllowed { allow }.error_response());
+    } else if res.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        // actix-files answers an unsatisfiable Range itself, with an empty body.
+        let size = unsatisfied_size(res.headers().get(header::CONTENT_RANGE));
+        let (req, _) = res.into_parts();
+        res = ServiceResponse::new(req, ApiError::RangeNotSatisfiable { size }.error_response());
     }
     if head {
         // GET's Content-Length (or chunking) stays; the body is never produced, so a
@@ -38,6 +44,15 @@ pub async fn methods<B: MessageBody + 'static>(
         res = res.map_body(|_, body| BoxBody::new(NoBody(body.size())));
     }
     Ok(res)
+}
+
+/// The size a 416's `Content-Range: bytes */SIZE` names (0 when it names none).
+fn unsatisfied_size(header: Option<&header::HeaderValue>) -> u64 {
+    header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("bytes */"))
+        .and_then(|size| size.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The methods of a resource's 405 (actix lists those its routes take), HEAD added
@@ -85,5 +100,13 @@ mod tests {
         assert_eq!(allow("POST"), "POST");
         assert_eq!(allow("GET,HEAD"), "GET, HEAD");
         assert_eq!(allowed(None), "");
+    }
+
+    #[test]
+    fn a_416_keeps_the_size_its_file_has() {
+        let size = |raw: &str| unsatisfied_size(Some(&header::HeaderValue::from_str(raw).unwrap()));
+        assert_eq!(size("bytes */1234"), 1234);
+        assert_eq!(size("bytes 0-1/1234"), 0);
+        assert_eq!(unsatisfied_size(None), 0);
     }
 }

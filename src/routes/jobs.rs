@@ -4,7 +4,6 @@
 use actix_files::NamedFile;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
@@ -244,30 +243,16 @@ pub async fn cancel(
     }
 }
 
-/// `POST /api/jobs/{id}/retry`: a failed or cancelled job back to the queue.
+/// `POST /api/jobs/{id}/retry`: a failed or cancelled job back to the queue, through
+/// admission like a new job.
 pub async fn retry(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, owner) = (job_id(&path)?, caller.owner_filter());
-    let budget = i32::from(state.settings.max_attempts);
-    let outcome = with_conn(&state, move |conn| {
-        match job::retry(conn, &id, owner.as_deref(), budget) {
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(
-                ApiError::Conflict("an identical job is already queued or running".into()),
-            ),
-            other => Ok(other?),
-        }
-    })
-    .await?;
-    match outcome {
-        RetryOutcome::Queued(job) => {
-            log::info!("job {} retried: back in the queue", job.id);
-            state.events.status(&job);
-            state.jobs.publish(&job).await;
-            Ok(HttpResponse::Accepted().json(job.view()))
-        }
+    let id = job_id(&path)?;
+    match state.jobs.retry(id, caller.owner_filter()).await? {
+        RetryOutcome::Queued(job) => Ok(HttpResponse::Accepted().json(job.view())),
         RetryOutcome::NotRetryable(job) => Err(ApiError::Conflict(format!(
             "only a failed or cancelled job can be retried; this one is {}",
             job.status

@@ -1,6 +1,7 @@
 //! HTTP handlers, a module per resource; the route table itself is in `startup`.
 
 pub mod access;
+pub mod caller;
 pub mod counts;
 pub mod fallback;
 pub mod health;
@@ -17,7 +18,7 @@ use actix_web::web;
 
 use crate::db::DbConnection;
 use crate::error::ApiError;
-use crate::startup::AppState;
+pub use crate::startup::AppState;
 
 /// Runs `f` with a pooled connection on the blocking thread pool, in its turn
 /// ([`crate::db::Gate`]).

@@ -829,3 +829,73 @@ async fn a_user_may_hold_only_so_many_websocket_sessions() {
         actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Reads `socket` until the server closes it; panics if it stays open past `limit`.
+async fn closed_within(socket: &mut WsClient, limit: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while socket.next(limit).await.is_some() {}
+    started.elapsed()
+}
+
+#[actix_web::test]
+async fn a_live_stream_closes_within_seconds_when_its_right_to_watch_ends() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some((app, p)) = guarded(deployment, |_| {}).await else {
+            continue;
+        };
+        let demoted = add_user(&app, "dee", Role::Admin);
+        let carol = add_user(&app, "carol", Role::Member);
+        let mut sockets = Vec::new();
+        for token in [&p.ada, &p.bob, &demoted, &carol] {
+            let mut ws = WsClient::try_connect_as(&app.address, "/ws", None, Some(token))
+                .await
+                .unwrap();
+            ws.send(json!({"subscribe": "*"})).await;
+            sockets.push(ws);
+        }
+        // ada revokes the token her socket was opened with; bob is removed; dee demoted.
+        let ada_tokens = app
+            .call(Some(&p.ada), Method::GET, "/api/tokens", None)
+            .await;
+        let token_id = ada_tokens.json()["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let revoked = app
+            .call(
+                Some(&p.ada),
+                Method::DELETE,
+                &format!("/api/tokens/{token_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+        let removed = app
+            .call(Some(&p.admin), Method::DELETE, "/api/users/bob", None)
+            .await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT);
+        let demotion = app
+            .call(
+                Some(&p.admin),
+                Method::PATCH,
+                "/api/users/dee",
+                Some(json!({"role": "member"})),
+            )
+            .await;
+        assert_eq!(demotion.status, StatusCode::OK);
+        let mut carol_ws = sockets.pop().unwrap();
+        for (who, socket) in ["ada", "bob", "dee"].iter().zip(&mut sockets) {
+            let took = closed_within(socket, std::time::Duration::from_secs(8)).await;
+            assert_eq!(
+                socket.closed,
+                Some(Some(awc::ws::CloseCode::Policy)),
+                "{who}'s socket closed as a policy matter"
+            );
+            assert!(took < std::time::Duration::from_secs(5), "{who}: {took:?}");
+        }
+        // Nothing changed for carol: her socket still answers.
+        carol_ws.send(json!({"subscribe": 42})).await;
+        let answer = carol_ws.next(std::time::Duration::from_secs(5)).await;
+        assert_eq!(answer.unwrap()["type"], "error", "carol's socket is open");
+    }
+}

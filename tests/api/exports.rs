@@ -180,6 +180,27 @@ both_deployments!(downloads_honour_range_requests, |app| async move {
         .unwrap();
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(res.body().await.unwrap().as_ref(), &whole[3..=12]);
+    // A range beyond the file is a 416 in the API's error shape, with the file's size.
+    let mut beyond = app
+        .client
+        .get(format!("{}/api/jobs/{}/download", app.address, id(&job)))
+        .insert_header(("Range", format!("bytes={}-", whole.len() + 10)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        beyond
+            .headers()
+            .get("content-range")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!("bytes */{}", whole.len())
+    );
+    let body: serde_json::Value = beyond.json().await.unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
 });
 
 both_deployments!(

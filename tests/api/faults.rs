@@ -26,6 +26,12 @@ use sha2::{Digest, Sha256};
 use crate::helpers::{self, Deployment, Sandbox, TestApp};
 use crate::process::{seed, Roster};
 
+/// A lost lease's job due again at once: these tests are about who recovers what, not
+/// when (the retry policy's own tests cover the backoff).
+fn no_backoff(_attempts: i32) -> Duration {
+    Duration::ZERO
+}
+
 fn id(job: &Value) -> JobId {
     job["id"].as_str().unwrap().parse().unwrap()
 }
@@ -109,7 +115,7 @@ async fn cancel_meets_every_ending(deployment: Deployment) {
         .unwrap();
     web.cancel(&id(&accepted).to_string()).await;
     actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    let recovered = job::recover_expired(&mut conn).unwrap();
+    let recovered = job::recover_expired(&mut conn, no_backoff).unwrap();
     let ours = recovered.iter().find(|j| j.id == id(&accepted)).unwrap();
     assert_eq!(ours.status, JobStatus::Cancelled, "{ours:?}");
 }
@@ -475,7 +481,7 @@ fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_
     let (tx, rx) = std::sync::mpsc::channel();
     let sweeping = pool.clone();
     std::thread::spawn(move || {
-        let _ = tx.send(job::recover_expired(&mut sweeping.get().unwrap()).unwrap());
+        let _ = tx.send(job::recover_expired(&mut sweeping.get().unwrap(), no_backoff).unwrap());
     });
     let recovered = rx
         .recv_timeout(Duration::from_secs(3))
@@ -492,7 +498,7 @@ fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_
     let stalled = std::thread::spawn(move || {
         let mut conn = stalled.get().unwrap();
         conn.transaction(|c| {
-            let mine = job::recover_expired(c)?;
+            let mine = job::recover_expired(c, no_backoff)?;
             locked.send(mine.len()).unwrap();
             std::thread::sleep(Duration::from_secs(4));
             c.batch_execute("SELECT 1")
@@ -505,7 +511,7 @@ fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_
     );
     let began = Instant::now();
     while status(&held) == JobStatus::Running && began.elapsed() < Duration::from_secs(10) {
-        job::recover_expired(&mut conn).unwrap();
+        job::recover_expired(&mut conn, no_backoff).unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
@@ -561,4 +567,44 @@ async fn an_ending_whose_connection_the_database_dropped_is_recorded_at_the_next
         took < Duration::from_millis(1_500),
         "recorded {took:?} after its connection was dropped"
     );
+}
+
+async fn a_lost_lease_backs_off_as_a_failed_attempt_does(deployment: Deployment) {
+    let Some(sandbox) = Sandbox::new(deployment) else {
+        return;
+    };
+    let mut settings = sandbox.settings();
+    // The first retry waits 30-60 s: long enough to tell from "due at once".
+    settings.retry_backoff_ms = 60_000;
+    settings.retry_backoff_max_secs = 600;
+    let web = helpers::start_in(sandbox, settings, Hooks::default(), false).await;
+    let new = helpers::new_job(roster::domain::job::JobKind::StudentsByAge, 3);
+    let mut conn = web.pool.get().unwrap();
+    job::insert(&mut conn, &new).unwrap();
+    job::claim(&mut conn, &new.id, "gone", Duration::from_millis(1))
+        .unwrap()
+        .unwrap();
+    let requeued = web
+        .wait_for(&new.id.to_string(), Duration::from_secs(15), |j| {
+            j["status"] == "queued"
+        })
+        .await;
+    let run_after: chrono::DateTime<chrono::Utc> =
+        requeued["run_after"].as_str().unwrap().parse().unwrap();
+    let wait = run_after - chrono::Utc::now();
+    assert!(
+        wait > chrono::Duration::seconds(20),
+        "due again after {wait}: the retry policy's backoff was skipped"
+    );
+    assert_eq!(requeued["attempts"], 1);
+}
+
+#[actix_web::test]
+async fn a_lost_lease_backs_off_as_a_failed_attempt_does_on_sqlite() {
+    a_lost_lease_backs_off_as_a_failed_attempt_does(Deployment::Embedded).await
+}
+
+#[actix_web::test]
+async fn a_lost_lease_backs_off_as_a_failed_attempt_does_on_postgres_and_redis() {
+    a_lost_lease_backs_off_as_a_failed_attempt_does(Deployment::Production).await
 }

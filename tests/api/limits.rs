@@ -462,6 +462,51 @@ both_with!(
 );
 
 both_with!(
+    a_retry_passes_the_same_caps_as_a_new_job,
+    |s: &mut Settings| s.max_queued_jobs = 2,
+    workers: false,
+    |app| async move {
+        // Cancel and retry cannot fill the queue past its cap: a retry is admitted like
+        // a new job.
+        let mut cancelled = Vec::new();
+        for age in 0..2 {
+            let job = app.start_export(json!({"min_age": age})).await;
+            let id = job["id"].as_str().unwrap().to_owned();
+            assert_eq!(app.cancel(&id).await.status, StatusCode::ACCEPTED);
+            cancelled.push(id);
+        }
+        // The queue's count is cached for a second.
+        actix_web::rt::time::sleep(Duration::from_millis(1_100)).await;
+        for age in 10..12 {
+            app.start_export(json!({"min_age": age})).await;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(1_100)).await;
+        for id in &cancelled {
+            let retried = app.post(&format!("/api/jobs/{id}/retry"), json!({})).await;
+            assert_eq!(retried.status, StatusCode::SERVICE_UNAVAILABLE, "{id}");
+            assert_eq!(retried.code(), "busy");
+            assert_eq!(app.get(&format!("/api/jobs/{id}")).await.json()["status"], "cancelled");
+        }
+    }
+);
+
+both_with!(
+    a_retry_is_507_when_the_disk_is_short,
+    |s: &mut Settings| s.min_free_disk_mb = 1_000_000_000,
+    workers: false,
+    |app| async move {
+        let job = crate::helpers::new_job(roster::domain::job::JobKind::StudentsByAge, 3);
+        let id = job.id;
+        let mut conn = app.pool.get().unwrap();
+        roster::models::job::insert(&mut conn, &job).unwrap();
+        roster::models::job::request_cancel(&mut conn, &id, None).unwrap();
+        let retried = app.post(&format!("/api/jobs/{id}/retry"), json!({})).await;
+        assert_eq!(retried.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(app.get(&format!("/api/jobs/{id}")).await.json()["status"], "cancelled");
+    }
+);
+
+both_with!(
     exports_and_imports_are_507_when_the_disk_is_short,
     |s: &mut Settings| s.min_free_disk_mb = 1_000_000_000,
     workers: true,

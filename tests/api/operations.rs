@@ -450,14 +450,14 @@ each_deployment!(a_member_gets_the_stats_of_their_own_jobs);
 
 /// One event of a stream.
 #[derive(Debug)]
-struct Event {
-    event: String,
-    id: i64,
-    data: Value,
+pub(crate) struct Event {
+    pub event: String,
+    pub id: i64,
+    pub data: Value,
 }
 
 /// A Server-Sent Events response, read event by event.
-struct EventStream {
+pub(crate) struct EventStream {
     status: StatusCode,
     headers: HeaderMap,
     body: Pin<Box<dyn Stream<Item = Result<Bytes, awc::error::PayloadError>>>>,
@@ -465,7 +465,7 @@ struct EventStream {
 }
 
 impl EventStream {
-    async fn open(app: &TestApp, job: &str, token: Option<&str>, last: Option<i64>) -> Self {
+    pub async fn open(app: &TestApp, job: &str, token: Option<&str>, last: Option<i64>) -> Self {
         let mut req = app
             .client
             .get(format!("{}/api/jobs/{job}/events", app.address));
@@ -489,7 +489,7 @@ impl EventStream {
     }
 
     /// The next event (comments skipped); `None` once the server ended the stream.
-    async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
                 let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
@@ -526,7 +526,7 @@ impl EventStream {
     }
 
     /// Every event until the server ends the stream.
-    async fn rest(&mut self) -> Vec<Event> {
+    pub async fn rest(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         while let Some(event) = self.next().await {
             events.push(event);
