@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::db::DatabaseUrl;
 use crate::domain::schedule::TimeZone;
 
 /// Everything a roster process can be configured with. In `--help` these stand under
@@ -94,14 +93,14 @@ pub struct Settings {
         env = "ROSTER_ALLOWED_ORIGINS",
         global = true,
         value_delimiter = ',',
-        value_parser = crate::limits::parse_allowed_origin
+        value_parser = parse_allowed_origin
     )]
     pub allowed_origins: Vec<String>,
 
     /// Host names the service answers to, comma separated (`.example.com` also allows its
     /// subdomains; `*` allows any). Default: localhost, 127.0.0.1, [::1] and the bind address.
     #[arg(long, env = "ROSTER_ALLOWED_HOSTS", global = true, value_delimiter = ',',
-          value_parser = crate::limits::parse_allowed_host)]
+          value_parser = parse_allowed_host)]
     pub allowed_hosts: Vec<String>,
 
     /// Jobs the whole queue may hold (status queued); beyond that new jobs are refused (503).
@@ -393,6 +392,109 @@ fn parse_queue(raw: &str) -> Result<String, String> {
         Ok(raw.to_owned())
     } else {
         Err("1 to 64 letters, digits, '-', '_' or '.'".to_owned())
+    }
+}
+
+/// One entry of `ROSTER_ALLOWED_HOSTS`: `*`, `name`, `.domain` (the domain and its
+/// subdomains), or either with `:port` (that port only).
+pub fn parse_allowed_host(raw: &str) -> Result<String, String> {
+    let entry = raw.trim().to_ascii_lowercase();
+    let ok = !entry.is_empty()
+        && entry.len() <= 260
+        && entry.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'*')
+        })
+        && (entry == "*" || !entry.contains('*'));
+    if ok {
+        Ok(entry)
+    } else {
+        Err(format!(
+            "{raw:?} is not a host name (expected e.g. example.com, .example.com, 10.0.0.5:8080 or *)"
+        ))
+    }
+}
+
+/// One entry of `ROSTER_ALLOWED_ORIGINS`: `*`, or `http(s)://host[:port]` (normalized).
+pub fn parse_allowed_origin(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(raw.to_owned());
+    }
+    let path_free = url::Url::parse(raw)
+        .is_ok_and(|u| u.path() == "/" && u.query().is_none() && u.username().is_empty());
+    match normalized_origin(raw) {
+        Some(origin) if path_free => Ok(origin),
+        _ => Err(format!(
+            "{raw:?} is not an origin (expected e.g. https://roster.example or http://10.0.0.5:8080, or *)"
+        )),
+    }
+}
+
+/// `scheme://host[:port]`, lowercased, without a default port or a trailing slash.
+pub fn normalized_origin(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
+}
+
+/// Where the database is, with its backend decided by the URL scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    /// A file path (relative to the working directory unless absolute).
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            url::Url::parse(raw).map_err(|e| format!("malformed PostgreSQL URL ({e})"))?;
+            Ok(Self::Postgres(raw.to_owned()))
+        } else if let Some(path) = raw.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://roster.db".into());
+            }
+            Ok(Self::Sqlite(path.to_owned()))
+        } else {
+            Err("expected postgres://… or sqlite://path".into())
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgresql",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Shows where the database is without its password.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(raw) => match url::Url::parse(raw) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("postgres://(unparseable)"),
+            },
+            Self::Sqlite(path) => write!(f, "sqlite://{path}"),
+        }
     }
 }
 

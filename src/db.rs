@@ -6,7 +6,6 @@
 //! can turn a malformed URL into a SQLite file name. So the backend is chosen from the
 //! URL's scheme here, and the real connection error is reported.
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
@@ -15,6 +14,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, ConnectionError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+pub use crate::config::DatabaseUrl;
 use crate::config::StartupError;
 
 /// A connection to whichever database roster was configured with.
@@ -102,59 +102,15 @@ pub type PooledConn = r2d2::PooledConnection<Manager>;
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// Where the database is, with its backend decided by the URL scheme.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    Postgres(String),
-    /// A file path (relative to the working directory unless absolute).
-    Sqlite(String),
+diesel::define_sql_function! {
+    /// Unicode lower case: a SQL function on PostgreSQL (see the migration), registered
+    /// from Rust on each SQLite connection.
+    fn roster_lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
-impl DatabaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            url::Url::parse(raw).map_err(|e| format!("malformed PostgreSQL URL ({e})"))?;
-            Ok(Self::Postgres(raw.to_owned()))
-        } else if let Some(path) = raw.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path, e.g. sqlite://roster.db".into());
-            }
-            Ok(Self::Sqlite(path.to_owned()))
-        } else {
-            Err("expected postgres://… or sqlite://path".into())
-        }
-    }
-
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Postgres(_) => "postgresql",
-            Self::Sqlite(_) => "sqlite",
-        }
-    }
-}
-
-/// Shows where the database is without its password.
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Postgres(raw) => match url::Url::parse(raw) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("***"));
-                    }
-                    write!(f, "{u}")
-                }
-                Err(_) => f.write_str("postgres://(unparseable)"),
-            },
-            Self::Sqlite(path) => write!(f, "sqlite://{path}"),
-        }
-    }
+/// Makes `roster_lower` available on a SQLite connection.
+fn register_sqlite_functions(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+    roster_lower_utils::register_impl(conn, |s: String| s.to_lowercase())
 }
 
 /// The r2d2 connection manager: establishes the backend named by the URL.
@@ -206,7 +162,7 @@ impl Manager {
                     "PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                crate::models::student::register_sqlite_functions(&mut conn)
+                register_sqlite_functions(&mut conn)
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }

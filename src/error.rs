@@ -14,8 +14,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-/// Per-field validation messages, keyed by the field's name.
-pub type FieldErrors = BTreeMap<String, String>;
+pub use crate::domain::fields::FieldErrors;
+
+impl From<FieldErrors> for ApiError {
+    fn from(fields: FieldErrors) -> Self {
+        ApiError::Invalid(fields)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

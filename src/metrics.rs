@@ -2,20 +2,16 @@
 //! workers, the event registry), and gauges read at scrape time (jobs by status and live
 //! workers from the database, queue depth from the broker, sessions from the registry).
 //!
-//! The metrics are process-wide, like the process they describe.
+//! The metrics are process-wide, like the process they describe. This is a leaf, like
+//! `log`: everything may count, and `/metrics` (in `routes::metrics`) reads them.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-
-use crate::error::ApiError;
-use crate::events::registry::SessionCount;
-use crate::startup::AppState;
 
 pub struct Metrics {
     registry: Registry,
@@ -144,7 +140,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    fn render(&self) -> String {
+    /// Every metric, in Prometheus's text format.
+    pub fn render(&self) -> String {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -169,34 +166,4 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
-}
-
-/// `GET /metrics`: Prometheus text.
-pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let m = &*METRICS;
-    let (counts, workers) = crate::routes::with_conn(&state, |conn| {
-        Ok((
-            crate::models::job::count_by_kind_and_status(conn)?,
-            crate::models::worker::live_count(conn)?,
-        ))
-    })
-    .await?;
-    m.workers_live.set(workers);
-    m.jobs.reset();
-    for (kind, status, n) in counts {
-        m.jobs.with_label_values(&[&kind, &status]).set(n);
-    }
-    match state.broker.stats().await {
-        Ok(stats) => {
-            m.queue_waiting.set(stats.waiting as i64);
-            m.queue_pending.set(stats.pending as i64);
-        }
-        Err(e) => log::warn!("metrics: broker stats unavailable: {e:#}"),
-    }
-    if let Ok(sessions) = state.events.registry().send(SessionCount).await {
-        m.ws_sessions.set(sessions as i64);
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(m.render()))
 }

@@ -12,9 +12,10 @@ use actix_web::dev::{Server, Service as _};
 use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 
-use crate::broker::{self, Broker};
+use crate::broker::{self, Broker, EventChannel};
 use crate::config::{Settings, StartupError};
 use crate::db::{self, Pool};
+use crate::events::registry::RedisLink;
 use crate::events::Events;
 use crate::jobs::accept::Acceptor;
 use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
@@ -26,24 +27,7 @@ use crate::jobs::worker::{JobWorker, WorkerContext};
 use crate::jobs::{JobHandler, Registry, Shutdown};
 use crate::metrics::METRICS;
 use crate::models::worker;
-use crate::routes::{self, input};
-
-/// What every request handler can reach.
-pub struct AppState {
-    pub pool: Pool,
-    pub settings: Arc<Settings>,
-    pub broker: Arc<dyn Broker>,
-    pub events: Events,
-    pub student_counts: Arc<routes::counts::CountCache>,
-    /// Where jobs' files are: downloads are served from it, uploads written to it.
-    pub files: FileStore,
-    /// The one way jobs are accepted.
-    pub jobs: Acceptor,
-    /// Who must sign in, and how sessions are signed.
-    pub access: crate::access::Access,
-    /// Turns at the database for requests' statements ([`routes::with_conn`]).
-    pub db_gate: crate::db::Gate,
-}
+use crate::routes::{self, input, AppState};
 
 /// Wraps the broker a process uses (fault injection in tests).
 pub type BrokerWrapper = Box<dyn FnOnce(Arc<dyn Broker>) -> Arc<dyn Broker>>;
@@ -117,7 +101,8 @@ impl Services {
             settings.database_url.backend(),
             settings.database_url
         );
-        let (broker, link) = broker::connect(&settings, &pool, &node).await?;
+        let (broker, channel) = broker::connect(&settings, &pool, &node).await?;
+        let link = event_link(channel, &node);
         match &settings.broker_url {
             Some(url) => log::info!(
                 "broker: redis stream {} on {url}",
@@ -140,7 +125,7 @@ impl Services {
             crate::jobs::retry::RetryPolicy::from_settings(&settings),
         )
         .start();
-        let mut kinds: Registry = crate::jobs::standard_kinds(&settings);
+        let mut kinds: Registry = crate::kinds::standard_kinds(&settings);
         for kind in hooks.kinds {
             kinds.register_handler(kind);
         }
@@ -318,7 +303,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/jobs/{id}/download").route(web::get().to(routes::jobs::download)),
             )
             .service(
-                web::resource("/jobs/{id}/events").route(web::get().to(crate::sse::follow_job)),
+                web::resource("/jobs/{id}/events")
+                    .route(web::get().to(crate::live::sse::follow_job)),
             )
             .service(web::resource("/workers").route(web::get().to(routes::workers::list)))
             .service(web::resource("/stats").route(web::get().to(routes::stats::get))),
@@ -327,9 +313,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/static/app.css").route(web::get().to(routes::page::app_css)))
     .service(web::resource("/static/app.js").route(web::get().to(routes::page::app_js)))
     .service(web::resource("/static/vendor/{file}").route(web::get().to(routes::page::vendor)))
-    .service(web::resource("/ws").route(web::get().to(crate::ws::connect)))
-    .service(web::resource("/ws/jobs/{id}").route(web::get().to(crate::ws::follow_job)))
-    .service(web::resource("/metrics").route(web::get().to(crate::metrics::scrape)))
+    .service(web::resource("/ws").route(web::get().to(crate::live::ws::connect)))
+    .service(web::resource("/ws/jobs/{id}").route(web::get().to(crate::live::ws::follow_job)))
+    .service(web::resource("/metrics").route(web::get().to(routes::metrics::scrape)))
     .service(web::resource("/healthz").route(web::get().to(routes::health::healthz)))
     .service(web::resource("/readyz").route(web::get().to(routes::health::readyz)));
 }
@@ -363,12 +349,14 @@ impl Application {
         access.watch_revocations(services.pool.clone());
         let state = web::Data::new(services.state(access));
         let grace = services.settings.shutdown_grace();
-        let policy = web::Data::new(crate::limits::Policy::from_settings(&services.settings));
-        let max_connections = crate::limits::connections_per_worker(&services.settings);
+        let policy = web::Data::new(crate::routes::limits::Policy::from_settings(
+            &services.settings,
+        ));
+        let max_connections = crate::routes::limits::connections_per_worker(&services.settings);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(routes::fallback::methods))
-                .wrap(actix_web::middleware::from_fn(crate::limits::guard))
+                .wrap(actix_web::middleware::from_fn(crate::routes::limits::guard))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .wrap_fn(|req, srv| {
@@ -399,8 +387,8 @@ impl Application {
         })
         .disable_signals()
         .max_connections(max_connections)
-        .client_request_timeout(crate::limits::HEAD_TIMEOUT)
-        .client_disconnect_timeout(crate::limits::DISCONNECT_TIMEOUT)
+        .client_request_timeout(crate::routes::limits::HEAD_TIMEOUT)
+        .client_disconnect_timeout(crate::routes::limits::DISCONNECT_TIMEOUT)
         .shutdown_timeout(grace.as_secs().max(1))
         .listen(listener)?
         .run();
@@ -480,4 +468,15 @@ pub fn second_signal_exits(signals: &[(i32, i32)]) -> Arc<AtomicBool> {
         signal_hook::flag::register(sig, seen.clone()).expect("signal handler");
     }
     seen
+}
+
+/// The event registry's link to the other processes, over the broker's pub/sub channel
+/// (none in-process). `node` names this process, so that its own events come back once.
+pub fn event_link(channel: Option<EventChannel>, node: &str) -> Option<RedisLink> {
+    channel.map(|c| RedisLink {
+        client: c.client,
+        manager: c.manager,
+        channel: c.channel,
+        node: node.to_owned(),
+    })
 }

@@ -29,7 +29,7 @@ use crate::db::Pool;
 use crate::domain::user::{Password, Role, UserName};
 use crate::error::ApiError;
 use crate::models::user::User;
-use crate::models::{session, token, user};
+use crate::models::{revocation, session, token, user};
 
 /// The cookie of a signed-in browser.
 pub const SESSION_COOKIE: &str = "roster_session";
@@ -343,7 +343,7 @@ impl Access {
                 tick.tick().await;
                 let pool = pool.clone();
                 let read = web::block(move || -> anyhow::Result<_> {
-                    Ok(session::revocations(&mut *pool.get()?)?)
+                    Ok(revocation::revocations(&mut *pool.get()?)?)
                 })
                 .await;
                 let Ok(Ok(mark)) = read else {

@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use crate::config::{Settings, StartupError};
 use crate::db::Pool;
 use crate::domain::job::JobId;
-use crate::events::registry::RedisLink;
 
 /// One job handed to this process; acknowledge it once the job's end is recorded.
 #[derive(Debug, Clone)]
@@ -78,7 +77,7 @@ pub async fn connect(
     settings: &Settings,
     pool: &Pool,
     node: &str,
-) -> anyhow::Result<(Arc<dyn Broker>, Option<RedisLink>)> {
+) -> anyhow::Result<(Arc<dyn Broker>, Option<EventChannel>)> {
     let Some(url) = &settings.broker_url else {
         return Ok((
             Arc::new(local::LocalBroker::new(pool.clone(), settings.redeliver())),
@@ -94,11 +93,19 @@ pub async fn connect(
     .await
     // The root cause alone: the redis error repeats the OS error it wraps.
     .map_err(|e| StartupError::broker(url, e.root_cause()))?;
-    let link = RedisLink {
+    let events = EventChannel {
         client: redis.client().clone(),
         manager: redis.manager(),
         channel: redis.keys().events.clone(),
-        node: node.to_owned(),
     };
-    Ok((Arc::new(redis), Some(link)))
+    Ok((Arc::new(redis), Some(events)))
+}
+
+/// The Redis pub/sub channel of the broker's queue, on which job events reach the other
+/// processes. The broker only names it; the event registry's link carries the events.
+#[derive(Clone)]
+pub struct EventChannel {
+    pub client: ::redis::Client,
+    pub manager: ::redis::aio::ConnectionManager,
+    pub channel: String,
 }

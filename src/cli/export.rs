@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::domain::job::{FileFormat, JobKind};
 use crate::domain::student::Age;
 use crate::jobs::accept::{Accepted, JobRequest};
-use crate::jobs::export::ExportParams;
+use crate::kinds::export::ExportParams;
 
 #[derive(Debug, Args)]
 pub struct Opts {

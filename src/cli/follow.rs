@@ -16,9 +16,9 @@ use serde::Deserialize;
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool};
 use crate::domain::job::{JobId, JobKind, JobStatus};
-use crate::jobs::export::ExportResult;
-use crate::jobs::import::ImportResult;
 use crate::jobs::store::{FileStore, ResultFile};
+use crate::kinds::export::ExportResult;
+use crate::kinds::import::ImportResult;
 use crate::models::job::{self, Job};
 use crate::models::{clock, worker};
 
@@ -395,8 +395,8 @@ pub fn how_to_come_back(id: JobId) -> String {
 fn on_interrupt(settings: &Settings, pool: &Pool, id: JobId) -> anyhow::Result<i32> {
     let stdin = io::stdin();
     if stdin.is_terminal() && ask_to_cancel(id, &mut stdin.lock(), &mut io::stderr())? {
-        let outcome = super::job::cancel(settings, pool, id)?;
-        eprintln!("{}", super::job::describe(id, &outcome));
+        let outcome = super::cancel::cancel(settings, pool, id)?;
+        eprintln!("{}", super::cancel::describe(id, &outcome));
         return Ok(130);
     }
     let status = job::find(&mut *pool.get()?, &id)?.map(|j| j.status);

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::config::Settings;
 use crate::domain::job::{FileFormat, JobId, JobKind};
 use crate::jobs::accept::JobRequest;
-use crate::jobs::import::{ImportMode, UploadCheck, UploadError};
 use crate::jobs::store::FileStore;
+use crate::kinds::import::{ImportMode, UploadCheck, UploadError};
 
 #[derive(Debug, Args)]
 pub struct Opts {

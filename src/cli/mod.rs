@@ -5,6 +5,7 @@
 //! database error mid-way); 2 a usage error or a configuration that cannot start (a bad
 //! setting, an unreachable database or broker, an unusable export directory); 130 Ctrl-C.
 
+pub mod cancel;
 pub mod export;
 pub mod follow;
 pub mod import;
@@ -230,12 +231,13 @@ pub fn submit(settings: &Settings, request: JobRequest) -> anyhow::Result<(Pool,
     let pool = db::connect(&settings.database_url, 1)?;
     db::migrate(&pool)?;
     let accepted = actix_web::rt::System::new().block_on(async {
-        let (broker, link) = crate::broker::connect(settings, &pool, "roster-cli").await?;
+        let (broker, channel) = crate::broker::connect(settings, &pool, "roster-cli").await?;
+        let link = crate::startup::event_link(channel, "roster-cli");
         let jobs = Acceptor::new(
             pool.clone(),
             broker,
             Events::start(link),
-            crate::jobs::standard_kinds(settings),
+            crate::kinds::standard_kinds(settings),
             settings.max_attempts,
         )
         .with_limits(crate::jobs::accept::AcceptLimits::from_settings(settings));

@@ -87,7 +87,7 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
 }
 
 fn add(conn: &mut DbConnection, settings: &Settings, add: AddOpts) -> anyhow::Result<i32> {
-    let kinds = crate::jobs::standard_kinds(settings);
+    let kinds = crate::kinds::standard_kinds(settings);
     let params = add.params.unwrap_or_default();
     let job = JobTemplate::check(&kinds, add.kind, &params).map_err(|f| super::field_errors(&f))?;
     let spec = ScheduleSpec {

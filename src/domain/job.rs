@@ -137,7 +137,7 @@ pub enum JobKind {
     /// Students from an uploaded file.
     StudentsImport,
     /// Does nothing: the runtime's overhead alone, for benchmarks. Registered only when
-    /// `ROSTER_BENCH_KINDS` is set (see `jobs::noop`); elsewhere it is refused as unknown.
+    /// `ROSTER_BENCH_KINDS` is set (see `kinds::noop`); elsewhere it is refused as unknown.
     Noop,
 }
 

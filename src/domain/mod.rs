@@ -1,5 +1,6 @@
 //! Domain types: values that can only be valid once parsed at the edge.
 
+pub mod fields;
 pub mod job;
 pub mod schedule;
 pub mod student;

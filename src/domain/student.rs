@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::fields::Fields;
+
 /// A student's name: 1–200 characters after trimming, never blank.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StudentName(String);
@@ -78,6 +80,24 @@ impl From<Age> for i32 {
     fn from(a: Age) -> i32 {
         a.0
     }
+}
+
+/// Reads an optional age range from `min_age`/`max_age` parameters.
+pub fn age_range(
+    fields: &mut Fields,
+    min: Option<Result<i64, String>>,
+    max: Option<Result<i64, String>>,
+) -> (Option<Age>, Option<Age>) {
+    let mut age = |name: &str, raw: Option<Result<i64, String>>| {
+        raw.and_then(|r| fields.check(name, r.and_then(Age::new)))
+    };
+    let (min, max) = (age("min_age", min), age("max_age", max));
+    if let (Some(lo), Some(hi)) = (min, max) {
+        if lo > hi {
+            fields.fail("min_age", "must not be greater than max_age");
+        }
+    }
+    (min, max)
 }
 
 #[cfg(test)]

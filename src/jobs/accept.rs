@@ -32,7 +32,7 @@ use crate::broker::Broker;
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool};
 use crate::domain::job::{JobId, JobKind};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::FieldErrors;
 use crate::events::Events;
 use crate::models::job::{self, Job, NewJob, RetryOutcome};
 
@@ -124,31 +124,6 @@ pub enum AcceptError {
     Blocking(#[from] actix_web::error::BlockingError),
 }
 
-impl From<AcceptError> for ApiError {
-    fn from(e: AcceptError) -> Self {
-        match e {
-            AcceptError::UnknownKind(_) | AcceptError::NotSchedulable(_) => {
-                ApiError::invalid("kind", e.to_string())
-            }
-            AcceptError::Invalid(fields) => ApiError::Invalid(fields),
-            AcceptError::KeyReused => ApiError::invalid("Idempotency-Key", e.to_string()),
-            AcceptError::TickTaken | AcceptError::Duplicate => ApiError::Conflict(e.to_string()),
-            AcceptError::TooManyActive { .. } => ApiError::TooMany {
-                message: e.to_string(),
-                retry_after: std::time::Duration::from_secs(5),
-            },
-            AcceptError::QueueFull { .. } => ApiError::Busy {
-                message: e.to_string(),
-                retry_after: QUEUE_FULL_RETRY,
-            },
-            AcceptError::DiskFull { .. } => ApiError::InsufficientStorage(e.to_string()),
-            AcceptError::Database(e) => e.into(),
-            AcceptError::Pool(e) => e.into(),
-            AcceptError::Blocking(e) => e.into(),
-        }
-    }
-}
-
 /// The bounds a new job must stay within: the whole queue, and the free disk space its
 /// files need.
 #[derive(Clone, Debug)]
@@ -186,7 +161,7 @@ impl AcceptLimits {
 
     /// Refuses when the export directory's volume is short of free space.
     pub fn check_disk(&self) -> Result<(), AcceptError> {
-        match crate::limits::short_of_disk(&self.dir, self.min_free_bytes) {
+        match super::store::short_of_disk(&self.dir, self.min_free_bytes) {
             Some(free) => Err(AcceptError::DiskFull {
                 free_mb: free / (1024 * 1024),
                 min_mb: self.min_free_bytes / (1024 * 1024),

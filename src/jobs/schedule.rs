@@ -15,7 +15,7 @@ use super::kind::Registry;
 use crate::db::DbConnection;
 use crate::domain::job::JobKind;
 use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::FieldErrors;
 use crate::models::schedule::{self, NewSchedule, Schedule, ScheduleChanges};
 
 /// A kind of job and its parameters, checked by the kind: what every tick accepts.
@@ -88,17 +88,6 @@ impl ScheduleError {
                 ScheduleError::NameTaken(name.clone())
             }
             (e, _) => e.into(),
-        }
-    }
-}
-
-impl From<ScheduleError> for ApiError {
-    fn from(e: ScheduleError) -> Self {
-        match e {
-            ScheduleError::Invalid(fields) => ApiError::Invalid(fields),
-            ScheduleError::NameTaken(_) => ApiError::Conflict(e.to_string()),
-            ScheduleError::NotFound => ApiError::NotFound("schedule"),
-            ScheduleError::Database(e) => e.into(),
         }
     }
 }

@@ -439,6 +439,27 @@ fn with_path(e: io::Error, doing: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
 }
 
+/// Free space on the volume of `dir` (or of its nearest existing parent, before the
+/// directory is made), when it is below `min_bytes`. A volume that cannot be measured is
+/// not refused (logged instead).
+pub fn short_of_disk(dir: &Path, min_bytes: u64) -> Option<u64> {
+    if min_bytes == 0 {
+        return None;
+    }
+    let dir = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("."));
+    match fs4::available_space(dir) {
+        Ok(free) if free < min_bytes => Some(free),
+        Ok(_) => None,
+        Err(e) => {
+            log::warn!("cannot measure the free space of {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

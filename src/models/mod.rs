@@ -6,6 +6,7 @@ pub mod clock;
 pub mod import_rows;
 pub mod job;
 pub mod prepared;
+pub mod revocation;
 pub mod schedule;
 pub mod session;
 pub mod stats;

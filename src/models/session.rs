@@ -1,6 +1,6 @@
 //! The `sessions` table: signed-in browsers. The cookie carries a session's id (signed);
 //! signing out, a password change, a demotion or removing the user ends it, and says so
-//! to every process ([`revoked`]) so that live streams are checked again.
+//! to every process (`revocation::revoked`) so that live streams are checked again.
 
 use std::time::Duration;
 
@@ -55,40 +55,7 @@ pub fn user(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
 /// Ends a session (signing out).
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
     diesel::delete(sessions::table.find(id)).execute(conn)?;
-    revoked(conn)
-}
-
-/// Ends every session of `user` (a password change, a demotion, a removal).
-pub fn delete_for(conn: &mut DbConnection, user: &UserName) -> QueryResult<()> {
-    diesel::delete(sessions::table.filter(sessions::user_name.eq(user.as_str()))).execute(conn)?;
-    revoked(conn)
-}
-
-/// The setting that changes whenever a credential stops working or a user's rights change.
-const REVOCATIONS: &str = "revocations";
-
-/// Says to every process that a credential stopped working or a user's rights changed,
-/// so that each checks its open live streams again (see [`revocations`]). Every function
-/// of the access tables that revokes calls it: no caller can forget.
-pub fn revoked(conn: &mut DbConnection) -> QueryResult<()> {
-    let mark = uuid::Uuid::new_v4().simple().to_string();
-    let updated = diesel::update(settings::table.find(REVOCATIONS))
-        .set(settings::value.eq(&mark))
-        .execute(conn)?;
-    if updated == 0 {
-        setting_or_insert(conn, REVOCATIONS, || mark)?;
-    }
-    Ok(())
-}
-
-/// The mark of the latest revocation (`None` before the first): a process that sees it
-/// change checks its live streams' credentials again.
-pub fn revocations(conn: &mut DbConnection) -> QueryResult<Option<String>> {
-    settings::table
-        .find(REVOCATIONS)
-        .select(settings::value)
-        .first(conn)
-        .optional()
+    super::revocation::revoked(conn)
 }
 
 /// The value of setting `key`, made by `make` and stored the first time it is asked for

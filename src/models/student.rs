@@ -10,7 +10,7 @@ use diesel::sql_types::{BigInt, Bool, Integer};
 use diesel::PgConnection;
 use serde::Serialize;
 
-use crate::db::{Db, DbConnection};
+use crate::db::{roster_lower, Db, DbConnection};
 use crate::domain::student::{Age, StudentName};
 use crate::schema::students;
 
@@ -110,17 +110,6 @@ pub struct StudentFilter {
     pub max_age: Option<Age>,
     /// Name contains this, case-insensitively.
     pub name_contains: Option<String>,
-}
-
-diesel::define_sql_function! {
-    /// Unicode lower case: a SQL function on PostgreSQL (see the migration), registered
-    /// from Rust on each SQLite connection.
-    fn roster_lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
-
-/// Makes `roster_lower` available on a SQLite connection.
-pub fn register_sqlite_functions(conn: &mut diesel::SqliteConnection) -> QueryResult<()> {
-    roster_lower_utils::register_impl(conn, |s: String| s.to_lowercase())
 }
 
 fn filtered(filter: &StudentFilter) -> students::BoxedQuery<'static, Db> {

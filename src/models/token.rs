@@ -82,7 +82,7 @@ pub fn list(conn: &mut DbConnection, user: &UserName) -> QueryResult<Vec<TokenVi
 }
 
 /// Removes one of `user`'s tokens; whether it was theirs to remove. The streams opened
-/// with it are checked again (see `session::revoked`).
+/// with it are checked again (see `revocation::revoked`).
 pub fn delete(conn: &mut DbConnection, user: &UserName, id: &str) -> QueryResult<bool> {
     let deleted = diesel::delete(
         api_tokens::table
@@ -92,7 +92,7 @@ pub fn delete(conn: &mut DbConnection, user: &UserName, id: &str) -> QueryResult
     .execute(conn)?
         > 0;
     if deleted {
-        super::session::revoked(conn)?;
+        super::revocation::revoked(conn)?;
     }
     Ok(deleted)
 }

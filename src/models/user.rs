@@ -106,7 +106,7 @@ pub fn update(
         return Ok(None);
     };
     if password_hash.is_some() || role.is_some_and(|r| r != before.role) {
-        super::session::delete_for(conn, name)?;
+        super::revocation::delete_for(conn, name)?;
     }
     let now: NaiveDateTime = super::job::now();
     let changed = diesel::update(users::table.find(name.as_str()))
@@ -126,7 +126,7 @@ pub fn update(
 pub fn delete(conn: &mut DbConnection, name: &UserName) -> QueryResult<bool> {
     let deleted = diesel::delete(users::table.find(name.as_str())).execute(conn)? > 0;
     if deleted {
-        super::session::revoked(conn)?;
+        super::revocation::revoked(conn)?;
     }
     Ok(deleted)
 }

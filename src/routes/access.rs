@@ -10,7 +10,7 @@ use crate::access::{password, Caller, SESSION_TTL};
 use crate::domain::user::{Password, Role, UserName};
 use crate::error::ApiError;
 use crate::models::{session, token, user};
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 /// `POST /api/session {username, password}` → 204 and the session cookie.
 pub async fn sign_in(

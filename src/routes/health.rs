@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 /// The process is up and serving.
 pub async fn healthz() -> HttpResponse {

@@ -13,9 +13,9 @@ use crate::access::Caller;
 use crate::domain::job::{FileFormat, JobId, JobKind};
 use crate::error::ApiError;
 use crate::jobs::accept::{Accepted, JobRequest};
-use crate::jobs::import::{ImportMode, UploadCheck, UploadError};
 use crate::jobs::store::TempFile;
-use crate::startup::AppState;
+use crate::kinds::import::{ImportMode, UploadCheck, UploadError};
+use crate::routes::AppState;
 
 const CONTENT_TYPES: &str = "text/csv or application/x-ndjson";
 /// Bytes gathered before each write to the file.
@@ -86,7 +86,7 @@ pub async fn create(
     let mut buffer = Vec::with_capacity(WRITE_BUFFER);
     let mut hasher = Sha256::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(crate::limits::body_error)?;
+        let chunk = chunk.map_err(crate::routes::limits::body_error)?;
         let accepted = check.feed(&chunk)?;
         hasher.update(accepted);
         buffer.extend_from_slice(accepted);

@@ -18,7 +18,7 @@ use crate::models::attempt;
 use crate::models::job::{
     self, CancelOutcome, Cursor, DeleteOutcome, Job, JobFilter, RetryOutcome,
 };
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 pub const MAX_LIST_LIMIT: i64 = 500;
 
@@ -34,7 +34,7 @@ async fn optional_object(
 ) -> Result<Map<String, Value>, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(crate::limits::body_error)?;
+        let chunk = chunk.map_err(crate::routes::limits::body_error)?;
         if body.len() + chunk.len() > JSON_LIMIT {
             return Err(ApiError::TooLarge { limit: JSON_LIMIT });
         }

@@ -12,7 +12,7 @@ use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
 use crate::error::ApiError;
 use crate::jobs::schedule::{self as rules, JobTemplate, ScheduleEdit, ScheduleSpec};
 use crate::models::schedule::{self, ScheduleView};
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 #[derive(Serialize)]
 struct Items {

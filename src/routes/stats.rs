@@ -7,7 +7,7 @@ use super::with_conn;
 use crate::access::Caller;
 use crate::error::ApiError;
 use crate::models::stats::{self, MAX_MINUTES};
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 /// The window when the request names none.
 pub const DEFAULT_MINUTES: u32 = 60;

@@ -7,11 +7,11 @@ use serde_json::{Map, Value};
 use super::input::{self, Body, Fields, Query};
 use super::with_conn;
 use crate::access::Caller;
-use crate::domain::student::{Age, StudentName, MAX_NAME_CHARS};
+use crate::domain::student::{age_range, Age, StudentName, MAX_NAME_CHARS};
 use crate::error::ApiError;
 use crate::models::job::now;
 use crate::models::student::{self, NewStudent, StudentChanges, StudentFilter, StudentView};
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 pub const MAX_PER_PAGE: i64 = 1000;
 pub const DEFAULT_PER_PAGE: i64 = 50;
@@ -30,24 +30,6 @@ fn student_id(raw: &str) -> Result<i64, ApiError> {
         .ok()
         .filter(|id| *id > 0)
         .ok_or(ApiError::NotFound("student"))
-}
-
-/// Reads an optional age range from `min_age`/`max_age` parameters.
-pub fn age_range(
-    fields: &mut Fields,
-    min: Option<Result<i64, String>>,
-    max: Option<Result<i64, String>>,
-) -> (Option<Age>, Option<Age>) {
-    let mut age = |name: &str, raw: Option<Result<i64, String>>| {
-        raw.and_then(|r| fields.check(name, r.and_then(Age::new)))
-    };
-    let (min, max) = (age("min_age", min), age("max_age", max));
-    if let (Some(lo), Some(hi)) = (min, max) {
-        if lo > hi {
-            fields.fail("min_age", "must not be greater than max_age");
-        }
-    }
-    (min, max)
 }
 
 pub async fn list(

@@ -10,7 +10,7 @@ use crate::access::Caller;
 use crate::domain::job::JobId;
 use crate::error::ApiError;
 use crate::models::{job, worker};
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 /// `GET /api/workers` → `{workers, last_seen, live_after_secs}`. A member sees every live
 /// worker and how busy it is, but only the ids of their own running jobs.

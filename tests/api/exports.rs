@@ -556,7 +556,7 @@ impl StandIn for PanicsOnce {
 }
 
 fn panics_once() -> Hooks {
-    let kinds = roster::jobs::standard_kinds(&roster::config::Settings::defaults());
+    let kinds = roster::kinds::standard_kinds(&roster::config::Settings::defaults());
     helpers::instead_of_export(PanicsOnce {
         panicked: Default::default(),
         export: kinds.get(JobKind::StudentsByAge).unwrap().clone(),
@@ -810,7 +810,7 @@ async fn with_roster_bench_kinds_a_noop_job_runs_and_succeeds_with_nothing() {
 fn a_copy_the_server_ends_with_an_error_fails_instead_of_ending_the_export_early() {
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
-    use roster::jobs::export_copy;
+    use roster::kinds::export_copy;
     use roster::models::student::StudentFilter;
 
     let Some(sandbox) = helpers::Sandbox::new(Deployment::Production) else {

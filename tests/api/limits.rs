@@ -616,7 +616,7 @@ both_with!(
     |app| async move {
         use roster::domain::job::JobKind;
         use roster::models::job;
-        let limit = roster::ws::MAX_SUBSCRIPTIONS;
+        let limit = roster::live::ws::MAX_SUBSCRIPTIONS;
         let ids: Vec<String> = {
             let mut conn = app.pool.get().unwrap();
             (0..=limit)

@@ -329,8 +329,9 @@ async fn a_client_that_stops_answering_pings_is_dropped() {
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sessions(&app).await, 2);
     // `alive` answers pings while `silent` is never read again.
-    let deadline =
-        std::time::Instant::now() + roster::ws::CLIENT_TIMEOUT + roster::ws::HEARTBEAT_INTERVAL * 2;
+    let deadline = std::time::Instant::now()
+        + roster::live::ws::CLIENT_TIMEOUT
+        + roster::live::ws::HEARTBEAT_INTERVAL * 2;
     while std::time::Instant::now() < deadline && sessions(&app).await > 1 {
         let _ = actix_web::rt::time::timeout(
             Duration::from_millis(500),

@@ -19,18 +19,18 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::export_copy;
-use super::kind::Kind;
-use super::store::{FileStore, TempFile};
-use super::worker::{Attempt, JobError, Stop};
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool, PooledConn};
+use crate::domain::fields::{self as input, Fields};
 use crate::domain::job::{FileFormat, JobKind};
+use crate::domain::student::age_range;
 use crate::domain::student::Age;
 use crate::error::FieldErrors;
+use crate::jobs::store::{FileStore, TempFile};
+use crate::jobs::worker::{Attempt, JobError, Stop};
+use crate::jobs::Kind;
 use crate::models::job::Job;
 use crate::models::student::{self, ExportRow, StudentFilter};
-use crate::routes::input::{self, Fields};
-use crate::routes::students::age_range;
 
 /// What to export: an optional inclusive age range, in a format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::ws::{MAILBOX, SNAPSHOT_RETRY};
 use crate::access::{Access, SocketSlot, Viewer};
 use crate::db::Pool;
 use crate::domain::job::JobId;
@@ -35,8 +36,7 @@ use crate::events::registry::{
 use crate::events::{JobEvent, Rendered};
 use crate::models::job::{self, Job};
 use crate::routes::jobs::{job_id, load};
-use crate::startup::AppState;
-use crate::ws::{MAILBOX, SNAPSHOT_RETRY};
+use crate::routes::AppState;
 
 /// A comment line is sent after this long without anything else, so that proxies and
 /// clients see the stream is alive (and a client that left is noticed).

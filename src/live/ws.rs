@@ -26,7 +26,7 @@ use crate::events::registry::{
 };
 use crate::events::{JobEvent, Rendered};
 use crate::models::job::{self, Job};
-use crate::startup::AppState;
+use crate::routes::AppState;
 
 /// How often a session looks whether a revocation was seen (in memory; the check of the
 /// credential itself happens only after one).
@@ -440,7 +440,7 @@ fn check_origin(req: &HttpRequest) -> Result<(), ApiError> {
         .get(actix_web::http::header::HOST)
         .and_then(|h| h.to_str().ok());
     let allowed = req
-        .app_data::<web::Data<crate::limits::Policy>>()
+        .app_data::<web::Data<crate::routes::limits::Policy>>()
         .is_some_and(|policy| policy.origin_allowed(origin, host));
     if allowed {
         Ok(())

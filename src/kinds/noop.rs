@@ -6,12 +6,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::kind::Kind;
-use super::worker::{Attempt, JobError};
+use crate::domain::fields::Fields;
 use crate::domain::job::JobKind;
 use crate::error::FieldErrors;
+use crate::jobs::worker::{Attempt, JobError};
+use crate::jobs::Kind;
 use crate::models::job::Job;
-use crate::routes::input::Fields;
 
 /// A job that does nothing.
 pub struct Noop;

@@ -21,8 +21,8 @@ use diesel::sql_types::Text;
 use diesel::PgConnection;
 
 use super::export::{neutralise_formula, Batch};
-use super::worker::JobError;
 use crate::db::{DbConnection, Pool, PooledConn};
+use crate::jobs::worker::JobError;
 use crate::models::student::{self, CopyPlan, StudentFilter};
 
 /// Bytes gathered before they go to the writer when a batch is large: the hand-over then

@@ -23,18 +23,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::kind::Kind;
-use super::store::{FileName, FileStore, TempFile};
-use super::worker::{Attempt, JobError};
 use crate::config::Settings;
 use crate::db::DbConnection;
+use crate::domain::fields::{self as input, Fields};
 use crate::domain::job::{FileFormat, JobKind};
 use crate::domain::student::{Age, StudentName};
 use crate::error::FieldErrors;
+use crate::jobs::store::{FileName, FileStore, TempFile};
+use crate::jobs::worker::{Attempt, JobError};
+use crate::jobs::Kind;
 use crate::models::import_rows;
 use crate::models::job::{now, AttemptToken, Job};
 use crate::models::student::{self, NewStudent};
-use crate::routes::input::{self, Fields};
 
 /// The longest line an upload may have.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;

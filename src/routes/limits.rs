@@ -16,7 +16,6 @@
 //! accepted.
 
 use std::io;
-use std::path::Path;
 use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -27,7 +26,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage as _, HttpRequest, ResponseError};
 use futures_util::StreamExt;
 
-use crate::config::Settings;
+use crate::config::{normalized_origin, Settings};
 use crate::error::ApiError;
 
 /// The route that takes a file (CSV, NDJSON) as its body instead of JSON; it checks the
@@ -53,41 +52,6 @@ const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Host names always allowed unless `ROSTER_ALLOWED_HOSTS` says otherwise.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
-
-/// One entry of `ROSTER_ALLOWED_HOSTS`: `*`, `name`, `.domain` (the domain and its
-/// subdomains), or either with `:port` (that port only).
-pub fn parse_allowed_host(raw: &str) -> Result<String, String> {
-    let entry = raw.trim().to_ascii_lowercase();
-    let ok = !entry.is_empty()
-        && entry.len() <= 260
-        && entry.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'*')
-        })
-        && (entry == "*" || !entry.contains('*'));
-    if ok {
-        Ok(entry)
-    } else {
-        Err(format!(
-            "{raw:?} is not a host name (expected e.g. example.com, .example.com, 10.0.0.5:8080 or *)"
-        ))
-    }
-}
-
-/// One entry of `ROSTER_ALLOWED_ORIGINS`: `*`, or `http(s)://host[:port]` (normalized).
-pub fn parse_allowed_origin(raw: &str) -> Result<String, String> {
-    let raw = raw.trim();
-    if raw == "*" {
-        return Ok(raw.to_owned());
-    }
-    let path_free = url::Url::parse(raw)
-        .is_ok_and(|u| u.path() == "/" && u.query().is_none() && u.username().is_empty());
-    match normalized_origin(raw) {
-        Some(origin) if path_free => Ok(origin),
-        _ => Err(format!(
-            "{raw:?} is not an origin (expected e.g. https://roster.example or http://10.0.0.5:8080, or *)"
-        )),
-    }
-}
 
 /// Splits `host[:port]` (with `[v6]` brackets kept) into its lowercased host and port.
 fn split_host(raw: &str) -> (String, Option<&str>) {
@@ -215,19 +179,6 @@ impl Policy {
     }
 }
 
-/// `scheme://host[:port]`, lowercased, without a default port or a trailing slash.
-fn normalized_origin(raw: &str) -> Option<String> {
-    let url = url::Url::parse(raw.trim()).ok()?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return None;
-    }
-    let host = url.host_str()?;
-    Some(match url.port() {
-        Some(port) => format!("{}://{host}:{port}", url.scheme()),
-        None => format!("{}://{host}", url.scheme()),
-    })
-}
-
 /// The host the client asked for: the `Host` header (HTTP/1.1), or the URI's authority
 /// (HTTP/2). Never a forwarding header, which any client can set.
 fn request_host(req: &HttpRequest) -> Option<&str> {
@@ -352,30 +303,10 @@ pub fn body_error(e: PayloadError) -> ApiError {
     }
 }
 
-/// Free space on the volume of `dir` (or of its nearest existing parent, before the
-/// directory is made), when it is below `min_bytes`. A volume that cannot be measured is
-/// not refused (logged instead).
-pub fn short_of_disk(dir: &Path, min_bytes: u64) -> Option<u64> {
-    if min_bytes == 0 {
-        return None;
-    }
-    let dir = dir
-        .ancestors()
-        .find(|d| d.exists())
-        .unwrap_or(Path::new("."));
-    match fs4::available_space(dir) {
-        Ok(free) if free < min_bytes => Some(free),
-        Ok(_) => None,
-        Err(e) => {
-            log::warn!("cannot measure the free space of {}: {e}", dir.display());
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{parse_allowed_host, parse_allowed_origin};
 
     fn policy(hosts: &[&str], origins: &[&str]) -> Policy {
         let mut s = Settings::defaults();

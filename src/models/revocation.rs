@@ -1,0 +1,42 @@
+//! Revocation: ending a user's sessions, and the mark every process watches to learn that
+//! some credential stopped working or some user's rights changed (then each checks its
+//! open live streams again).
+
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::domain::user::UserName;
+use crate::schema::{sessions, settings};
+
+/// Ends every session of `user` (a password change, a demotion, a removal).
+pub fn delete_for(conn: &mut DbConnection, user: &UserName) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::user_name.eq(user.as_str()))).execute(conn)?;
+    revoked(conn)
+}
+
+/// The setting that changes whenever a credential stops working or a user's rights change.
+const REVOCATIONS: &str = "revocations";
+
+/// Says to every process that a credential stopped working or a user's rights changed,
+/// so that each checks its open live streams again (see [`revocations`]). Every function
+/// of the access tables that revokes calls it: no caller can forget.
+pub fn revoked(conn: &mut DbConnection) -> QueryResult<()> {
+    let mark = uuid::Uuid::new_v4().simple().to_string();
+    let updated = diesel::update(settings::table.find(REVOCATIONS))
+        .set(settings::value.eq(&mark))
+        .execute(conn)?;
+    if updated == 0 {
+        super::session::setting_or_insert(conn, REVOCATIONS, || mark)?;
+    }
+    Ok(())
+}
+
+/// The mark of the latest revocation (`None` before the first): a process that sees it
+/// change checks its live streams' credentials again.
+pub fn revocations(conn: &mut DbConnection) -> QueryResult<Option<String>> {
+    settings::table
+        .find(REVOCATIONS)
+        .select(settings::value)
+        .first(conn)
+        .optional()
+}
