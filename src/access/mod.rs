@@ -322,13 +322,22 @@ impl Access {
         found.map(Caller::User).ok_or(ApiError::Unauthorized)
     }
 
-    /// A viewer for a live stream opened by `caller` with `credential`.
-    pub fn viewer(&self, caller: Caller, credential: Option<Credential>) -> Viewer {
-        Viewer {
+    /// The viewer of a live stream opened with `credential` (401 without one that works).
+    /// It watches revocations from before the credential is checked, so none made in
+    /// between is missed.
+    pub async fn viewer(
+        &self,
+        pool: &Pool,
+        credential: Option<Credential>,
+    ) -> Result<Viewer, ApiError> {
+        let revocations = self.revocations.subscribe();
+        let caller = self.identify(pool, credential.clone()).await?;
+        Ok(Viewer {
             caller,
             credential,
-            revocations: self.revocations.subscribe(),
-        }
+            revocations,
+            unsure: false,
+        })
     }
 
     /// Watches, for as long as this process runs, the mark every revocation changes (in
@@ -350,7 +359,9 @@ impl Access {
                     // The database is away: nothing can be checked until it is back.
                     continue;
                 };
-                if seen.as_ref().is_some_and(|s| *s != mark) {
+                // The first read has nothing to compare with: streams opened before it
+                // check once, in case a revocation came first.
+                if seen.as_ref().is_none_or(|s| *s != mark) {
                     sender.send_modify(|n| *n += 1);
                 }
                 seen = Some(mark);
@@ -372,17 +383,27 @@ pub struct Viewer {
     pub caller: Caller,
     credential: Option<Credential>,
     revocations: tokio::sync::watch::Receiver<u64>,
+    /// The last check could not tell (the database away): check again.
+    unsure: bool,
 }
 
 impl Viewer {
-    /// Whether something was revoked since the last call: time to [`recheck`](Self::recheck).
-    /// In memory, so a stream may ask as often as it likes.
-    pub fn revocations_since(&mut self) -> bool {
+    /// Whether something was revoked since the last call, or the last check could not
+    /// tell: time to [`recheck`](Self::recheck). In memory, so a stream may ask as often
+    /// as it likes.
+    pub fn needs_check(&mut self) -> bool {
         let changed = self.revocations.has_changed().unwrap_or(false);
         if changed {
             self.revocations.mark_unchanged();
         }
-        changed
+        changed || std::mem::take(&mut self.unsure)
+    }
+
+    /// Records what a [`Recheck`] found: `Some(still)`, or `None` when it could not tell
+    /// (then [`needs_check`](Self::needs_check) says so at the next look).
+    pub fn checked(&mut self, found: Option<bool>) -> bool {
+        self.unsure = found.is_none();
+        found.unwrap_or(true)
     }
 
     /// The check of this viewer's credential, to run apart from the stream's actor.
@@ -402,13 +423,13 @@ pub struct Recheck {
 }
 
 impl Recheck {
-    pub async fn run(self, access: &Access, pool: &Pool) -> bool {
+    /// `Some(still the same caller)`, or `None` when it cannot be told now (the database
+    /// away: the stream stays open and is checked again at its next look).
+    pub async fn run(self, access: &Access, pool: &Pool) -> Option<bool> {
         match access.identify(pool, self.credential).await {
-            Ok(now) => now == self.caller,
-            // Refused (401): revoked. Unreadable (the database away): kept until it can
-            // be read, as every request would be refused meanwhile anyway.
-            Err(ApiError::Unauthorized) => false,
-            Err(_) => true,
+            Ok(now) => Some(now == self.caller),
+            Err(ApiError::Unauthorized) => Some(false),
+            Err(_) => None,
         }
     }
 }

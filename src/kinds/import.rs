@@ -32,7 +32,7 @@ use crate::error::FieldErrors;
 use crate::jobs::store::{FileName, FileStore, TempFile};
 use crate::jobs::worker::{Attempt, JobError};
 use crate::jobs::Kind;
-use crate::models::import_rows;
+use crate::models::import_rows::{self, Staged};
 use crate::models::job::{now, AttemptToken, Job};
 use crate::models::student::{self, NewStudent};
 
@@ -346,10 +346,10 @@ impl Run<'_, '_> {
         let mut conn = self.attempt.pool().get()?;
         let token = self.attempt.token().clone();
         // An earlier attempt's rows are not this one's: it starts afresh.
-        import_rows::discard(&mut conn, &token.job)?;
+        import_rows::discard(&mut conn, &token.job, Staged::Before(token.number))?;
         let staged = self.stage_all(&mut conn, &token);
         if staged.is_err() || self.rejects.count > 0 {
-            if let Err(e) = import_rows::discard(&mut conn, &token.job) {
+            if let Err(e) = import_rows::discard(&mut conn, &token.job, Staged::Of(token.number)) {
                 log::warn!("job {}: could not discard its staged rows: {e}", token.job);
             }
         }
@@ -360,11 +360,17 @@ impl Run<'_, '_> {
             return Ok(());
         }
         let checkpoint = self.checkpoint(self.last_line, self.inserted, true);
-        let done = self.done;
+        let (done, staged) = (self.done, self.inserted);
         self.attempt.transaction(&mut conn, |tx, attempt| {
             // Fenced first: only the attempt that holds the job publishes its rows.
             attempt.record_in(tx, done, done, Some(&checkpoint))?;
-            import_rows::publish(tx, &token.job, token.number, now())?;
+            let published = import_rows::publish(tx, &token.job, token.number, now())? as u64;
+            if published != staged {
+                // Rows went missing from the stage: roll back rather than import part.
+                return Err(JobError::Retry(anyhow::anyhow!(
+                    "{published} of the {staged} staged rows were found; the import starts again"
+                )));
+            }
             Ok(())
         })
     }

@@ -72,6 +72,8 @@ pub struct SseSession {
     /// Who watches, checked again after every revocation.
     viewer: Viewer,
     access: Access,
+    /// A check of the viewer is under way.
+    checking: bool,
 }
 
 impl SseSession {
@@ -214,20 +216,23 @@ impl SseSession {
     /// stream; ends it at once if not (no terminal status: the client has no right to
     /// it any more).
     fn check_viewer(&mut self, ctx: &mut Context<Self>) {
+        self.checking = true;
         let (access, pool) = (self.access.clone(), self.pool.clone());
         let check = self.viewer.recheck();
-        async move { check.run(&access, &pool).await }
+        let checked = async move { check.run(&access, &pool).await }
             .into_actor(self)
-            .map(|still, act, ctx| {
-                if !still {
+            .map(|found, act, ctx| {
+                act.checking = false;
+                if !act.viewer.checked(found) {
                     log::info!(
                         "closing an event stream of job {}: its access was revoked",
                         act.job
                     );
                     act.close(ctx);
                 }
-            })
-            .wait(ctx);
+            });
+        // Beside the stream's work, not in its way.
+        ctx.spawn(checked);
     }
 }
 
@@ -240,7 +245,7 @@ impl Actor for SseSession {
             let gone = act.out.as_ref().is_none_or(|out| out.is_closed());
             if gone {
                 ctx.stop();
-            } else if act.viewer.revocations_since() {
+            } else if !act.checking && act.viewer.needs_check() {
                 act.check_viewer(ctx);
             } else if act.pending.is_empty() && act.last_write.elapsed() >= KEEPALIVE_INTERVAL {
                 // Never queued behind a full body: a client that does not read needs none.
@@ -305,6 +310,7 @@ pub async fn follow_job(
         owner: viewer.caller.owner_filter(),
         access: state.access.clone(),
         viewer,
+        checking: false,
         last: last_event_id(&req),
         loading: None,
         out: Some(out),

@@ -68,6 +68,8 @@ pub struct WsSession {
     /// Who watches, checked again after every revocation.
     viewer: Viewer,
     access: Access,
+    /// A check of the viewer is under way.
+    checking: bool,
 }
 
 /// What a client may send on `/ws`.
@@ -88,6 +90,7 @@ impl WsSession {
             owner: viewer.caller.owner_filter(),
             viewer,
             access: state.access.clone(),
+            checking: false,
             theirs: HashSet::new(),
             id: new_session_id(),
             pool: state.pool.clone(),
@@ -318,16 +321,18 @@ impl WsSession {
     /// session; closes it (policy violation) if not: the client reconnects as whoever it
     /// is now, and sees only what that one may see.
     fn check_viewer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if !self.viewer.revocations_since() {
+        if self.checking || !self.viewer.needs_check() {
             return;
         }
+        self.checking = true;
         let (access, pool) = (self.access.clone(), self.pool.clone());
         let viewer = self.viewer.caller.clone();
         let check = self.viewer.recheck();
-        async move { check.run(&access, &pool).await }
+        let checked = async move { check.run(&access, &pool).await }
             .into_actor(self)
-            .map(move |still, _act, ctx| {
-                if !still {
+            .map(move |found, act, ctx| {
+                act.checking = false;
+                if !act.viewer.checked(found) {
                     log::info!("closing a websocket of {viewer:?}: its access was revoked");
                     ctx.close(Some(ws::CloseReason {
                         code: ws::CloseCode::Policy,
@@ -335,8 +340,9 @@ impl WsSession {
                     }));
                     ctx.stop();
                 }
-            })
-            .wait(ctx);
+            });
+        // Beside the session's work, not in its way: events and pings go on meanwhile.
+        ctx.spawn(checked);
     }
 }
 

@@ -95,12 +95,29 @@ pub fn publish(
     Ok(published)
 }
 
-/// Discards every row staged for `job` (an attempt starting afresh, or giving up).
-pub fn discard(conn: &mut DbConnection, job: &JobId) -> QueryResult<usize> {
-    crate::on_backend!(conn, |c| diesel::delete(
-        import_rows::table.filter(import_rows::job_id.eq(job.to_string()))
-    )
-    .execute(c))
+/// Which of a job's staged rows to discard.
+#[derive(Debug, Clone, Copy)]
+pub enum Staged {
+    /// Those of attempt number `n` (giving up). Never another attempt's: a paused attempt
+    /// that gives up late must not discard what the attempt holding the job now staged.
+    Of(i32),
+    /// Those of attempts before number `n` (an attempt starting afresh).
+    Before(i32),
+}
+
+/// Discards rows staged for `job`, as `which` says.
+pub fn discard(conn: &mut DbConnection, job: &JobId, which: Staged) -> QueryResult<usize> {
+    let of_job = import_rows::table.filter(import_rows::job_id.eq(job.to_string()));
+    match which {
+        Staged::Of(n) => crate::on_backend!(conn, |c| diesel::delete(
+            of_job.filter(import_rows::attempt.eq(n))
+        )
+        .execute(c)),
+        Staged::Before(n) => crate::on_backend!(conn, |c| diesel::delete(
+            of_job.filter(import_rows::attempt.lt(n))
+        )
+        .execute(c)),
+    }
 }
 
 /// Discards the rows staged by jobs that are no longer running: an attempt that died (or

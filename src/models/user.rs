@@ -102,12 +102,25 @@ pub fn update(
     role: Option<Role>,
     password_hash: Option<&str>,
 ) -> QueryResult<Option<User>> {
-    let Some(before) = find(conn, name)? else {
-        return Ok(None);
-    };
-    if password_hash.is_some() || role.is_some_and(|r| r != before.role) {
-        super::revocation::delete_for(conn, name)?;
-    }
+    conn.transaction(|conn| {
+        let Some(before) = find(conn, name)? else {
+            return Ok(None);
+        };
+        let changed = update_row(conn, name, role, password_hash)?;
+        // After the change, so that a stream checked again sees the new rights.
+        if password_hash.is_some() || role.is_some_and(|r| r != before.role) {
+            super::revocation::delete_for(conn, name)?;
+        }
+        Ok(changed)
+    })
+}
+
+fn update_row(
+    conn: &mut DbConnection,
+    name: &UserName,
+    role: Option<Role>,
+    password_hash: Option<&str>,
+) -> QueryResult<Option<User>> {
     let now: NaiveDateTime = super::job::now();
     let changed = diesel::update(users::table.find(name.as_str()))
         .set((

@@ -32,11 +32,7 @@ impl FromRequest for Viewer {
         let credential = state.as_ref().and_then(|s| s.access.credential(req));
         Box::pin(async move {
             let state = state.ok_or_else(|| anyhow::anyhow!("no application state"))?;
-            let caller = state
-                .access
-                .identify(&state.pool, credential.clone())
-                .await?;
-            Ok(state.access.viewer(caller, credential))
+            state.access.viewer(&state.pool, credential).await
         })
     }
 }

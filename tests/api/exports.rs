@@ -261,6 +261,9 @@ both_deployments!(
     jobs_are_listed_newest_first_and_by_status,
     |app| async move {
         let first = app.start_export(json!({})).await;
+        // SQLite's clock counts milliseconds: two jobs created within one are listed in
+        // the order of their ids, which is not the order they came in.
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
         let second = app.start_export(json!({"format": "jsonl"})).await;
         app.wait_until_ended(id(&first)).await;
         app.wait_until_ended(id(&second)).await;
