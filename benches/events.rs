@@ -451,7 +451,7 @@ async fn latency_run(
     for seq in first..=last {
         tick.tick().await;
         let event = JobEvent::Progress {
-            job_id: job_id.clone(),
+            job_id: job_id.parse()?,
             seq,
             done: seq - first + 1,
             total: opts.events,

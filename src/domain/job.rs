@@ -98,6 +98,103 @@ impl FromStr for JobStatus {
     }
 }
 
+/// Who holds a running job's lease: one attempt of one process, stored as `{node}/{tag}`
+/// (the process, then a tag no other attempt has; the tag also names the attempt's files).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseOwner(String);
+
+impl LeaseOwner {
+    /// The owner of a new attempt of process `node`.
+    pub fn new_attempt(node: &str) -> Self {
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        Self(format!("{node}/{tag}"))
+    }
+
+    /// An owner as a row stores it.
+    pub fn stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part unique to this attempt.
+    pub fn tag(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for LeaseOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The fencing token of one attempt: the job, the attempt's number and its lease owner
+/// (unique to the attempt). Every write of the attempt is conditional on all three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptToken {
+    pub job: JobId,
+    pub number: i32,
+    pub owner: LeaseOwner,
+}
+
+impl AttemptToken {
+    /// The part of the owner unique to this attempt (used in its file names).
+    pub fn tag(&self) -> &str {
+        self.owner.tag()
+    }
+}
+
+/// How an attempt ended, as its history records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Failed, to be tried again.
+    Retry,
+    /// Handed back at shutdown, without using up an attempt.
+    Released,
+    /// Its lease expired or its process was found dead: the worker died, stalled or was
+    /// cut off.
+    Lost,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Succeeded,
+        Outcome::Failed,
+        Outcome::Cancelled,
+        Outcome::Retry,
+        Outcome::Released,
+        Outcome::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Retry => "retry",
+            Outcome::Released => "released",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("no attempt outcome {s:?}"))
+    }
+}
+
 /// A job's id: a UUID, stored as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

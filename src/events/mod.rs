@@ -6,7 +6,7 @@ pub mod registry;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::job::JobStatus;
+use crate::domain::job::{JobId, JobStatus};
 use crate::models::job::{Job, JobView};
 
 pub use registry::{EventRegistry, Events};
@@ -16,13 +16,13 @@ pub use registry::{EventRegistry, Events};
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum JobEvent {
     Progress {
-        job_id: String,
+        job_id: JobId,
         seq: i64,
         done: i64,
         total: i64,
     },
     Status {
-        job_id: String,
+        job_id: JobId,
         seq: i64,
         status: JobStatus,
         #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -60,7 +60,7 @@ impl std::ops::Deref for Rendered {
 impl JobEvent {
     pub fn progress(job: &Job) -> Self {
         JobEvent::Progress {
-            job_id: job.id.to_string(),
+            job_id: job.id,
             seq: job.seq,
             done: job.progress.done,
             total: job.progress.total,
@@ -70,7 +70,7 @@ impl JobEvent {
     pub fn status(job: &Job) -> Self {
         let view = job.view();
         JobEvent::Status {
-            job_id: job.id.to_string(),
+            job_id: job.id,
             seq: job.seq,
             status: view.status,
             error: view.error.clone(),
@@ -79,9 +79,9 @@ impl JobEvent {
         }
     }
 
-    pub fn job_id(&self) -> &str {
+    pub fn job_id(&self) -> JobId {
         match self {
-            JobEvent::Progress { job_id, .. } | JobEvent::Status { job_id, .. } => job_id,
+            JobEvent::Progress { job_id, .. } | JobEvent::Status { job_id, .. } => *job_id,
         }
     }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{JobEvent, Rendered};
+use crate::domain::job::JobId;
 use crate::metrics::METRICS;
 use crate::models::job::Job;
 
@@ -29,7 +30,7 @@ pub fn new_session_id() -> SessionId {
 /// What a session listens to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Topic {
-    Job(String),
+    Job(JobId),
     /// Every job: the dashboard.
     All,
 }
@@ -238,7 +239,7 @@ struct Coalesced(bool);
 #[derive(Default)]
 pub struct EventRegistry {
     sessions: HashMap<SessionId, Subscriber>,
-    by_job: HashMap<String, HashSet<SessionId>>,
+    by_job: HashMap<JobId, HashSet<SessionId>>,
     everything: HashSet<SessionId>,
     link: Option<RedisLink>,
     outbox: Option<mpsc::UnboundedSender<String>>,
@@ -254,7 +255,7 @@ impl EventRegistry {
 
     fn deliver(&mut self, event: JobEvent) {
         let event = Arc::new(Rendered::new(event));
-        let watchers = self.by_job.get(event.job_id());
+        let watchers = self.by_job.get(&event.job_id());
         let targets = watchers
             .into_iter()
             .flatten()
@@ -570,7 +571,7 @@ mod tests {
 
     fn progress(seq: i64) -> Arc<Rendered> {
         Arc::new(Rendered::new(JobEvent::Progress {
-            job_id: JOB.into(),
+            job_id: JOB.parse().unwrap(),
             seq,
             done: seq,
             total: 1000,
@@ -586,7 +587,7 @@ mod tests {
             "started_at": null, "finished_at": null
         });
         Arc::new(Rendered::new(JobEvent::Status {
-            job_id: JOB.into(),
+            job_id: JOB.parse().unwrap(),
             seq,
             status,
             error: None,

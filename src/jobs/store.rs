@@ -423,8 +423,8 @@ fn verdict(job: Option<&Job>, name: &FileName) -> Verdict {
                 && job.attempts == name.attempt
                 && job
                     .lease_owner
-                    .as_deref()
-                    .is_some_and(|owner| job::owner_tag(owner) == name.tag);
+                    .as_ref()
+                    .is_some_and(|owner| owner.tag() == name.tag);
             if checkpointed || running_attempt {
                 Verdict::Keep
             } else {
@@ -463,12 +463,13 @@ pub fn short_of_disk(dir: &Path, min_bytes: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::job::LeaseOwner;
 
     fn token() -> AttemptToken {
         AttemptToken {
             job: JobId::new(),
             number: 2,
-            owner: "host-1-abc/1a2b3c4d".into(),
+            owner: LeaseOwner::stored("host-1-abc/1a2b3c4d".into()),
         }
     }
 

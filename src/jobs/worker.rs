@@ -678,9 +678,9 @@ fn recorded_before(
 ) -> anyhow::Result<Option<Job>> {
     let ours = attempt::for_job(conn, &token.job)?
         .into_iter()
-        .find(|a| a.worker == token.owner);
+        .find(|a| a.worker == token.owner.as_str());
     let ended = ours.and_then(|a| a.outcome);
-    if ended.is_none_or(|outcome| outcome == attempt::Outcome::Lost.as_str()) {
+    if ended.is_none_or(|outcome| outcome == attempt::Outcome::Lost) {
         return Ok(None);
     }
     let job = job::find(conn, &token.job)?;

@@ -171,7 +171,7 @@ impl SseSession {
         let subscribe = Subscribe {
             session: self.id,
             recipient: ctx.address().recipient(),
-            topic: Topic::Job(self.job.to_string()),
+            topic: Topic::Job(self.job),
         };
         let (registry, pool, id, owner) = (
             self.registry.clone(),

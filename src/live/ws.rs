@@ -52,17 +52,17 @@ pub struct WsSession {
     pool: Pool,
     registry: Addr<EventRegistry>,
     /// `/ws/jobs/{id}`: the one job followed; the session closes after its end.
-    only: Option<String>,
+    only: Option<JobId>,
     watching: HashSet<Topic>,
     /// The newest `seq` sent per job.
-    sent: HashMap<String, i64>,
+    sent: HashMap<JobId, i64>,
     /// Topics whose snapshot is being read, with the events held back meanwhile.
     loading: HashMap<Topic, Vec<Arc<Rendered>>>,
     last_heard: Instant,
     /// Whose jobs alone this session may see (a member); `None`: everyone's.
     owner: Option<String>,
     /// With an owner: the jobs seen to be theirs (progress events carry no owner).
-    theirs: HashSet<String>,
+    theirs: HashSet<JobId>,
     /// The user's place among their open sessions, given back when this one ends.
     _slot: Option<SocketSlot>,
     /// Who watches, checked again after every revocation.
@@ -83,7 +83,7 @@ enum ClientMessage {
 }
 
 impl WsSession {
-    fn new(state: &AppState, viewer: Viewer, only: Option<String>) -> Result<Self, ApiError> {
+    fn new(state: &AppState, viewer: Viewer, only: Option<JobId>) -> Result<Self, ApiError> {
         let slot = state.access.socket_slot(&viewer.caller)?;
         Ok(Self {
             _slot: slot,
@@ -122,11 +122,11 @@ impl WsSession {
         };
         match &event.event {
             JobEvent::Status { job, .. } if job.created_by.as_ref() == Some(owner) => {
-                self.theirs.insert(event.job_id().to_owned());
+                self.theirs.insert(event.job_id());
                 true
             }
             JobEvent::Status { .. } => false,
-            JobEvent::Progress { .. } => self.theirs.contains(event.job_id()),
+            JobEvent::Progress { .. } => self.theirs.contains(&event.job_id()),
         }
     }
 
@@ -137,11 +137,11 @@ impl WsSession {
             return;
         }
         // Called per session for every event: look the job up without allocating a key.
-        match self.sent.get_mut(event.job_id()) {
+        match self.sent.get_mut(&event.job_id()) {
             Some(last) if event.seq() <= *last => return,
             Some(last) => *last = event.seq(),
             None => {
-                self.sent.insert(event.job_id().to_owned(), event.seq());
+                self.sent.insert(event.job_id(), event.seq());
             }
         }
         ctx.text(event.json.clone());
@@ -152,9 +152,9 @@ impl WsSession {
 
     fn snapshot(&mut self, job: &Job, ctx: &mut ws::WebsocketContext<Self>) {
         if self.owner.is_some() {
-            self.theirs.insert(job.id.to_string());
+            self.theirs.insert(job.id);
         }
-        let last = self.sent.entry(job.id.to_string()).or_insert(0);
+        let last = self.sent.entry(job.id).or_insert(0);
         if job.seq <= *last {
             return;
         }
@@ -206,9 +206,8 @@ impl WsSession {
                 let mut conn = pool.get()?;
                 Ok(match &read {
                     Topic::Job(id) => {
-                        let id: JobId = id.parse()?;
                         // Another member's job is no job, as on the HTTP routes.
-                        job::find_visible(&mut conn, &id, owner.as_deref())?
+                        job::find_visible(&mut conn, id, owner.as_deref())?
                             .into_iter()
                             .collect()
                     }
@@ -274,7 +273,7 @@ impl WsSession {
             return Ok(Topic::All);
         }
         raw.parse::<JobId>()
-            .map(|id| Topic::Job(id.to_string()))
+            .map(Topic::Job)
             .map_err(|_| format!("{raw:?} is neither a job id nor \"*\""))
     }
 
@@ -364,7 +363,7 @@ impl Actor for WsSession {
             }
         });
         ctx.run_interval(REVOCATION_CHECK, |act, ctx| act.check_viewer(ctx));
-        if let Some(id) = self.only.clone() {
+        if let Some(id) = self.only {
             self.watch(Topic::Job(id), false, ctx);
         }
     }
@@ -381,7 +380,7 @@ impl Handler<Deliver> for WsSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         match msg {
             Deliver::Event(event) => {
-                let job_topic = Topic::Job(event.job_id().to_owned());
+                let job_topic = Topic::Job(event.job_id());
                 if let Some(held) = self.loading.get_mut(&job_topic) {
                     held.push(event);
                 } else if let Some(held) = self.loading.get_mut(&Topic::All) {
@@ -490,9 +489,5 @@ pub async fn follow_job(
     // The one access check (404 for another's job); the snapshot comes after the
     // session has subscribed, so that no event falls between the two.
     crate::routes::jobs::load(&state, &viewer.caller, id).await?;
-    start(
-        WsSession::new(&state, viewer, Some(id.to_string()))?,
-        &req,
-        stream,
-    )
+    start(WsSession::new(&state, viewer, Some(id))?, &req, stream)
 }

@@ -7,40 +7,12 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::clock;
-use super::job::AttemptToken;
 use super::prepared::Prepared;
 use crate::db::DbConnection;
-use crate::domain::job::JobId;
-use crate::domain::job::JobStatus;
+pub use crate::domain::job::Outcome;
+use crate::domain::job::{AttemptToken, JobId, JobStatus};
 use crate::on_backend;
 use crate::schema::{job_attempts, jobs};
-
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    Cancelled,
-    /// Failed, to be tried again.
-    Retry,
-    /// Handed back at shutdown, without using up an attempt.
-    Released,
-    /// Its lease expired: the worker died, stalled or was cut off.
-    Lost,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Retry => "retry",
-            Outcome::Released => "released",
-            Outcome::Lost => "lost",
-        }
-    }
-}
 
 /// One attempt, as `GET /api/jobs/{id}/attempts` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -49,7 +21,7 @@ pub struct AttemptView {
     pub worker: String,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub error: Option<String>,
     pub resumed_from: Option<i64>,
 }
@@ -72,7 +44,7 @@ pub(super) fn begin(conn: &mut DbConnection, token: &AttemptToken) -> QueryResul
     diesel::insert_into(job_attempts::table)
         .values((
             job_attempts::job_id.eq(token.job.to_string()),
-            job_attempts::worker.eq(&token.owner),
+            job_attempts::worker.eq(token.owner.as_str()),
             job_attempts::number.eq(token.number),
             job_attempts::started_at.eq(now),
         ))
@@ -86,7 +58,7 @@ pub fn resumed(conn: &mut DbConnection, token: &AttemptToken, done: i64) -> Quer
     diesel::update(
         job_attempts::table
             .filter(job_attempts::job_id.eq(token.job.to_string()))
-            .filter(job_attempts::worker.eq(&token.owner)),
+            .filter(job_attempts::worker.eq(token.owner.as_str())),
     )
     .set(job_attempts::resumed_from.eq(done))
     .execute(conn)
@@ -175,16 +147,22 @@ pub fn for_job(conn: &mut DbConnection, job: &JobId) -> QueryResult<Vec<AttemptV
         .order((job_attempts::started_at, job_attempts::number))
         .select(AttemptRow::as_select())
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AttemptView {
-            number: r.number,
-            worker: r.worker,
-            started_at: r.started_at.and_utc(),
-            ended_at: r.ended_at.map(|t| t.and_utc()),
-            outcome: r.outcome,
-            error: r.error,
-            resumed_from: r.resumed_from,
+    rows.into_iter()
+        .map(|r| {
+            let outcome = r
+                .outcome
+                .map(|o| o.parse::<Outcome>())
+                .transpose()
+                .map_err(|e| diesel::result::Error::DeserializationError(e.into()))?;
+            Ok(AttemptView {
+                number: r.number,
+                worker: r.worker,
+                started_at: r.started_at.and_utc(),
+                ended_at: r.ended_at.map(|t| t.and_utc()),
+                outcome,
+                error: r.error,
+                resumed_from: r.resumed_from,
+            })
         })
-        .collect())
+        .collect()
 }

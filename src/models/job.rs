@@ -22,7 +22,8 @@ use super::attempt::{self, Outcome};
 use super::clock;
 use super::prepared::Prepared;
 use crate::db::DbConnection;
-use crate::domain::job::{JobId, JobKind, JobStatus};
+pub use crate::domain::job::AttemptToken;
+use crate::domain::job::{JobId, JobKind, JobStatus, LeaseOwner};
 use crate::on_backend;
 use crate::schema::jobs;
 
@@ -76,7 +77,7 @@ pub struct Job {
     pub result: Option<serde_json::Value>,
     pub cancel_requested: bool,
     /// Who runs it, while it runs.
-    pub lease_owner: Option<String>,
+    pub lease_owner: Option<LeaseOwner>,
     pub lease_expires_at: Option<NaiveDateTime>,
     /// How far the last attempt got (the kind's own JSON), for the next one to resume.
     pub checkpoint: Option<serde_json::Value>,
@@ -123,7 +124,7 @@ impl TryFrom<JobRow> for Job {
                 .map(|r| json("result", r))
                 .transpose()?,
             cancel_requested: row.cancel_requested,
-            lease_owner: row.lease_owner,
+            lease_owner: row.lease_owner.map(LeaseOwner::stored),
             lease_expires_at: row.lease_expires_at,
             checkpoint: row
                 .checkpoint
@@ -205,35 +206,13 @@ pub struct Progress {
     pub total: i64,
 }
 
-/// The fencing token of one attempt: the job, the attempt's number and its lease owner
-/// (unique to the attempt). Every write of the attempt is conditional on all three.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptToken {
-    pub job: JobId,
-    pub number: i32,
-    /// `{node}/{tag}`: the process, then a tag no other attempt has.
-    pub owner: String,
-}
-
-impl AttemptToken {
-    /// The token of the attempt that `owner`'s claim of `job` began.
-    fn claimed(job: &Job, owner: String) -> Self {
-        Self {
-            job: job.id,
-            number: job.attempts,
-            owner,
-        }
+/// The token of the attempt that `owner`'s claim of `job` began.
+fn token_of_claim(job: &Job, owner: LeaseOwner) -> AttemptToken {
+    AttemptToken {
+        job: job.id,
+        number: job.attempts,
+        owner,
     }
-
-    /// The part of the owner unique to this attempt (used in its file names).
-    pub fn tag(&self) -> &str {
-        owner_tag(&self.owner)
-    }
-}
-
-/// The tag of a lease owner `{node}/{tag}`: the part unique to its attempt.
-pub fn owner_tag(owner: &str) -> &str {
-    owner.rsplit('/').next().unwrap_or(owner)
 }
 
 /// Moves the jobs matching `$filter` whose status may become `$to` (per the state
@@ -277,7 +256,7 @@ macro_rules! fenced {
     ($token:expr) => {
         jobs::id
             .eq($token.job.to_string())
-            .and(jobs::lease_owner.eq($token.owner.clone()))
+            .and(jobs::lease_owner.eq($token.owner.as_str().to_owned()))
             .and(jobs::attempts.eq($token.number))
     };
 }
@@ -778,13 +757,14 @@ pub fn claim(
     node: &str,
     lease: Duration,
 ) -> QueryResult<Option<(Job, AttemptToken)>> {
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let owner = format!("{node}/{tag}");
+    let owner = LeaseOwner::new_attempt(node);
     match conn {
-        DbConnection::Pg(c) => Ok(typed_one(pg::claim(c, id, &owner, lease)?)?.map(|job| {
-            let token = AttemptToken::claimed(&job, owner);
-            (job, token)
-        })),
+        DbConnection::Pg(c) => Ok(typed_one(pg::claim(c, id, owner.as_str(), lease)?)?.map(
+            |job| {
+                let token = token_of_claim(&job, owner);
+                (job, token)
+            },
+        )),
         DbConnection::Sqlite(_) => claim_in_transaction(conn, id, owner, lease),
     }
 }
@@ -793,7 +773,7 @@ pub fn claim(
 fn claim_in_transaction(
     conn: &mut DbConnection,
     id: &JobId,
-    owner: String,
+    owner: LeaseOwner,
     lease: Duration,
 ) -> QueryResult<Option<(Job, AttemptToken)>> {
     conn.write_transaction(|conn| {
@@ -812,7 +792,7 @@ fn claim_in_transaction(
                 jobs::run_after.le(now)
             ),
             (
-                jobs::lease_owner.eq(&owner),
+                jobs::lease_owner.eq(owner.as_str()),
                 jobs::lease_expires_at.eq(until),
                 jobs::attempts.eq(jobs::attempts + 1),
                 jobs::started_at.eq(started),
@@ -822,7 +802,7 @@ fn claim_in_transaction(
         let Some(job) = claimed.into_iter().next() else {
             return Ok(None);
         };
-        let token = AttemptToken::claimed(&job, owner);
+        let token = token_of_claim(&job, owner);
         attempt::begin(conn, &token)?;
         Ok(Some((job, token)))
     })
@@ -941,7 +921,7 @@ pub fn finish(
                 Ending::Release => (Outcome::Released, None),
                 Ending::Cancelled => (Outcome::Cancelled, None),
             };
-            attempt::end(conn, &token.job, &token.owner, outcome, error)?;
+            attempt::end(conn, &token.job, token.owner.as_str(), outcome, error)?;
         }
         Ok(ended)
     })

@@ -770,7 +770,7 @@ both_deployments!(a_job_can_be_claimed_only_once, |app| async move {
     if let Some((claimed, token)) = first {
         assert_eq!(claimed.status, JobStatus::Running);
         assert_eq!(claimed.lease_owner, Some(token.owner.clone()));
-        assert!(token.owner.starts_with("a/"));
+        assert!(token.owner.as_str().starts_with("a/"));
     }
 });
 

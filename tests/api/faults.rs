@@ -105,7 +105,7 @@ async fn cancel_meets_every_ending(deployment: Deployment) {
         assert!(ended.result.is_none() && ended.finished_at.is_some());
         let history = attempt::for_job(&mut conn, &ended.id).unwrap();
         assert_eq!(history.len(), 1);
-        assert_eq!(history[0].outcome.as_deref(), Some("cancelled"));
+        assert_eq!(history[0].outcome, Some(attempt::Outcome::Cancelled));
     }
     // A crash: the lease runs out with the cancel requested.
     let accepted = web.start_export(json!({"min_age": 150})).await;

@@ -111,7 +111,7 @@ pub(super) fn succeed(
     Prepared(
         diesel::sql_query(SUCCEED)
             .bind::<Text, _>(token.job.to_string())
-            .bind::<Text, _>(&token.owner)
+            .bind::<Text, _>(token.owner.as_str())
             .bind::<Integer, _>(token.number)
             .bind::<Text, _>(to.as_str())
             .bind::<Array<Text>, _>(JobStatus::sources(to))
