@@ -1,5 +1,5 @@
 //! Builds a roster process from its settings: the database pool, the broker, the event
-//! registry, the worker pool with its consumer, the sweeper, the scheduler and (for
+//! registry, the worker pool with its consumer, the maintenance services, the scheduler and (for
 //! `serve`) the HTTP server. The whole route table is here, in [`routes`].
 
 use std::net::TcpListener;
@@ -20,9 +20,11 @@ use crate::events::Events;
 use crate::jobs::accept::Acceptor;
 use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
 use crate::jobs::heartbeat::{Heartbeat, Leave};
+use crate::jobs::maintenance::{
+    DiscardStaged, ForgetWorkers, LeaseRecovery, Maintenance, Reconciler, Retention, SweepFiles,
+};
 use crate::jobs::scheduler::Scheduler;
 use crate::jobs::store::FileStore;
-use crate::jobs::sweeper::Sweeper;
 use crate::jobs::worker::{JobWorker, WorkerContext};
 use crate::jobs::{JobHandler, Registry, Shutdown};
 use crate::metrics::METRICS;
@@ -78,7 +80,7 @@ fn node_name() -> String {
 }
 
 impl Services {
-    /// Connects, migrates, and starts the event registry, the sweeper and (with
+    /// Connects, migrates, and starts the event registry, the maintenance services and (with
     /// `workers`) the worker pool and its consumer.
     pub async fn start(settings: Settings, hooks: Hooks, workers: bool) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
@@ -115,14 +117,24 @@ impl Services {
             None => broker,
         };
         let events = Events::start(link);
-        Sweeper::new(
-            pool.clone(),
-            broker.clone(),
-            events.clone(),
-            FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
-            settings.redeliver(),
-            settings.job_retention(),
-            crate::jobs::retry::RetryPolicy::from_settings(&settings),
+        let store = FileStore::new(settings.export_dir.clone(), settings.export_ttl());
+        Maintenance::new(
+            LeaseRecovery::new(
+                pool.clone(),
+                events.clone(),
+                crate::jobs::retry::RetryPolicy::from_settings(&settings),
+            ),
+            Reconciler::new(pool.clone(), broker.clone(), settings.redeliver()),
+            vec![
+                Box::new(Retention::new(
+                    pool.clone(),
+                    store.clone(),
+                    settings.job_retention(),
+                )),
+                Box::new(ForgetWorkers::new(pool.clone())),
+                Box::new(DiscardStaged::new(pool.clone())),
+                Box::new(SweepFiles::new(pool.clone(), store)),
+            ],
         )
         .start();
         let mut kinds: Registry = crate::kinds::standard_kinds(&settings);

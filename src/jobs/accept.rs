@@ -4,7 +4,7 @@
 //! The kind checks the parameters; the row is committed (durable accept) before anything
 //! else happens, in one commit that also marks it published; then the job is announced as
 //! an event and published to the broker. If publishing fails the job is marked unpublished
-//! and the sweeper's reconciler publishes it; if the process dies before publishing, the
+//! and the maintenance reconciler publishes it; if the process dies before publishing, the
 //! reconciler finds the broker without the job within `ROSTER_REDELIVER_SECS`.
 //!
 //! Unique jobs: an `Idempotency-Key` returns the job first created with it by the same

@@ -1,7 +1,7 @@
 //! The JobConsumer actor (DESIGN's RedisConsumer; it drives the in-process broker too):
 //! asks the broker for no more jobs than there are idle workers, hands each to the
 //! worker pool, and acknowledges a delivery once the worker is done with it (the jobs
-//! table, not the broker, keeps a job that did not end: see the sweeper). Acknowledgements
+//! table, not the broker, keeps a job that did not end: see `jobs::maintenance`). Acknowledgements
 //! go out one request at a time, each carrying all that finished meanwhile: under load a
 //! round trip acknowledges many jobs, and idle it costs no wait. When the broker is
 //! unreachable it backs off and tries again.

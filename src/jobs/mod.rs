@@ -2,19 +2,19 @@
 //! registry, admission (the one function that accepts a job, and retries), the one retry
 //! policy, the consumer that takes jobs from the broker, the worker pool that runs them
 //! (fenced attempts, the lease keeper) and the heartbeat that tells who runs what, the
-//! store of their files, the scheduler of periodic jobs, and the sweeper that repairs what
-//! a crash left behind. The kinds themselves are in `kinds`.
+//! store of their files, the scheduler of periodic jobs, and the maintenance services that
+//! repair what a crash left behind. The kinds themselves are in `kinds`.
 
 pub mod accept;
 pub mod consumer;
 pub mod heartbeat;
 pub mod kind;
 mod lease;
+pub mod maintenance;
 pub mod retry;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
-pub mod sweeper;
 pub mod worker;
 
 pub use kind::{JobHandler, Kind, Registry};

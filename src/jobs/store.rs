@@ -1,7 +1,7 @@
 //! The file store: the one place that knows jobs' files (exports, rejects reports,
 //! uploads). It names them (each attempt writes its own temporary file, created
 //! exclusively, and commits it under a final name of its own), says when a finished file
-//! expires, finds the file a job's result names, and decides which files the sweeper may
+//! expires, finds the file a job's result names, and decides which files the file sweep may
 //! delete: only roster's own, and only once no attempt can own them.
 //!
 //! Names: `.{job}.{attempt}.{tag}.{ext}.part` while an attempt writes, then
@@ -45,7 +45,7 @@ impl ResultFile {
         Self::deserialize(result).ok()
     }
 
-    /// Whether the file has expired: the one rule for downloads and the sweeper.
+    /// Whether the file has expired: the one rule for downloads and the file sweep.
     pub fn is_expired(&self) -> bool {
         self.expires_at <= Utc::now()
     }
@@ -209,7 +209,7 @@ impl FileStore {
                 "it is not a directory",
             ));
         }
-        // A name no job file can have (the sweeper leaves it alone), unique to this check
+        // A name no job file can have (the file sweep leaves it alone), unique to this check
         // even between processes sharing the volume.
         let probe = self.dir.join(format!(
             ".roster-write-check.{}",

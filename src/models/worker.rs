@@ -15,7 +15,7 @@ use crate::schema::workers;
 
 /// A worker whose last beat is at most this old is live.
 pub const LIVE_AFTER: Duration = Duration::from_secs(10);
-/// A row whose last beat is older than this is deleted by the sweeper (its process died
+/// A row whose last beat is older than this is deleted by maintenance (its process died
 /// without a graceful shutdown).
 pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
 

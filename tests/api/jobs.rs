@@ -297,8 +297,14 @@ both_deployments!(
             app.settings.export_dir.clone(),
             Duration::from_secs(60),
         );
-        let pruned =
-            roster::jobs::sweeper::prune(&app.pool, &store, app.settings.job_retention()).unwrap();
+        let pruned = roster::jobs::maintenance::Housekeeping::run_once(
+            &roster::jobs::maintenance::Retention::new(
+                app.pool.clone(),
+                store.clone(),
+                app.settings.job_retention(),
+            ),
+        )
+        .unwrap();
         assert_eq!(pruned, 1);
         assert_eq!(
             app.get(&format!("/api/jobs/{}", id(&old))).await.status,

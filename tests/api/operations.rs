@@ -182,9 +182,21 @@ both_deployments!(
         assert_eq!(listed(&now).len(), 1, "not live: {now}");
         assert_eq!(now["workers"][0]["id"], mine["workers"][0]["id"]);
         back(chrono::Duration::minutes(59));
-        assert_eq!(roster::jobs::sweeper::forget_workers(&app.pool).unwrap(), 0);
+        assert_eq!(
+            roster::jobs::maintenance::Housekeeping::run_once(
+                &roster::jobs::maintenance::ForgetWorkers::new(app.pool.clone())
+            )
+            .unwrap(),
+            0
+        );
         back(chrono::Duration::minutes(61));
-        assert_eq!(roster::jobs::sweeper::forget_workers(&app.pool).unwrap(), 1);
+        assert_eq!(
+            roster::jobs::maintenance::Housekeeping::run_once(
+                &roster::jobs::maintenance::ForgetWorkers::new(app.pool.clone())
+            )
+            .unwrap(),
+            1
+        );
         let left: i64 = workers::table.count().get_result(&mut *conn).unwrap();
         assert_eq!(left, 1, "the live one stays");
     }

@@ -1,0 +1,110 @@
+//! Maintenance: the periodic repairs that keep the jobs table the only truth, one small
+//! service per repair (as River's `internal/maintenance`), each with a `run_once` that
+//! tests call directly:
+//!
+//! - [`LeaseRecovery`]: running jobs whose lease expired on the database's clock go back to
+//!   the queue through the retry policy, or end as the state machine says;
+//! - [`Reconciler`]: due jobs never published are published; jobs the broker lost are
+//!   published again;
+//! - [`Retention`]: ended jobs past `ROSTER_JOB_RETENTION_DAYS` are deleted with their files;
+//! - [`ForgetWorkers`]: worker processes not seen for an hour are forgotten;
+//! - [`DiscardStaged`]: rows staged by imports that no longer run are discarded;
+//! - [`SweepFiles`]: expired files and files no attempt can own are removed.
+//!
+//! The [`Maintenance`] actor runs them: recovery then reconciliation every second (so the
+//! jobs just requeued are published in the same pass), the housekeeping every ten. Every
+//! process runs one; each repair's updates are conditional, so two at once is fine.
+
+mod files;
+mod lease_recovery;
+mod reconciler;
+mod retention;
+mod staging;
+mod workers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+pub use files::SweepFiles;
+pub use lease_recovery::LeaseRecovery;
+pub use reconciler::Reconciler;
+pub use retention::Retention;
+pub use staging::DiscardStaged;
+pub use workers::ForgetWorkers;
+
+/// How often leases are recovered and the queue reconciled with the broker.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the housekeeping repairs run.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A repair that runs on a blocking thread and says how many things it mended.
+pub trait Housekeeping: Send + Sync + 'static {
+    /// What it mends, for the log ("deleted 3 {what}").
+    fn what(&self) -> &'static str;
+    fn run_once(&self) -> anyhow::Result<usize>;
+}
+
+/// Runs every repair on its interval.
+pub struct Maintenance {
+    recovery: Arc<LeaseRecovery>,
+    reconciler: Arc<Reconciler>,
+    housekeeping: Arc<Vec<Box<dyn Housekeeping>>>,
+    busy: bool,
+}
+
+impl Maintenance {
+    pub fn new(
+        recovery: LeaseRecovery,
+        reconciler: Reconciler,
+        housekeeping: Vec<Box<dyn Housekeeping>>,
+    ) -> Self {
+        Self {
+            recovery: Arc::new(recovery),
+            reconciler: Arc::new(reconciler),
+            housekeeping: Arc::new(housekeeping),
+            busy: false,
+        }
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let (recovery, reconciler) = (self.recovery.clone(), self.reconciler.clone());
+        async move {
+            if let Err(e) = recovery.run_once().await {
+                log::warn!("lease recovery failed: {e:#}");
+            }
+            if let Err(e) = reconciler.run_once().await {
+                log::warn!("reconciling the queue failed: {e:#}");
+            }
+        }
+        .into_actor(self)
+        .map(|(), act, _| act.busy = false)
+        .spawn(ctx);
+    }
+}
+
+impl Actor for Maintenance {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.sweep(ctx);
+        ctx.run_interval(SWEEP_INTERVAL, |act, ctx| act.sweep(ctx));
+        ctx.run_interval(HOUSEKEEPING_INTERVAL, |act, _ctx| {
+            let housekeeping = act.housekeeping.clone();
+            actix_web::rt::task::spawn_blocking(move || {
+                for repair in housekeeping.iter() {
+                    match repair.run_once() {
+                        Ok(0) => {}
+                        Ok(n) => log::info!("maintenance: {n} {}", repair.what()),
+                        Err(e) => log::warn!("maintenance: {} failed: {e:#}", repair.what()),
+                    }
+                }
+            });
+        });
+    }
+}
