@@ -1,0 +1,97 @@
+"""Chaos harness for roster: the production shape under random faults, then every promise checked.
+
+It starts a private PostgreSQL cluster and Redis in a temporary directory, one
+`roster serve --no-workers` and three `roster worker` processes (2 workers each) on them,
+submits jobs in bursts (about 15 % of them cancelled at some moment: at once, while
+running, or later), follows every job over WebSocket (plus one `/ws` dashboard subscribed
+to "*"), and meanwhile injects faults at random intervals, sometimes two at once (every
+kind at least once when there are as many faults as kinds).
+
+About 80 % of the jobs are exports (csv or jsonl, an age range or none). The others are
+imports (`POST /api/imports`, half `skip_invalid`, half `all_or_nothing`) of a CSV of
+(students / 20,000) x 300-1,000 rows, within 1,000-10,000 (so 1,000-2,000 with --quick), named
+`chaos-imp-<n>-<row>`, unique to import n; about half the files (each mode at least one
+with and one without, when there are 4 imports) have 1-5 invalid rows (age 200 or -1, a
+blank name, age "12.5"). Every submission keeps one Idempotency-Key across its retries.
+The faults:
+
+  kill_worker    kill -9 a worker (one running jobs, if any), restart it 0-3 s later
+  pause_worker   SIGSTOP a worker for lease+2..lease+6 s, then SIGCONT
+  term_worker    SIGTERM a worker (sometimes a second one 0.5 s later), restart it
+  redis_restart  kill -9 Redis (once jobs wait in its stream, if within 10 s), restart
+                 it with its append-only file
+  redis_wipe     the same, restarting it empty
+  pg_restart     pg_ctl restart -m fast (sometimes -m immediate)
+  lock_jobs      LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE for 12 s
+  pool_exhaust   80 concurrent slow student searches for 10 s
+  cancel_kill    cancel a running job and kill -9 its worker at the same moment
+                 (submitting an export for it when no job runs)
+  kill_serve     kill -9 the web process, restart it 0-2 s later
+
+A roster process that exits by itself (say, refused to start while Redis was down) is
+restarted and reported. Imports commit ROSTER_IMPORT_BATCH_ROWS = 50 rows at a time.
+Exports read ROSTER_EXPORT_BATCH_ROWS = students / 5,000 rows a
+batch, so that one lasts a couple of seconds and faults meet running jobs; imports insert
+(and skip_invalid commits) as many rows a batch, so that one lasts a few seconds too.
+
+Then it restarts anything down, waits for every accepted job to end (for as long as jobs
+run or end; up to 15 minutes), lets the sweeper settle for 15 s, and counts:
+
+  lost                accepted (202) and not ended once nothing ran or ended for a while
+  stalls              a job due in the queue for more than the redelivery interval + 5 s
+                      while a worker slot stood idle and no database or Redis fault was
+                      under way (guarantee 10), counted during the whole run
+  double completions  `job ID succeeded` logged more than once, or two files for one job
+                      (an import's upload aside)
+  corrupt files       a succeeded export's file missing, or not matching its result (size,
+                      sha256, rows), unparsable, out of (age, id) order, duplicate ids,
+                      ages outside the job's range, a count of seeded rows (names not
+                      `chaos-imp-`) other than the database's, written after its job ended
+                      (a rewrite, even of equal bytes), or a download whose sha256 differs.
+                      An export may or may not hold rows imported while it ran (a resumed
+                      export reads on from its checkpoint as the table is then); order,
+                      duplicates and ranges are checked over all its rows. For an import:
+                      its upload missing or not the bytes sent; a rejects report missing
+                      when the file had invalid rows (or present when it had none), not
+                      listing exactly their lines, or downloading other bytes
+  leftover files      hidden or *.part files, or files that neither a job's result names
+                      (a succeeded export's file, an ended import's rejects report) nor an
+                      existing import names as its upload; uploads of no job (a request
+                      cut by kill_serve: roster keeps them 10 minutes) are allowed only up
+                      to the number of import requests that got no answer
+  double inserts      an import's name (`chaos-imp-<n>-<row>`) in `students` more than once
+  wrong import counts a succeeded import whose rows in `students` differ from its
+                      `result.inserted`, its valid rows or their ages, or whose result
+                      miscounts rows or rejects; an all_or_nothing import that did not
+                      succeed with rows in the table; a cancelled (or failed) skip_invalid
+                      import whose rows are not the first k of its valid rows; an invalid
+                      row inserted; rows of an import that was never accepted
+  wrong endings       an export whose cancel got 202 but did not end `cancelled`; one never
+                      cancelled that did not end `succeeded`. An import: `succeeded`
+                      (`failed` for an all_or_nothing file with invalid rows) when never
+                      cancelled; after a cancel answered 202, `cancelled` or, when the
+                      cancel came after its last commit, that same ending
+  missed endings      a subscriber whose last known status is not the job's final one
+                      (the dashboard: of the jobs that ended while it was connected)
+  seq backwards       a frame whose seq is lower than an earlier one on the same connection
+  slow stops          a worker still running 3 s after a second SIGTERM, or
+                      grace + 15 s after one
+
+It also prints the time from each kill -9 / SIGSTOP of a worker to each job it held being
+back in the queue, and running again under another lease or ended (p50, p99, max), in all
+and for the kills no database or Redis fault overlapped (a locked or restarting database
+holds every recovery up). Back in the queue has the goal p99 <= lease + 5 s
+(informational). Running again includes waiting for a free worker slot under a backlog;
+that no slot stood idle meanwhile is what the stalls check asserts.
+Exit status 0 only when every count is 0.
+
+Run it (as root: PostgreSQL runs as `postgres` through runuser; needs PostgreSQL's
+initdb and pg_ctl, psql, redis-server, and `pip install websockets`):
+
+    python3 benches/chaos.py --roster target/release/roster           # about 10 minutes
+    python3 benches/chaos.py --roster target/release/roster --quick   # under 4 minutes (CI)
+
+Options: --jobs N (200; --quick 30; imports included), --faults M (100; --quick 15),
+--seed S, --students K (200000; --quick 50000), --report FILE (append a Markdown
+section), --keep (keep the temporary directory with every process's log).
+"""

@@ -1,0 +1,305 @@
+"""The checks at the end of the run: the `Checker` reads the jobs table, the files, the
+logs and what the workload and the watchers saw, and collects the findings of each check
+(lost jobs, stalls, double completions, files, imports, endings, subscribers, events that
+describe no committed state, cancels of imports mid-batch, slow stops)."""
+
+import asyncio
+import collections
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import re
+import time
+
+from .files import verify_file, verify_report
+from .settings import (CHECKS, IMPORT_PREFIX, SUCCEEDED_LINE, TERMINAL, UPLOAD_GRACE_SECS,
+                       UPLOAD_NAME, UUID)
+
+
+class Checker:
+    """Collects the findings of the final checks: category -> [(job id or file, detail)]."""
+
+    def __init__(self, stack, api, workload, dashboard, chaos, histogram):
+        self.stack, self.api, self.workload, self.dashboard, self.chaos = (
+            stack, api, workload, dashboard, chaos)
+        self.histogram = histogram  # age -> seeded students (imported ones left out)
+        self.orphan_uploads = []  # uploads of no job, allowed (a cut request's)
+        self.endings_of = {}  # job id -> its status in the table at the end
+        self.took = {}  # job id -> seconds from its first start to its end
+        self.exports_with_imports = 0  # succeeded exports holding rows imported meanwhile
+        self.late_cancels = []  # imports that ended as if never cancelled after a 202
+        self.found = {check: [] for check in CHECKS}
+        self.logs = {p: p.read_text(errors="replace").splitlines()
+                     for p in sorted(stack.logs.glob("*.log"))}
+
+    def add(self, check, subject, detail):
+        self.found[check].append((subject, detail))
+
+    def evidence(self, job_id, limit=4):
+        """The last log lines about a job (GET requests left out)."""
+        lines = [f"{p.stem}: {line}" for p, text in self.logs.items() for line in text
+                 if job_id in line and '"GET ' not in line]
+        return lines[-limit:]
+
+    def expected_rows(self, params):
+        low, high = params.get("min_age", 0), params.get("max_age", 150)
+        return sum(n for age, n in self.histogram.items() if low <= age <= high)
+
+    async def run(self):
+        rows = self.stack.pg.sql_now(
+            "SELECT row_to_json(j) FROM (SELECT id, kind, status, error, params, result, "
+            "extract(epoch FROM finished_at) AS finished, attempts, "
+            "extract(epoch FROM run_after - now()) AS due_in, "
+            "extract(epoch FROM finished_at - started_at) AS took FROM jobs) j")
+        db = {}
+        for job in (json.loads(r[0]) for r in rows):
+            job["params"] = json.loads(job["params"] or "{}")
+            job["result"] = json.loads(job["result"] or "null")
+            db[job["id"]] = job
+        self.endings_of = {job_id: job["status"] for job_id, job in db.items()}
+        self.took = {job_id: job["took"] for job_id, job in db.items() if job["took"]}
+        self.endings(db)
+        self.subscribers(db)
+        self.doubles(db)
+        exports = {job_id: job["finished"] for job_id, job in db.items()
+                   if job["status"] == "succeeded" and not job["params"].get("upload")}
+        named = await self.files(exports)
+        named |= await self.imports(db)
+        self.leftovers(db, named)
+        for job_id, (waited, began, idle) in sorted(self.chaos.monitor.stalls.items()):
+            self.add("stalls", job_id, f"due in the queue {waited:.1f}s from {began:.1f}s "
+                     f"while {idle} worker slot(s) stood idle")
+        for name, detail in self.chaos.slow_stops:
+            self.add("slow stops", name, detail)
+        return self.found
+
+    def endings(self, db):
+        for job in self.workload.jobs.values():
+            row = db.get(job.id)
+            status = row["status"] if row else "missing"
+            what = f"{job.upload.describe()}; " if job.upload else ""
+            if status not in TERMINAL:
+                due = (f", due in {row['due_in']:.1f}s" if row and status == "queued"
+                       else "")
+                tried = f" after {row['attempts']} attempts" if row else ""
+                self.add("lost", job.id, f"{what}{status}{tried}{due}; cancels: "
+                         f"{job.cancels or 'none'}")
+            elif status not in job.expected_endings():
+                self.add("wrong endings", job.id, f"{what}ended {status} (error: "
+                         f"{row['error']}); cancels: {job.cancels or 'none'}")
+            elif job.upload and "accepted" in job.cancels and status != "cancelled":
+                self.late_cancels.append(job.id)
+        for job_id, what in self.workload.merged:
+            self.add("lost", job_id, f"the submission of {what} was answered with this job, "
+                     "which another submission made")
+
+    def subscribers(self, db):
+        for job in self.workload.jobs.values():
+            final = db.get(job.id, {}).get("status")
+            watch = self.workload.watches[job.id]
+            seen = watch.status(job.id)
+            if final in TERMINAL and seen != final:
+                errors = f" (error frames: {watch.errors})" if watch.errors else ""
+                self.add("missed endings", job.id,
+                         f"follower last saw {seen}, the job ended {final}{errors}")
+        since, dashboard = self.dashboard.connected_since, self.dashboard.watch
+        errors = f" (error frames: {dashboard.errors})" if dashboard.errors else ""
+        for job in self.workload.jobs.values():
+            row = db.get(job.id, {})
+            seen = dashboard.status(job.id)
+            if (since is not None and row.get("status") in TERMINAL
+                    and (row.get("finished") or 0) > since + 1 and seen != row["status"]):
+                self.add("missed endings", job.id, f"dashboard last saw {seen}, the job "
+                         f"ended {row['status']} while it was connected{errors}")
+        watches = [(w, "follower") for w in self.workload.watches.values()]
+        for watch, who in watches + [(self.dashboard.watch, "dashboard")]:
+            for job_id, earlier, later in watch.backwards:
+                self.add("seq backwards", job_id, f"{who}: seq {later} after {earlier}")
+
+    def doubles(self, db):
+        logged = collections.Counter(m.group(1) for text in self.logs.values() for line in text
+                                     if (m := SUCCEEDED_LINE.search(line)))
+        for job_id, n in logged.items():
+            if n > 1:
+                self.add("double completions", job_id, f"'succeeded' logged {n} times")
+        uploads = {job["params"].get("upload") for job in db.values()}
+        by_job = collections.defaultdict(list)
+        for path in self.stack.exports.iterdir():
+            m = re.search(UUID, path.name)
+            if m and not path.name.startswith(".") and path.name not in uploads:
+                by_job[m.group(0)].append(path.name)
+        for job_id, names in by_job.items():
+            if len(names) > 1:
+                self.add("double completions", job_id, f"files {names}")
+
+    async def files(self, succeeded):
+        """Checks every succeeded export's file and download (`succeeded`: job id -> when
+        it ended); returns the file names their results name."""
+        named = set()
+        loop = asyncio.get_running_loop()
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+            checks = []
+            for job_id, finished in sorted(succeeded.items()):
+                reply = await self.api.call("GET", f"/api/jobs/{job_id}")
+                view = reply.json() or {}
+                result, params = view.get("result") or {}, view.get("params") or {}
+                name = result.get("file") or ""
+                if not name or "/" in name or name.startswith("."):
+                    self.add("corrupt files", job_id, f"result names no usable file: {result}")
+                    continue
+                named.add(name)
+                path = self.stack.exports / name
+                checks.append((job_id, result, loop.run_in_executor(
+                    pool, verify_file, str(path), result, params, self.expected_rows(params),
+                    finished)))
+            for job_id, result, check in checks:
+                problems, imported = await check
+                self.exports_with_imports += imported > 0
+                for problem in problems:
+                    self.add("corrupt files", job_id, problem)
+                status, digest = await self.api.download_sha256(f"/api/jobs/{job_id}/download")
+                if status != 200 or digest != result.get("sha256"):
+                    self.add("corrupt files", job_id, f"download: status {status}, sha256 "
+                             f"{'differs' if status == 200 else digest}")
+        return named
+
+    async def imports(self, db):
+        """Checks every import: its rows in `students` (each name once, as many as its
+        ending says, the right ones with the right ages), its upload, and its rejects
+        report; returns the names of the reports their results name."""
+        imported = collections.defaultdict(collections.Counter)  # import -> row -> count
+        ages = {}  # (import, row) -> age
+        names = self.stack.pg.sql_now(
+            f"SELECT name, age FROM students WHERE name LIKE '{IMPORT_PREFIX}%'")
+        for name, age in names:
+            number, _, row = name.removeprefix(IMPORT_PREFIX).partition("-")
+            key = (int(number), int(row))
+            imported[key[0]][key[1]] += 1
+            ages[key] = int(age)
+        for number, rows in sorted(imported.items()):
+            for row, n in sorted(rows.items()):
+                if n > 1:
+                    self.add("double inserts", f"{IMPORT_PREFIX}{number}-{row}",
+                             f"{n} times in students (import {number}: job "
+                             f"{self.import_job(number) or 'none'})")
+        accepted = {job.upload.number: job for job in self.workload.jobs.values()
+                    if job.upload}
+        for number in sorted(set(imported) - set(accepted)):
+            self.add("wrong import counts", f"import {number}",
+                     f"{sum(imported[number].values())} rows in students, but it was "
+                     "never accepted")
+        named = set()
+        for number, job in sorted(accepted.items()):
+            row = db.get(job.id) or {}
+            rows = imported.get(number, collections.Counter())
+            for problem in self.import_counts(job.upload, row, rows, ages):
+                self.add("wrong import counts", job.id, f"{job.upload.describe()}, "
+                         f"{row.get('status')}: {problem}")
+            for problem in await self.import_files(job, row, named):
+                self.add("corrupt files", job.id, f"{job.upload.describe()}: {problem}")
+        return named
+
+    def import_job(self, number):
+        return next((job.id for job in self.workload.jobs.values()
+                     if job.upload and job.upload.number == number), None)
+
+    @staticmethod
+    def import_counts(upload, row, rows, ages):
+        """What is wrong with the rows an import left in `students` (`rows`: its row
+        numbers -> how many times each is there)."""
+        status, result = row.get("status"), row.get("result") or {}
+        in_table = sum(rows.values())
+        problems = []
+        if bad := sorted(i for i in rows if i in upload.invalid or i >= upload.rows):
+            problems.append(f"rows inserted that the file has not as valid: {bad[:10]}")
+        if wrong := sorted(i for i in rows if i < upload.rows and i not in upload.invalid
+                           and ages[(upload.number, i)] != upload.ages[i]):
+            problems.append(f"rows with another age than the file's: {wrong[:10]}")
+        if status == "succeeded":
+            if in_table != result.get("inserted") or in_table != len(upload.valid):
+                problems.append(f"{in_table} rows in students; result.inserted "
+                                f"{result.get('inserted')}, valid rows {len(upload.valid)}")
+            if (result.get("rows"), result.get("rejected")) != (upload.rows, len(upload.invalid)):
+                problems.append(f"result counts rows {result.get('rows')}, rejected "
+                                f"{result.get('rejected')}; the file has {upload.rows} rows, "
+                                f"{len(upload.invalid)} invalid")
+        elif upload.mode == "all_or_nothing":
+            if in_table:
+                problems.append(f"{in_table} rows in students although it did not succeed")
+        elif set(rows) != set(upload.valid[:len(rows)]) or in_table > len(upload.valid):
+            problems.append(f"{in_table} rows in students, not the first of its "
+                            f"{len(upload.valid)} valid rows")
+        if (status == "failed" and upload.refused
+                and (result.get("inserted"), result.get("rejected")) != (0, len(upload.invalid))):
+            problems.append(f"result says inserted {result.get('inserted')}, rejected "
+                            f"{result.get('rejected')}; the file has {len(upload.invalid)} "
+                            "invalid rows")
+        return problems
+
+    async def import_files(self, job, row, named):
+        """What is wrong with an import's upload and rejects report; adds the report's
+        name to `named`."""
+        upload, result = job.upload, row.get("result") or {}
+        problems = []
+        name = (row.get("params") or {}).get("upload") or ""
+        if not UPLOAD_NAME.match(name) or not name.startswith(job.id) or name.startswith("."):
+            problems.append(f"params name no upload of its own: {name!r}")
+        else:
+            try:
+                data = (self.stack.exports / name).read_bytes()
+                if hashlib.sha256(data).hexdigest() != upload.sha256:
+                    problems.append(f"upload {name} is not the file sent")
+            except OSError as e:
+                problems.append(f"upload gone while its job exists: {e}")
+        report = result.get("file")
+        if report is not None:
+            named.add(report)
+        if row.get("status") not in ("succeeded", "failed"):
+            return problems  # cancelled (or lost): no report to check
+        if report is None:
+            if upload.invalid:
+                problems.append(f"result names no rejects report: {result}")
+            return problems
+        if "/" in report or report.startswith(".") or not report.startswith(job.id):
+            return problems + [f"result names no usable report: {result}"]
+        if not upload.invalid:
+            problems.append(f"a rejects report {report} although every row is valid")
+        loop = asyncio.get_running_loop()
+        found, digest = await loop.run_in_executor(
+            None, verify_report, str(self.stack.exports / report), upload)
+        problems += found
+        if digest is not None:
+            status, downloaded = await self.api.download_sha256(f"/api/jobs/{job.id}/download")
+            if status != 200 or downloaded != digest:
+                problems.append(f"report download: status {status}, sha256 "
+                                f"{'differs' if status == 200 else downloaded}")
+        return problems
+
+    def leftovers(self, db, named):
+        """Files no job may own: temporary files, and files that neither a result names
+        (`named`) nor an existing job names as its upload. An upload of no job (of a
+        request cut by kill_serve; roster keeps it for the grace) is allowed, as many as
+        import requests got no answer."""
+        uploads = {job["params"].get("upload") for job in db.values()}
+        strays = []
+        for path in sorted(self.stack.exports.iterdir()):
+            m = UPLOAD_NAME.match(path.name)
+            if path.name in named or path.name in uploads:
+                continue
+            if m and m.group(1) not in db and time.time() - path.stat().st_mtime < (
+                    UPLOAD_GRACE_SECS):
+                strays.append(path.name)
+            elif path.name.startswith(".") or path.name.endswith(".part"):
+                self.add("leftover files", path.name, "temporary file left behind")
+            else:
+                self.add("leftover files", path.name,
+                         "no job's result names it, nor any job as its upload")
+        allowed = self.workload.unanswered_imports
+        if len(strays) > allowed:
+            for name in strays:
+                self.add("leftover files", name, f"upload of no job ({len(strays)} such, "
+                         f"{allowed} import requests got no answer)")
+        else:
+            self.orphan_uploads = strays

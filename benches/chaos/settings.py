@@ -1,0 +1,116 @@
+"""The run's fixed settings: the production shape it starts (workers, concurrency,
+lease, retries, grace), the sizes and shares of the job mix, the fault kinds and their
+weights, the names of the checks (the rows of the final report), and the patterns that
+read roster's names and logs."""
+
+import re
+from pathlib import Path
+
+
+# Debian's newest installed PostgreSQL (initdb and pg_ctl are not on PATH).
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
+             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+             default=Path("/usr/lib/postgresql/15/bin"))
+WORKERS = 3
+CONCURRENCY = 2
+LEASE_SECS = 3
+REDELIVER_SECS = 3
+# Faults fail attempts often (a job may see ten): retries back off briefly and for at
+# most a few seconds, so that the run's end does not wait on them.
+RETRY_BACKOFF_MS = 250
+RETRY_BACKOFF_MAX_SECS = 5
+GRACE_SECS = 5
+SETTINGS = {
+    "ROSTER_CONCURRENCY": str(CONCURRENCY),
+    "ROSTER_LEASE_SECS": str(LEASE_SECS),
+    "ROSTER_REDELIVER_SECS": str(REDELIVER_SECS),
+    "ROSTER_MAX_ATTEMPTS": "25",
+    "ROSTER_RETRY_BACKOFF_MS": str(RETRY_BACKOFF_MS),
+    "ROSTER_RETRY_BACKOFF_MAX_SECS": str(RETRY_BACKOFF_MAX_SECS),
+    "ROSTER_SHUTDOWN_GRACE_SECS": str(GRACE_SECS),
+    "RUST_LOG": "info",
+}
+# Rows per keyset batch: one per 5,000 students, so that an export of every student
+# takes 1.5-2 s alone on a 2-core machine (at 2,000 rows a batch it takes 0.2 s, and
+# faults almost never meet a running job). Each batch of a CSV export on PostgreSQL is a
+# COPY, which PostgreSQL parses and plans anew (it cannot be prepared): about 0.25 ms a
+# batch here, twice a prepared SELECT's, so at one row per 20,000 students (10-row
+# batches) an export took 5 s and the run's jobs queued behind each other.
+STUDENTS_PER_BATCH_ROW = 5_000
+# Import files are sized by this unit instead (one per 20,000 students), so that an
+# import still takes a few seconds.
+STUDENTS_PER_IMPORT_UNIT = 20_000
+TERMINAL = {"succeeded", "failed", "cancelled"}
+POLL_SECS = 0.1
+# A job due in the queue while a worker slot stands idle this long (no database or Redis
+# fault under way) is a stall: guarantee 10 allows the redelivery interval, plus the
+# consumer's poll and a start.
+STALL_SECS = REDELIVER_SECS + 5
+# A worker just (re)started is not counted as a free slot until it has had time to
+# connect and join the consumer group.
+WORKER_WARMUP_SECS = 5
+FAULT_INTERVAL_SECS = 4.0  # on average, between the starts of two faults
+# After the faults, jobs may wait for a retry's backoff, a lease to expire and a
+# redelivery; a job still not ended once nothing has run or ended for this long is lost.
+QUIET_SECS = RETRY_BACKOFF_MAX_SECS + LEASE_SECS + STALL_SECS + 10
+END_CAP_SECS = 900
+SETTLE_SECS = 15
+SECOND_TERM_LIMIT_SECS = 3
+FIRST_TERM_LIMIT_SECS = GRACE_SECS + 15
+CANCEL_SHARE = 0.15
+IMPORT_SHARE = 0.20  # of the submissions: imports, the rest exports
+IMPORT_PREFIX = "chaos-imp-"  # the names of imported students: chaos-imp-<n>-<row>
+# Rows of an import file: one unit (STUDENTS_PER_IMPORT_UNIT) x this, so that an import
+# takes a few seconds like an export; within IMPORT_ROWS.
+IMPORT_BATCHES = (300, 1_000)
+# Rows per import batch (ROSTER_IMPORT_BATCH_ROWS): an import of 1,000-10,000 rows makes
+# 20-200 commits.
+IMPORT_BATCH_ROWS = 50
+# Small enough that the imports of a long run (about 40) do not double the table, which
+# would double every later export and leave a backlog no fault caused.
+IMPORT_ROWS = (1_000, 10_000)
+INVALID_FILE_SHARE = 0.5  # of the import files: with 1-5 invalid rows
+# An invalid row: (what is wrong, its name field or None for ours, its age field).
+INVALID_ROWS = [("age 200", None, "200"), ("age -1", None, "-1"),
+                ("blank name", "   ", "30"), ("age 12.5", None, "12.5")]
+# roster keeps an upload whose job does not exist (yet) this long.
+UPLOAD_GRACE_SECS = 600
+UPLOAD_NAME = re.compile(r"^\.?([0-9a-f-]{36})\.0\.upload\.csv(\.part)?$")
+MAX_FOLLOWERS = 256
+# psql sessions of the harness itself never wait long on roster's locks.
+HARNESS_PGOPTIONS = "-c lock_timeout=1000 -c statement_timeout=4000"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+SUCCEEDED_LINE = re.compile(rf"job ({UUID}) succeeded")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A finished export's file is written before its job's ending is recorded; a write after
+# it (by an attempt that lost its lease) is a rewrite even when the bytes come out equal.
+MTIME_SLACK_SECS = 0.5
+
+# fault kind -> weight when drawing beyond one of each
+FAULTS = {
+    "kill_worker": 3,
+    "pause_worker": 2,
+    "term_worker": 2,
+    "redis_restart": 1,
+    "redis_wipe": 1,
+    "pg_restart": 1,
+    "lock_jobs": 1,
+    "pool_exhaust": 1,
+    "cancel_kill": 2,
+    "kill_serve": 1,
+}
+CHECKS = [
+    "lost",
+    "stalls",
+    "double completions",
+    "corrupt files",
+    "leftover files",
+    "double inserts",
+    "wrong import counts",
+    "wrong endings",
+    "missed endings",
+    "seq backwards",
+    "slow stops",
+]
+
+T0 = time.monotonic()

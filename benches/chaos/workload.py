@@ -1,0 +1,204 @@
+"""The job mix and its submission: exports and imports (their CSV files, valid or with
+invalid rows) submitted in bursts with idempotency keys, a follower for each accepted job,
+and the cancels: at once, while running, later, or of an import mid-batch (once its
+progress shows rows done)."""
+
+import asyncio
+import collections
+import dataclasses
+import hashlib
+import time
+
+from .common import say
+from .settings import (CANCEL_SHARE, IMPORT_BATCHES, IMPORT_PREFIX, IMPORT_ROWS,
+                       IMPORT_SHARE, INVALID_FILE_SHARE, INVALID_ROWS, MAX_FOLLOWERS,
+                       POLL_SECS)
+from .watchers import Watch, follow
+
+
+class ImportFile:
+    """The CSV of import number `number`: row i is `chaos-imp-{number}-{i}` with ages[i],
+    or, for i in `invalid`, a row roster must reject (invalid[i] says why)."""
+
+    def __init__(self, number, mode, rows, invalid_rows, rng):
+        self.number, self.mode = number, mode
+        self.ages = [rng.randint(0, 150) for _ in range(rows)]
+        self.invalid = {i: rng.choice(INVALID_ROWS)
+                        for i in rng.sample(range(rows), invalid_rows)}
+        lines = ["name,age"]
+        for i, age in enumerate(self.ages):
+            what, name, bad_age = self.invalid.get(i, (None, None, None))
+            lines.append(f"{self.name(i) if name is None else name},"
+                         f"{age if bad_age is None else bad_age}")
+        self.data = ("\r\n".join(lines) + "\r\n").encode()
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+        self.valid = [i for i in range(rows) if i not in self.invalid]
+
+    def name(self, i):
+        return f"{IMPORT_PREFIX}{self.number}-{i}"
+
+    @property
+    def rows(self):
+        return len(self.ages)
+
+    @property
+    def refused(self):
+        """Whether roster must refuse the whole file (all or nothing, invalid rows)."""
+        return self.mode == "all_or_nothing" and bool(self.invalid)
+
+    def report_lines(self):
+        """The lines of the rejects report (the header is line 1)."""
+        return {i + 2 for i in self.invalid}
+
+    def describe(self):
+        return (f"import {self.number}, {self.mode}, {self.rows} rows, "
+                f"{len(self.invalid)} invalid")
+
+
+@dataclasses.dataclass
+class Job:
+    id: str
+    params: dict
+    cancels: list = dataclasses.field(default_factory=list)  # "accepted" | "conflict" | "unknown"
+    upload: ImportFile | None = None  # an import's file; None for an export
+
+    def expected_endings(self):
+        # An import ends like this unless cancelled; so does one cancelled too late (after
+        # its last commit, when nothing is left to stop).
+        done = {"failed" if self.upload and self.upload.refused else "succeeded"}
+        late = done if self.upload else set()
+        if "accepted" in self.cancels:
+            return {"cancelled"} | late
+        if "unknown" in self.cancels:
+            return {"cancelled"} | done
+        return done
+
+
+class Workload:
+    """Submits the exports and imports spread over the run, follows each one, and cancels
+    some."""
+
+    def __init__(self, api, monitor, port, rng):
+        self.api, self.monitor, self.rng = api, monitor, rng
+        self.ws_base = f"ws://127.0.0.1:{port}"
+        self.jobs = {}
+        self.watches = collections.defaultdict(Watch)  # job id -> its follower's
+        self.slots = asyncio.Semaphore(MAX_FOLLOWERS)
+        self.followers = []
+        self.retried = 0
+        self.not_accepted = 0
+        self.imports = []  # every ImportFile submitted, accepted or not
+        self.unanswered_imports = 0  # import requests that got no answer at all
+        self.merged = []  # (job id, submission) answered with another submission's job
+        self.import_unit = 1  # set by chaos_run: an import file has this x IMPORT_BATCHES rows
+
+    def random_params(self):
+        params = {"format": self.rng.choice(["csv", "jsonl"])}
+        shape = self.rng.choice(["all", "all", "min", "max", "both"])
+        low, high = sorted(self.rng.randint(0, 150) for _ in range(2))
+        if shape in ("min", "both"):
+            params["min_age"] = low
+        if shape in ("max", "both"):
+            params["max_age"] = high
+        return params
+
+    def bursts(self, count, duration):
+        """Submission times: bursts of 1-8 jobs (up to more than the 6 workers take at
+        once, so that jobs wait in the queue) at random moments."""
+        times = []
+        while len(times) < count:
+            at = self.rng.uniform(0, duration)
+            times += [at] * min(self.rng.randint(1, 8), count - len(times))
+        return sorted(times)
+
+    def import_shapes(self, count):
+        """(mode, invalid rows) of `count` imports: the two modes, each with files that
+        have invalid rows and files that have none, in turn, in random order."""
+        shapes = [(mode, self.rng.random() < INVALID_FILE_SHARE if i >= 2 else i % 2 == 0)
+                  for i in range(count // 2 + 1) for mode in ("skip_invalid", "all_or_nothing")]
+        shapes = shapes[:count]
+        self.rng.shuffle(shapes)
+        return [(mode, self.rng.randint(1, 5) if invalid else 0) for mode, invalid in shapes]
+
+    def random_import(self, mode, invalid):
+        low, high = IMPORT_ROWS
+        rows = min(high, max(low, self.import_unit * self.rng.randint(*IMPORT_BATCHES)))
+        upload = ImportFile(len(self.imports), mode, rows, invalid, self.rng)
+        self.imports.append(upload)
+        return upload
+
+    async def run(self, count, duration):
+        start = time.monotonic()
+        imports = self.import_shapes(round(count * IMPORT_SHARE))
+        kinds = [True] * len(imports) + [False] * (count - len(imports))
+        self.rng.shuffle(kinds)
+        submissions = []
+        for at, is_import in zip(self.bursts(count, duration), kinds):
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            plan = None
+            if self.rng.random() < CANCEL_SHARE:
+                plan = self.rng.choice(["now", "running", "later"])
+            if is_import:
+                submission = self.submit(None, plan, upload=self.random_import(*imports.pop()))
+            else:
+                submission = self.submit(self.random_params(), plan)
+            submissions.append(asyncio.create_task(submission))
+        await asyncio.gather(*submissions)
+
+    async def submit(self, params, cancel_plan, upload=None):
+        """Submits an export of `params`, or the import of `upload` (an ImportFile)."""
+        # One key for the submission and its retries, as a careful client does: a retry
+        # of a request whose answer was lost returns the job it made (200), not a second.
+        key = {"Idempotency-Key": f"chaos-{self.rng.getrandbits(64):016x}"}
+        for _ in range(15):
+            if upload is None:
+                reply = await self.api.call("POST", "/api/exports", params, headers=key)
+            else:
+                reply = await self.api.call(
+                    "POST", f"/api/imports?mode={upload.mode}", upload.data,
+                    headers={**key, "Content-Type": "text/csv"})
+                if reply.status is None and not reply.refused:
+                    self.unanswered_imports += 1
+            body = reply.json() or {}
+            if reply.status in (200, 202) and "id" in body:
+                break
+            self.retried += 1
+            await asyncio.sleep(1)
+        else:
+            self.not_accepted += 1
+            return
+        job = self.jobs.setdefault(body["id"], Job(body["id"], params, upload=upload))
+        if job.upload is not upload:
+            what = upload.describe() if upload else f"export {params}"
+            self.merged.append((job.id, what))
+            say(f"submission of {what} answered with job {job.id}, another submission's")
+        url = f"{self.ws_base}/ws/jobs/{job.id}"
+        follower = follow(url, self.watches[job.id], job.id, self.slots)
+        self.followers.append(asyncio.create_task(follower))
+        if cancel_plan:
+            await self.cancel_later(job, cancel_plan)
+
+    async def cancel_later(self, job, plan):
+        if plan == "running":
+            deadline = time.monotonic() + 60
+            while self.monitor.status(job.id) in (None, "queued") and time.monotonic() < deadline:
+                await asyncio.sleep(POLL_SECS)
+            await asyncio.sleep(self.rng.uniform(0, 1.5))
+        elif plan == "later":
+            await asyncio.sleep(self.rng.uniform(0.5, 8))
+        await self.cancel(job)
+
+    async def cancel(self, job):
+        """POST cancel until it is answered 202 or 409; an answer lost on the way is
+        noted as "unknown" (the cancel may have happened)."""
+        for _ in range(10):
+            reply = await self.api.call("POST", f"/api/jobs/{job.id}/cancel")
+            if reply.status == 202:
+                job.cancels.append("accepted")
+                return
+            if reply.status == 409:
+                job.cancels.append("conflict")
+                return
+            if not reply.refused:
+                job.cancels.append("unknown")
+            await asyncio.sleep(1)
