@@ -7,6 +7,9 @@ import subprocess
 import time
 
 
+T0 = time.monotonic()
+
+
 def say(message):
     print(f"[{time.monotonic() - T0:7.1f}s] {message}", flush=True)
 

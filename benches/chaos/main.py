@@ -91,7 +91,7 @@ async def chaos_run(args, stack):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=PACKAGE_DOC.split("\n\n")[0])
     parser.add_argument("--roster", required=True, help="path to the roster binary")
     parser.add_argument("--jobs", type=int,
                         help="jobs to submit, a fifth of them imports (200; --quick 30)")

@@ -112,5 +112,3 @@ CHECKS = [
     "seq backwards",
     "slow stops",
 ]
-
-T0 = time.monotonic()

@@ -186,8 +186,7 @@ impl SseSession {
                 .map_err(anyhow::Error::from)?;
             web::block(move || -> anyhow::Result<Option<Job>> {
                 // Another member's job is no job, as on the other routes.
-                Ok(job::find(&mut *pool.get()?, &id)?
-                    .filter(|j| owner.is_none() || j.created_by == owner))
+                Ok(job::find_visible(&mut *pool.get()?, &id, owner.as_deref())?)
             })
             .await?
         }

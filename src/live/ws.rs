@@ -117,11 +117,13 @@ impl WsSession {
     /// Whether the caller may see the job of `event`: a status event names the job's
     /// creator; a progress event belongs to a job already seen to be theirs.
     fn may_see(&mut self, event: &Rendered) -> bool {
-        let Some(owner) = &self.owner else {
+        if self.owner.is_none() {
             return true;
-        };
+        }
         match &event.event {
-            JobEvent::Status { job, .. } if job.created_by.as_ref() == Some(owner) => {
+            JobEvent::Status { job, .. }
+                if self.viewer.caller.may_see(job.created_by.as_deref()) =>
+            {
                 self.theirs.insert(event.job_id());
                 true
             }
