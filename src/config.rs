@@ -103,6 +103,21 @@ pub struct Settings {
           value_parser = parse_allowed_host)]
     pub allowed_hosts: Vec<String>,
 
+    /// API tokens one user may hold; beyond that creating one is refused (409).
+    #[arg(long, env = "ROSTER_MAX_TOKENS_PER_USER", global = true, default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_tokens_per_user: u32,
+
+    /// Proxies (IP addresses, comma separated) whose `X-Forwarded-For` names the client's
+    /// address, for sign-in throttling per address; other peers are their own address.
+    #[arg(
+        long,
+        env = "ROSTER_TRUSTED_PROXIES",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Jobs the whole queue may hold (status queued); beyond that new jobs are refused (503).
     #[arg(long, env = "ROSTER_MAX_QUEUED_JOBS", global = true, default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
@@ -218,15 +233,6 @@ impl Settings {
         Duration::from_secs(self.job_retention_days * 86_400)
     }
 
-    /// Whether requests must be signed in, `auto` resolved against the bind address.
-    pub fn auth_required(&self) -> bool {
-        match self.auth {
-            AuthSetting::Required => true,
-            AuthSetting::Off => false,
-            AuthSetting::Auto => !self.bind.ip().is_loopback(),
-        }
-    }
-
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
     }
@@ -320,13 +326,26 @@ pub fn one_line(text: &str) -> String {
 /// `ROSTER_AUTH`: whether requests must be signed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthSetting {
-    /// Off on a loopback address (a one-command start on a laptop), required elsewhere.
+    /// Off on a loopback address while no user exists (a one-command start on a laptop),
+    /// required elsewhere and once a user exists.
     Auto,
     Required,
     Off,
 }
 
 impl AuthSetting {
+    /// Whether requests must be signed in: `auto` is off only on a loopback address with
+    /// no user yet (a one-command start on a laptop); once a user exists it is on, so a
+    /// loopback bind behind a reverse proxy is never open to whoever the proxy lets in.
+    /// (`ROSTER_ADMIN_PASSWORD` makes the user `admin` at start.)
+    pub fn required(self, bind: &SocketAddr, users_exist: bool) -> bool {
+        match self {
+            AuthSetting::Required => true,
+            AuthSetting::Off => false,
+            AuthSetting::Auto => !bind.ip().is_loopback() || users_exist,
+        }
+    }
+
     pub fn parse(raw: &str) -> Result<Self, String> {
         match raw {
             "auto" => Ok(AuthSetting::Auto),

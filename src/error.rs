@@ -37,6 +37,10 @@ pub enum ApiError {
         "sign in first: a session cookie (POST /api/session) or Authorization: Bearer <token>"
     )]
     Unauthorized,
+    /// Credentials were sent and do not work (401): says which, so a script with a revoked
+    /// token is not told to sign in.
+    #[error("{0}")]
+    CredentialRejected(&'static str),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -87,7 +91,7 @@ impl ApiError {
             ApiError::Malformed(_) => "malformed",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::CredentialRejected(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone(_) => "gone",
@@ -160,7 +164,7 @@ impl ResponseError for ApiError {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::CredentialRejected(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -194,7 +198,7 @@ impl ResponseError for ApiError {
             ApiError::RangeNotSatisfiable { size } => {
                 response.insert_header(("Content-Range", format!("bytes */{size}")));
             }
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::CredentialRejected(_) => {
                 response.insert_header(("WWW-Authenticate", "Bearer realm=\"roster\""));
             }
             ApiError::MethodNotAllowed { allow } => {

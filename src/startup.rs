@@ -21,7 +21,8 @@ use crate::jobs::accept::Acceptor;
 use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
 use crate::jobs::heartbeat::{Heartbeat, Leave};
 use crate::jobs::maintenance::{
-    DiscardStaged, ForgetWorkers, LeaseRecovery, Maintenance, Reconciler, Retention, SweepFiles,
+    DiscardStaged, ForgetWorkers, LeaseRecovery, Maintenance, PurgeSessions, Reconciler, Retention,
+    SweepFiles,
 };
 use crate::jobs::scheduler::Scheduler;
 use crate::jobs::store::FileStore;
@@ -132,6 +133,7 @@ impl Services {
                     settings.job_retention(),
                 )),
                 Box::new(ForgetWorkers::new(pool.clone())),
+                Box::new(PurgeSessions::new(pool.clone())),
                 Box::new(DiscardStaged::new(pool.clone())),
                 Box::new(SweepFiles::new(pool.clone(), store)),
             ],
@@ -323,7 +325,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/").route(web::get().to(routes::page::index)))
     .service(web::resource("/static/app.css").route(web::get().to(routes::page::app_css)))
-    .service(web::resource("/static/app.js").route(web::get().to(routes::page::app_js)))
+    .service(web::resource("/static/js/{file}").route(web::get().to(routes::page::script)))
     .service(web::resource("/static/vendor/{file}").route(web::get().to(routes::page::vendor)))
     .service(web::resource("/ws").route(web::get().to(crate::live::ws::connect)))
     .service(web::resource("/ws/jobs/{id}").route(web::get().to(crate::live::ws::follow_job)))
@@ -350,7 +352,7 @@ impl Application {
             let (settings, pool) = (services.settings.clone(), services.pool.clone());
             web::block(move || crate::access::Access::start(&settings, &pool, true)).await??
         };
-        if access.required {
+        if access.required() {
             log::info!("access: signing in is required (ROSTER_AUTH)");
         } else {
             log::info!(

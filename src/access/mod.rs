@@ -14,32 +14,35 @@
 //!   ids cannot be probed.
 
 pub mod password;
+mod throttle;
 
-use std::num::NonZeroU32;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, HttpRequest};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::Settings;
+use crate::config::{AuthSetting, Settings};
 use crate::db::Pool;
 use crate::domain::user::{Password, Role, UserName};
 use crate::error::ApiError;
 use crate::models::user::User;
 use crate::models::{revocation, session, token, user};
+use throttle::Throttle;
 
 /// The cookie of a signed-in browser.
 pub const SESSION_COOKIE: &str = "roster_session";
 /// How long a browser stays signed in.
 pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Failed sign-ins allowed per minute, for one user name and for one address.
+/// Failed sign-ins allowed per [`LOGIN_WINDOW`], for one user name and for one address.
 const LOGINS_PER_USER: u32 = 5;
 const LOGINS_PER_ADDRESS: u32 = 20;
-/// Limiter entries kept before stale ones are dropped (an attacker's random names).
-const LIMITER_KEYS: usize = 100_000;
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Keys each sign-in throttle keeps at most (each under 100 bytes: a `UserName`, an IP).
+pub const LIMITER_KEYS: usize = 10_000;
 
 /// WebSocket sessions one user may hold open in one process.
 pub const MAX_SESSIONS_PER_USER: usize = 64;
@@ -47,10 +50,15 @@ pub const MAX_SESSIONS_PER_USER: usize = 64;
 /// The access policy of this process.
 #[derive(Clone)]
 pub struct Access {
-    /// Whether requests must be signed in.
-    pub required: bool,
+    /// Whether requests must be signed in now: with `ROSTER_AUTH=auto` it turns on as soon
+    /// as a user exists (checked again whenever the access tables change).
+    required: Arc<AtomicBool>,
+    setting: AuthSetting,
+    bind: std::net::SocketAddr,
     key: Key,
     logins: Arc<Logins>,
+    /// Proxies whose `X-Forwarded-For` is believed (`ROSTER_TRUSTED_PROXIES`).
+    trusted_proxies: Vec<IpAddr>,
     sockets: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// Bumped whenever a revocation is seen (see [`Access::watch_revocations`]).
     revocations: Arc<tokio::sync::watch::Sender<u64>>,
@@ -75,8 +83,8 @@ impl Drop for SocketSlot {
 }
 
 struct Logins {
-    per_user: DefaultKeyedRateLimiter<String>,
-    per_address: DefaultKeyedRateLimiter<String>,
+    per_user: Throttle,
+    per_address: Throttle,
 }
 
 /// Why a process refuses to start.
@@ -115,14 +123,21 @@ impl Access {
                 }
             }
         }
-        let required = settings.auth_required();
-        if http && required && !settings.bind.ip().is_loopback() && user::count(&mut conn)? == 0 {
-            return Err(Refused(format!(
-                "ROSTER_AUTH: roster on {} requires signing in, and there is no user yet: \
-                 create one with `roster user add NAME --role admin`, or set ROSTER_ADMIN_PASSWORD",
-                settings.bind
-            ))
-            .into());
+        let users = user::count(&mut conn)?;
+        let required = settings.auth.required(&settings.bind, users > 0);
+        if http && required && users == 0 {
+            let how =
+                "create one with `roster user add NAME --role admin`, or set ROSTER_ADMIN_PASSWORD";
+            if !settings.bind.ip().is_loopback() {
+                return Err(Refused(format!(
+                    "ROSTER_AUTH: roster on {} requires signing in, and there is no user yet: {how}",
+                    settings.bind
+                ))
+                .into());
+            }
+            log::warn!(
+                "ROSTER_AUTH: signing in is required and there is no user yet, so nobody can: {how}"
+            );
         }
         let secret = match &settings.secret_key {
             Some(key) => key.clone(),
@@ -132,17 +147,24 @@ impl Access {
                     .collect()
             })?,
         };
-        let per_minute = |n| Quota::per_minute(NonZeroU32::new(n).expect("non-zero"));
         Ok(Self {
-            required,
+            required: Arc::new(AtomicBool::new(required)),
+            setting: settings.auth,
+            bind: settings.bind,
             key: Key::derive_from(secret.as_bytes()),
             logins: Arc::new(Logins {
-                per_user: RateLimiter::keyed(per_minute(LOGINS_PER_USER)),
-                per_address: RateLimiter::keyed(per_minute(LOGINS_PER_ADDRESS)),
+                per_user: Throttle::new(LOGINS_PER_USER, LOGIN_WINDOW, LIMITER_KEYS),
+                per_address: Throttle::new(LOGINS_PER_ADDRESS, LOGIN_WINDOW, LIMITER_KEYS),
             }),
+            trusted_proxies: settings.trusted_proxies.clone(),
             sockets: Arc::default(),
             revocations: Arc::new(tokio::sync::watch::channel(0).0),
         })
+    }
+
+    /// Whether requests must be signed in now.
+    pub fn required(&self) -> bool {
+        self.required.load(Ordering::SeqCst)
     }
 
     /// A place for one more WebSocket session of the caller: refused (429) past
@@ -200,27 +222,56 @@ impl Access {
             .map(|c| c.value().to_owned())
     }
 
-    /// Counts a sign-in attempt for `name` from `address`; refused (with the seconds to
-    /// wait) past the limits.
-    pub fn sign_in_allowed(&self, name: &str, address: &str) -> Result<(), ApiError> {
-        for (limiter, key) in [
-            (&self.logins.per_user, name),
-            (&self.logins.per_address, address),
-        ] {
-            if limiter.len() > LIMITER_KEYS {
-                limiter.retain_recent();
-            }
-            if let Err(not_until) = limiter.check_key(&key.to_owned()) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                return Err(ApiError::TooMany {
-                    message: "too many sign-in attempts; wait a minute".into(),
-                    retry_after: wait,
-                });
+    /// Refuses (429, with the time to wait) a sign-in as `name` from `address` while
+    /// either has failed too often in the last minute. Counts nothing: only failures do
+    /// ([`sign_in_failed`](Self::sign_in_failed)).
+    pub fn sign_in_allowed(&self, name: &UserName, address: IpAddr) -> Result<(), ApiError> {
+        let blocked = [
+            self.logins.per_user.blocked(name.as_str()),
+            self.logins.per_address.blocked(&address.to_string()),
+        ];
+        match blocked.into_iter().flatten().max() {
+            Some(wait) => Err(ApiError::TooMany {
+                message: "too many failed sign-in attempts; wait a minute".into(),
+                retry_after: wait,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed sign-in as `name` from `address`.
+    pub fn sign_in_failed(&self, name: &UserName, address: IpAddr) {
+        self.logins.per_user.failed(name.as_str());
+        self.logins.per_address.failed(&address.to_string());
+    }
+
+    /// The address of the client that sent `req`: its peer, or, when the peer is one of
+    /// `ROSTER_TRUSTED_PROXIES`, the last address of `X-Forwarded-For` that is not a
+    /// trusted proxy (what a client sends itself comes first, so it is never believed).
+    pub fn client_address(&self, req: &HttpRequest) -> IpAddr {
+        let peer = req
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|a| a.trim().parse::<IpAddr>())
+            .collect::<Vec<_>>();
+        for hop in forwarded.into_iter().rev() {
+            match hop {
+                Ok(ip) if self.trusted_proxies.contains(&ip) => continue,
+                Ok(ip) => return ip,
+                // An unreadable hop: nothing before it can be trusted.
+                Err(_) => return peer,
             }
         }
-        Ok(())
+        peer
     }
 }
 
@@ -304,13 +355,17 @@ impl Access {
         pool: &Pool,
         credential: Option<Credential>,
     ) -> Result<Caller, ApiError> {
-        if !self.required {
+        if !self.required() {
             return Ok(Caller::Open);
         }
         let Some(credential) = credential else {
             return Err(ApiError::Unauthorized);
         };
         let pool = pool.clone();
+        let rejected = ApiError::CredentialRejected(match &credential {
+            Credential::Token(_) => "this API token is not valid (revoked, or never issued)",
+            Credential::Session(_) => "your session has ended; sign in again",
+        });
         let found = web::block(move || -> Result<_, ApiError> {
             let conn = &mut *pool.get()?;
             Ok(match credential {
@@ -319,7 +374,7 @@ impl Access {
             })
         })
         .await??;
-        found.map(Caller::User).ok_or(ApiError::Unauthorized)
+        found.map(Caller::User).ok_or(rejected)
     }
 
     /// The viewer of a live stream opened with `credential` (401 without one that works).
@@ -342,23 +397,47 @@ impl Access {
 
     /// Watches, for as long as this process runs, the mark every revocation changes (in
     /// any process: it is in the database), and tells this process's viewers when it
-    /// changes. One read a second for the whole process, however many streams are open.
+    /// changes (and, with `ROSTER_AUTH=auto`, turns signing in on once a user exists). One
+    /// read a second for the whole process, however many streams are open.
     pub fn watch_revocations(&self, pool: Pool) {
         let sender = self.revocations.clone();
+        let access = self.clone();
         actix_web::rt::spawn(async move {
             let mut seen: Option<Option<String>> = None;
             let mut tick = actix_web::rt::time::interval(REVOCATION_POLL);
             loop {
                 tick.tick().await;
                 let pool = pool.clone();
+                let auto = access.setting == AuthSetting::Auto;
                 let read = web::block(move || -> anyhow::Result<_> {
-                    Ok(revocation::revocations(&mut *pool.get()?)?)
+                    let conn = &mut *pool.get()?;
+                    let mark = revocation::revocations(conn)?;
+                    // With ROSTER_AUTH=auto, whether any user exists decides; creating or
+                    // removing one is seen within a poll.
+                    let users = match auto {
+                        true => Some(user::count(conn)? > 0),
+                        false => None,
+                    };
+                    Ok((mark, users))
                 })
                 .await;
-                let Ok(Ok(mark)) = read else {
+                let Ok(Ok((mark, users))) = read else {
                     // The database is away: nothing can be checked until it is back.
                     continue;
                 };
+                if let Some(users) = users {
+                    let now = access.setting.required(&access.bind, users);
+                    if access.required.swap(now, Ordering::SeqCst) != now {
+                        log::warn!(
+                            "access (ROSTER_AUTH=auto): signing in is now {}",
+                            if now {
+                                "required: a user exists"
+                            } else {
+                                "off: no user is left"
+                            }
+                        );
+                    }
+                }
                 // The first read has nothing to compare with: streams opened before it
                 // check once, in case a revocation came first.
                 if seen.as_ref().is_none_or(|s| *s != mark) {
@@ -428,7 +507,7 @@ impl Recheck {
     pub async fn run(self, access: &Access, pool: &Pool) -> Option<bool> {
         match access.identify(pool, self.credential).await {
             Ok(now) => Some(now == self.caller),
-            Err(ApiError::Unauthorized) => Some(false),
+            Err(ApiError::Unauthorized | ApiError::CredentialRejected(_)) => Some(false),
             Err(_) => None,
         }
     }

@@ -60,6 +60,18 @@ pub enum TokenCommand {
         #[arg(long)]
         name: String,
     },
+    /// List a user's tokens (never their secrets).
+    List {
+        /// Whose tokens.
+        #[arg(long, value_parser = UserName::parse)]
+        user: UserName,
+    },
+    /// Revoke a token by its id (as `token list` shows it): it stops working at once, and
+    /// the live streams opened with it close within seconds.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
 }
 
 fn generated_password() -> String {
@@ -123,6 +135,23 @@ pub fn run_token(settings: Settings, opts: TokenOpts) -> anyhow::Result<i32> {
             }
             let (_, secret) = token::create(&mut conn, &owner, name.trim())?;
             println!("{secret}");
+        }
+        TokenCommand::List { user: owner } => {
+            if user::find(&mut conn, &owner)?.is_none() {
+                anyhow::bail!("there is no user {owner}");
+            }
+            for t in token::list(&mut conn, &owner)? {
+                let used = t
+                    .last_used_at
+                    .map_or_else(|| "never used".to_owned(), |at| format!("last used {at}"));
+                println!("{}  {:<32} created {}  {used}", t.id, t.name, t.created_at);
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !token::delete(&mut conn, None, &id)? {
+                anyhow::bail!("there is no token {id}");
+            }
+            println!("token {id} revoked");
         }
     }
     Ok(0)

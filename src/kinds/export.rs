@@ -147,10 +147,24 @@ impl<W: Write> Write for Digesting<W> {
 
 /// A CSV cell that a spreadsheet would take for a formula gets a leading `'`.
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
-    match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
-        _ => cell.into(),
+    match starts_formula(cell) {
+        true => format!("'{cell}").into(),
+        false => cell.into(),
     }
+}
+
+/// Characters spreadsheets skip before a formula: zero-width spaces and joiners, the BOM.
+const INVISIBLE: [char; 5] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'];
+
+/// Whether a spreadsheet would take `text`, read from its start, for a formula: its first
+/// visible character is one that opens one, in ASCII or full width (`＝` is a formula to
+/// some spreadsheets).
+pub fn starts_formula(text: &str) -> bool {
+    let first = text.chars().find(|c| !INVISIBLE.contains(c));
+    matches!(
+        first,
+        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '＝' | '＋' | '－' | '＠')
+    )
 }
 
 enum RowWriter<W: Write> {
@@ -631,10 +645,24 @@ mod tests {
 
     #[test]
     fn formula_cells_are_neutralised() {
-        for cell in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+        for cell in [
+            "=1+1",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "＝1+1",
+            "＋1",
+            "－1",
+            "＠x",
+            "\u{200B}=1",
+            "\u{FEFF}=1",
+            "\u{200D}\u{2060}+1",
+        ] {
             assert_eq!(neutralise_formula(cell), format!("'{cell}"));
         }
-        for cell in ["Ada", "1+1", "", "é=x"] {
+        for cell in ["Ada", "1+1", "", "é=x", "\u{200B}", "\u{FEFF}Ada"] {
             assert_eq!(neutralise_formula(cell), cell);
         }
     }

@@ -20,7 +20,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use diesel::PgConnection;
 
-use super::export::{neutralise_formula, Batch};
+use super::export::{starts_formula, Batch};
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::jobs::worker::JobError;
 use crate::models::student::{self, CopyPlan, StudentFilter};
@@ -207,7 +207,7 @@ fn settle(pg: &mut PgConnection) -> Result<(), JobError> {
 
 /// Reads PostgreSQL's CSV rows of `id,name,age` (only `name` may be quoted), writing them
 /// as the file holds them: CRLF line ends, and a name that a spreadsheet would take for a
-/// formula behind a `'` ([`neutralise_formula`]), which costs the server nothing.
+/// formula behind a `'` ([`starts_formula`]), which costs the server nothing.
 #[derive(Debug, Default)]
 pub struct CopyRows {
     quoted: bool,
@@ -226,10 +226,17 @@ pub struct CopyRows {
     last: Option<(i32, i64)>,
 }
 
-/// Whether a name starting with byte `b` is neutralised: the CSV writer's rule
-/// ([`neutralise_formula`]); its characters are all ASCII, so one byte tells.
-fn formula_start(b: u8) -> bool {
-    neutralise_formula(std::str::from_utf8(&[b]).unwrap_or("")).len() > 1
+/// Whether a name whose bytes start `bytes` is neutralised: the CSV writer's rule
+/// ([`starts_formula`]), read from the longest whole characters among the first few bytes
+/// (what follows the name there, a quote or a comma, opens no formula).
+fn formula_start(bytes: &[u8]) -> bool {
+    // Invisible prefixes take 3 bytes each; a dozen is beyond any real name.
+    let bytes = &bytes[..bytes.len().min(40)];
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid up to there"),
+    };
+    starts_formula(text)
 }
 
 impl CopyRows {
@@ -261,7 +268,7 @@ impl CopyRows {
         // Ages are 0..=150 (and the column an integer): the cast cannot truncate.
         let (id, age) = (digits(&line[..first]), digits(&line[last..]) as i32);
         let name = (first + 1).min(line.len());
-        if line.get(name).copied().is_some_and(formula_start) {
+        if formula_start(&line[name..]) {
             out.extend_from_slice(&line[..name]);
             out.push(b'\'');
             out.extend_from_slice(&line[name..]);
@@ -281,7 +288,7 @@ impl CopyRows {
             let opening_quote = b == b'"' && !self.quoted;
             if self.name_start && !opening_quote {
                 self.name_start = false;
-                if formula_start(b) {
+                if formula_start(&chunk[i..]) {
                     out.extend_from_slice(&chunk[from..i]);
                     out.push(b'\'');
                     from = i;
@@ -338,6 +345,7 @@ impl CopyRows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::export::neutralise_formula;
 
     fn take(rows: &mut CopyRows, out: &mut Vec<u8>) -> (String, u64, (i32, i64)) {
         match rows.take(out) {
@@ -402,10 +410,27 @@ mod tests {
 
     #[test]
     fn formulas_are_neutralised_as_the_csv_writer_does() {
-        for name in ["=1+1", "+1", "-1", "@SUM(A1)", "Ada", "1+1", "é=x"] {
+        for name in [
+            "=1+1",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "Ada",
+            "1+1",
+            "é=x",
+            "＝1+1",
+            "\u{200B}=1",
+            "\u{FEFF}@x",
+            "\u{200B}Ada",
+        ] {
             let (mut rows, mut out) = (CopyRows::default(), Vec::new());
             rows.feed(format!("9,{name},20\n").as_bytes(), &mut out);
             let expected = format!("9,{},20\r\n", neutralise_formula(name));
+            assert_eq!(take(&mut rows, &mut out).0, expected);
+            // Quoted, the name is read byte by byte: the same rule.
+            let (mut rows, mut out) = (CopyRows::default(), Vec::new());
+            rows.feed(format!("9,\"{name}, Jr\",20\n").as_bytes(), &mut out);
+            let expected = format!("9,\"{}, Jr\",20\r\n", neutralise_formula(name));
             assert_eq!(take(&mut rows, &mut out).0, expected);
         }
     }

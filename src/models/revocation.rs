@@ -6,12 +6,40 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::domain::user::UserName;
-use crate::schema::{sessions, settings};
+use crate::schema::{api_tokens, jobs, schedules, sessions, settings};
 
 /// Ends every session of `user` (a password change, a demotion, a removal).
 pub fn delete_for(conn: &mut DbConnection, user: &UserName) -> QueryResult<()> {
     diesel::delete(sessions::table.filter(sessions::user_name.eq(user.as_str()))).execute(conn)?;
     revoked(conn)
+}
+
+/// Revokes every API token of `user` (a password change or reset: whoever had the old
+/// password may have made one).
+pub fn delete_tokens_of(conn: &mut DbConnection, user: &UserName) -> QueryResult<()> {
+    diesel::delete(api_tokens::table.filter(api_tokens::user_name.eq(user.as_str())))
+        .execute(conn)?;
+    revoked(conn)
+}
+
+/// What a removed user owned stops being theirs for good: their schedules are disabled,
+/// and their jobs and schedules are recorded as a removed user's, `{name}~removed-{tag}`, a
+/// name no user can have (`~` is not allowed), so a user created later under the same
+/// name inherits nothing of theirs (not their exports of student data, not their
+/// schedules); an admin still sees them, under that name.
+pub fn disown(conn: &mut DbConnection, user: &UserName) -> QueryResult<String> {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let removed = format!("{user}~removed-{tag}");
+    diesel::update(schedules::table.filter(schedules::created_by.eq(user.as_str())))
+        .set((
+            schedules::enabled.eq(false),
+            schedules::created_by.eq(&removed),
+        ))
+        .execute(conn)?;
+    diesel::update(jobs::table.filter(jobs::created_by.eq(user.as_str())))
+        .set(jobs::created_by.eq(&removed))
+        .execute(conn)?;
+    Ok(removed)
 }
 
 /// The setting that changes whenever a credential stops working or a user's rights change.

@@ -1,4 +1,5 @@
 //! The `sessions` table: signed-in browsers. The cookie carries a session's id (signed);
+//! the table keeps only its sha256, so a copy of the database is no key to a session;
 //! signing out, a password change, a demotion or removing the user ends it, and says so
 //! to every process (`revocation::revoked`) so that live streams are checked again.
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 
 use super::clock;
+use super::token::digest;
 use super::user::User;
 use crate::db::DbConnection;
 use crate::domain::user::UserName;
@@ -22,7 +24,7 @@ pub fn create(conn: &mut DbConnection, user: &UserName, ttl: Duration) -> QueryR
     let (now, until) = (clock::now(conn), clock::after(conn, ttl));
     diesel::insert_into(sessions::table)
         .values((
-            sessions::id.eq(&id),
+            sessions::id.eq(digest(&id)),
             sessions::user_name.eq(user.as_str()),
             sessions::created_at.eq(now),
             sessions::expires_at.eq(until),
@@ -36,7 +38,7 @@ pub fn user(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
     let now = clock::now(conn);
     let found: Option<(String, String)> = sessions::table
         .inner_join(users::table)
-        .filter(sessions::id.eq(id))
+        .filter(sessions::id.eq(digest(id)))
         .filter(sessions::expires_at.gt(now))
         .select((users::name, users::role))
         .first(conn)
@@ -52,9 +54,15 @@ pub fn user(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
         .transpose()
 }
 
+/// Deletes the sessions that expired; how many.
+pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {
+    let now = clock::now(conn);
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
+}
+
 /// Ends a session (signing out).
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    diesel::delete(sessions::table.find(id)).execute(conn)?;
+    diesel::delete(sessions::table.find(digest(id))).execute(conn)?;
     super::revocation::revoked(conn)
 }
 

@@ -24,7 +24,9 @@ pub struct TokenView {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-fn digest(secret: &str) -> String {
+/// What is kept of a secret handed to a client (a token, a session id): its sha256, so
+/// that a copy of the database cannot be turned back into a credential.
+pub(super) fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -58,6 +60,14 @@ pub fn create(
     Ok((view, secret))
 }
 
+/// How many tokens `user` has.
+pub fn count(conn: &mut DbConnection, user: &UserName) -> QueryResult<i64> {
+    api_tokens::table
+        .filter(api_tokens::user_name.eq(user.as_str()))
+        .count()
+        .get_result(conn)
+}
+
 /// A user's tokens, newest first.
 pub fn list(conn: &mut DbConnection, user: &UserName) -> QueryResult<Vec<TokenView>> {
     let rows: Vec<(String, String, NaiveDateTime, Option<NaiveDateTime>)> = api_tokens::table
@@ -81,13 +91,19 @@ pub fn list(conn: &mut DbConnection, user: &UserName) -> QueryResult<Vec<TokenVi
         .collect())
 }
 
-/// Removes one of `user`'s tokens; whether it was theirs to remove. The streams opened
-/// with it are checked again (see `revocation::revoked`).
-pub fn delete(conn: &mut DbConnection, user: &UserName, id: &str) -> QueryResult<bool> {
+/// Removes token `id`, if it is `user`'s (`None`: anyone's, for an admin); whether it was
+/// there to remove. The streams opened with it are checked again (see
+/// `revocation::revoked`).
+pub fn delete(conn: &mut DbConnection, user: Option<&UserName>, id: &str) -> QueryResult<bool> {
+    let owner = user.map(|u| u.as_str().to_owned());
     let deleted = diesel::delete(
-        api_tokens::table
-            .filter(api_tokens::id.eq(id))
-            .filter(api_tokens::user_name.eq(user.as_str())),
+        api_tokens::table.filter(api_tokens::id.eq(id)).filter(
+            api_tokens::user_name
+                .eq(owner.clone().unwrap_or_default())
+                .or(diesel::IntoSql::into_sql::<diesel::sql_types::Bool>(
+                    owner.is_none(),
+                )),
+        ),
     )
     .execute(conn)?
         > 0;

@@ -94,8 +94,9 @@ pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
 }
 
 /// Changes a user's role and/or password hash; `None` when there is no such user. A new
-/// password or another role ends the user's sessions: whoever was signed in must sign in
-/// again, and their open live streams are checked again.
+/// password or another role ends the user's sessions (and a new password their API
+/// tokens too): whoever was signed in must sign in again, and their open live streams are
+/// checked again.
 pub fn update(
     conn: &mut DbConnection,
     name: &UserName,
@@ -110,6 +111,9 @@ pub fn update(
         // After the change, so that a stream checked again sees the new rights.
         if password_hash.is_some() || role.is_some_and(|r| r != before.role) {
             super::revocation::delete_for(conn, name)?;
+        }
+        if password_hash.is_some() {
+            super::revocation::delete_tokens_of(conn, name)?;
         }
         Ok(changed)
     })
@@ -135,11 +139,15 @@ fn update_row(
     find(conn, name)
 }
 
-/// Removes a user (their tokens and sessions go with them; their jobs stay).
+/// Removes a user: their tokens and sessions go with them; their jobs stay, disowned, and
+/// their schedules are disabled ([`revocation::disown`](super::revocation::disown)).
 pub fn delete(conn: &mut DbConnection, name: &UserName) -> QueryResult<bool> {
-    let deleted = diesel::delete(users::table.find(name.as_str())).execute(conn)? > 0;
-    if deleted {
-        super::revocation::revoked(conn)?;
-    }
-    Ok(deleted)
+    conn.transaction(|conn| {
+        let deleted = diesel::delete(users::table.find(name.as_str())).execute(conn)? > 0;
+        if deleted {
+            super::revocation::disown(conn, name)?;
+            super::revocation::revoked(conn)?;
+        }
+        Ok(deleted)
+    })
 }

@@ -32,16 +32,16 @@ pub async fn sign_in(
     let (Some(name), Some(given)) = (name, given) else {
         unreachable!("required fields are checked");
     };
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    state.access.sign_in_allowed(&name, &address)?;
+    // A name that no user can have is refused before anything is counted or read: the
+    // throttle's keys stay valid names, bounded in length.
+    let Ok(name) = UserName::parse(&name) else {
+        return Err(ApiError::Unauthorized);
+    };
+    let address = state.access.client_address(&req);
+    state.access.sign_in_allowed(&name, address)?;
+    let tried = name.clone();
     let signed_in = with_conn(&state, move |conn| {
-        let found = match UserName::parse(&name) {
-            Ok(name) => user::find_with_hash(conn, &name)?,
-            Err(_) => None,
-        };
+        let found = user::find_with_hash(conn, &name)?;
         // The same work whether or not the user exists: no enumeration by timing.
         let stored = found
             .as_ref()
@@ -54,6 +54,7 @@ pub async fn sign_in(
     })
     .await?;
     let Some(id) = signed_in else {
+        state.access.sign_in_failed(&tried, address);
         return Err(ApiError::Unauthorized);
     };
     let secure = req.connection_info().scheme() == "https";
@@ -83,10 +84,34 @@ pub async fn sign_out(
         .finish())
 }
 
-/// `GET /api/tokens`: the caller's tokens (never their secrets).
-pub async fn tokens(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let name = caller.user()?.name.clone();
-    let items = with_conn(&state, move |conn| Ok(token::list(conn, &name)?)).await?;
+/// `GET /api/tokens[?user=NAME]`: the caller's tokens, or (an admin) any user's; never
+/// their secrets.
+pub async fn tokens(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: input::Query,
+) -> Result<HttpResponse, ApiError> {
+    let me = caller.user()?.name.clone();
+    let mut fields = Fields::default();
+    fields.only_params(&query, &["user"]);
+    let whose = query
+        .get("user")
+        .and_then(|raw| fields.check("user", UserName::parse(raw)));
+    fields.finish()?;
+    let whose = match whose {
+        Some(other) if other != me => {
+            caller.require_admin()?;
+            other
+        }
+        _ => me,
+    };
+    let items = with_conn(&state, move |conn| {
+        if user::find(conn, &whose)?.is_none() {
+            return Err(ApiError::NotFound("user"));
+        }
+        Ok(token::list(conn, &whose)?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
 
@@ -111,22 +136,35 @@ pub async fn create_token(
     let label = fields.require("name", label);
     fields.finish()?;
     let label = label.expect("required");
-    let (view, secret) =
-        with_conn(&state, move |conn| Ok(token::create(conn, &owner, &label)?)).await?;
+    let cap = state.settings.max_tokens_per_user;
+    let (view, secret) = with_conn(&state, move |conn| {
+        if token::count(conn, &owner)? >= i64::from(cap) {
+            return Err(ApiError::Conflict(format!(
+                "you have {cap} API tokens (ROSTER_MAX_TOKENS_PER_USER); revoke one first"
+            )));
+        }
+        Ok(token::create(conn, &owner, &label)?)
+    })
+    .await?;
     let mut body = serde_json::to_value(view).expect("serializes");
     body["token"] = secret.into();
     Ok(HttpResponse::Created().json(body))
 }
 
-/// `DELETE /api/tokens/{id}`: one of the caller's tokens.
+/// `DELETE /api/tokens/{id}`: one of the caller's tokens, or (an admin) anyone's.
 pub async fn delete_token(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = caller.user()?.name.clone();
+    let owner = (!caller.sees_all())
+        .then(|| caller.user().map(|u| u.name.clone()))
+        .transpose()?;
     let id = path.into_inner();
-    let deleted = with_conn(&state, move |conn| Ok(token::delete(conn, &owner, &id)?)).await?;
+    let deleted = with_conn(&state, move |conn| {
+        Ok(token::delete(conn, owner.as_ref(), &id)?)
+    })
+    .await?;
     match deleted {
         true => Ok(HttpResponse::NoContent().finish()),
         false => Err(ApiError::NotFound("token")),

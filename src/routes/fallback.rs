@@ -1,7 +1,9 @@
 //! What the route table leaves to one place, a middleware: HEAD answers wherever GET does
 //! (GET's status and headers, no body), and a method a route does not take is a 405 in
 //! the API's error shape, with the `Allow` header naming the methods it takes, and so is
-//! the 416 that a download answers to a Range beyond its file. (A path no
+//! the 416 that a download answers to a Range beyond its file. Every `/api/` response
+//! (personal data: students, jobs, downloads, sessions) is `Cache-Control: no-store` and
+//! `X-Content-Type-Options: nosniff`. (A path no
 //! route matches is the app's default service, [`super::health::not_found`]: a 404 in the
 //! same shape.)
 
@@ -24,6 +26,7 @@ pub async fn methods<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let head = req.method() == Method::HEAD;
+    let personal = req.path().starts_with("/api/");
     if head {
         req.head_mut().method = Method::GET;
     }
@@ -37,6 +40,19 @@ pub async fn methods<B: MessageBody + 'static>(
         let size = unsatisfied_size(res.headers().get(header::CONTENT_RANGE));
         let (req, _) = res.into_parts();
         res = ServiceResponse::new(req, ApiError::RangeNotSatisfiable { size }.error_response());
+    }
+    if personal {
+        // Students, jobs, files and who is signed in: nothing a shared cache or a
+        // browser's disk should keep, nor sniff into another type.
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
     }
     if head {
         // GET's Content-Length (or chunking) stays; the body is never produced, so a

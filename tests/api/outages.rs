@@ -81,6 +81,9 @@ async fn redis_going_away_makes_readyz_503_and_nothing_accepted_meanwhile_is_los
     let down = app.get("/readyz").await;
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(down.json()["database"], "ok");
+    // Which one is down, and nothing of its address or driver (anyone may ask).
+    assert_eq!(down.json()["broker"], "down", "{}", down.json());
+    assert!(!String::from_utf8_lossy(&down.body).contains("127.0.0.1"));
     // Accepted while the broker is down: committed, published later.
     let job = app.start_export(json!({})).await;
     let id = job["id"].as_str().unwrap();

@@ -984,6 +984,24 @@ async function main() {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  await step('the page is ES modules from the binary, and only those listed', async () => {
+    const entry = await page.evaluate(() => {
+      const script = document.querySelector('script[src="/static/js/main.js"]');
+      return script ? script.type : null;
+    });
+    assert(entry === 'module', `the entry script's type is ${entry}`);
+    const main = await fetch(`${base}/static/js/main.js`);
+    assert(main.status === 200, `main.js answered ${main.status}`);
+    const type = main.headers.get('content-type');
+    assert(type === 'text/javascript; charset=utf-8', `main.js served as ${type}`);
+    for (const other of ['/static/js/x.js', '/static/app.js']) {
+      const res = await fetch(`${base}${other}`);
+      const body = await res.json().catch(() => null);
+      assert(res.status === 404 && body && body.error && body.error.code === 'not_found',
+        `${other} answered ${res.status} ${JSON.stringify(body)}`);
+    }
+  });
+
   await step('no script errors on the page', async () => {
     assert(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
   });

@@ -8,6 +8,7 @@
 //!   published again;
 //! - [`Retention`]: ended jobs past `ROSTER_JOB_RETENTION_DAYS` are deleted with their files;
 //! - [`ForgetWorkers`]: worker processes not seen for an hour are forgotten;
+//! - [`PurgeSessions`]: expired browser sessions are deleted;
 //! - [`DiscardStaged`]: rows staged by imports that no longer run are discarded;
 //! - [`SweepFiles`]: expired files and files no attempt can own are removed.
 //!
@@ -32,7 +33,7 @@ pub use lease_recovery::LeaseRecovery;
 pub use reconciler::Reconciler;
 pub use retention::Retention;
 pub use staging::DiscardStaged;
-pub use workers::ForgetWorkers;
+pub use workers::{ForgetWorkers, PurgeSessions};
 
 /// How often leases are recovered and the queue reconciled with the broker.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);

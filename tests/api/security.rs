@@ -1,0 +1,368 @@
+//! Security: each finding of the hostile review (issue 24) as the behaviour that closes
+//! it: sign-in throttling that counts failures only with bounded keys and memory,
+//! revocation that reaches tokens and schedules, tokens capped and manageable by an
+//! admin, session ids hashed at rest, personal data never cached, ROSTER_AUTH=auto on
+//! once a user exists, and a rejected credential told as such.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::{Method, StatusCode};
+use roster::config::AuthSetting;
+use roster::domain::user::Role;
+use serde_json::{json, Value};
+
+use crate::access::add_user;
+use crate::helpers::{spawn_with, Deployment, Sandbox, TestApp};
+use crate::process::{run, Roster};
+
+async fn guarded(configure: impl FnOnce(&mut roster::config::Settings)) -> TestApp {
+    spawn_with(
+        Deployment::Embedded,
+        |s| {
+            s.auth = AuthSetting::Required;
+            configure(s);
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn sign_in(app: &TestApp, name: &str, password: &str) -> StatusCode {
+    app.post(
+        "/api/session",
+        json!({"username": name, "password": password}),
+    )
+    .await
+    .status
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn sign_ins_with_invented_names_do_not_grow_the_process() {
+    let sandbox = Sandbox::new(Deployment::Embedded).unwrap();
+    let password = "a long enough admin password";
+    let (code, _, err) = run(&sandbox, &["migrate"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let env = [
+        ("ROSTER_AUTH", "required"),
+        ("ROSTER_ADMIN_PASSWORD", password),
+    ];
+    let server = Roster::serve(&sandbox, &env).await;
+    let pid = server.child.id();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let url = format!("{}/api/session", server.address);
+    let before = rss_kib(pid);
+    // 3,000 sign-ins, each with a 16 KiB name nobody can have: not one of them may be
+    // kept (the review saw 6,000 take the process from 234 to 911 MB, never released).
+    for batch in 0..150 {
+        let sends = (0..20).map(|i| {
+            let name = format!("{batch}-{i}-{}", "x".repeat(16 * 1024));
+            client
+                .post(&url)
+                .send_json(&json!({"username": name, "password": "wrong"}))
+        });
+        for reply in futures_util::future::join_all(sends).await {
+            assert_eq!(reply.unwrap().status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(grown < 40 * 1024, "grew {grown} KiB");
+    // And the one user can still sign in.
+    let ok = client
+        .post(&url)
+        .send_json(&json!({"username": "admin", "password": password}))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+}
+
+#[actix_web::test]
+async fn only_failed_sign_ins_count_so_a_user_signing_in_is_never_locked_out_by_success() {
+    let app = guarded(|_| {}).await;
+    add_user(&app, "ada", Role::Member);
+    for _ in 0..12 {
+        assert_eq!(
+            sign_in(&app, "ada", "correct horse").await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&app, "ada", "wrong").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        sign_in(&app, "ada", "correct horse").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "five failures lock the name for the rest of the minute"
+    );
+}
+
+#[actix_web::test]
+async fn a_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy() {
+    // Untrusted: every request is the peer's, whatever it claims.
+    let app = guarded(|_| {}).await;
+    for i in 0..20 {
+        let reply = app
+            .client
+            .post(format!("{}/api/session", app.address))
+            .insert_header(("X-Forwarded-For", format!("10.0.0.{i}")))
+            .send_json(&json!({"username": format!("nobody{i}"), "password": "x"}))
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        sign_in(&app, "someone", "x").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "twenty failures from one address"
+    );
+    // Trusted: the proxy's clients are told apart.
+    let app = guarded(|s| s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    for i in 0..25 {
+        let reply = app
+            .client
+            .post(format!("{}/api/session", app.address))
+            .insert_header(("X-Forwarded-For", format!("10.0.0.{i}")))
+            .send_json(&json!({"username": format!("nobody{i}"), "password": "x"}))
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "client {i}");
+    }
+}
+
+#[actix_web::test]
+async fn a_password_reset_revokes_the_user_s_tokens_and_sessions() {
+    let app = guarded(|_| {}).await;
+    let admin = add_user(&app, "root", Role::Admin);
+    let ada = add_user(&app, "ada", Role::Member);
+    assert_eq!(
+        app.call(Some(&ada), Method::GET, "/api/jobs", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let reset = app
+        .call(
+            Some(&admin),
+            Method::PATCH,
+            "/api/users/ada",
+            Some(json!({"password": "another good password"})),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::OK);
+    let after = app.call(Some(&ada), Method::GET, "/api/jobs", None).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        after.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token is not valid"),
+        "a rejected token is told so, not to sign in: {}",
+        after.json()
+    );
+}
+
+#[actix_web::test]
+async fn an_admin_lists_and_revokes_anyone_s_tokens_and_a_member_only_their_own() {
+    let app = guarded(|_| {}).await;
+    let admin = add_user(&app, "root", Role::Admin);
+    let ada = add_user(&app, "ada", Role::Member);
+    let bob = add_user(&app, "bob", Role::Member);
+    let listed = app
+        .call(Some(&admin), Method::GET, "/api/tokens?user=ada", None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let ada_token = listed.json()["items"][0]["id"].as_str().unwrap().to_owned();
+    let peek = app
+        .call(Some(&bob), Method::GET, "/api/tokens?user=ada", None)
+        .await;
+    assert_eq!(peek.status, StatusCode::FORBIDDEN);
+    let steal = app
+        .call(
+            Some(&bob),
+            Method::DELETE,
+            &format!("/api/tokens/{ada_token}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        steal.status,
+        StatusCode::NOT_FOUND,
+        "another's token is no token"
+    );
+    let revoked = app
+        .call(
+            Some(&admin),
+            Method::DELETE,
+            &format!("/api/tokens/{ada_token}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.call(Some(&ada), Method::GET, "/api/jobs", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[actix_web::test]
+async fn a_user_may_hold_only_so_many_tokens() {
+    let app = guarded(|s| s.max_tokens_per_user = 2).await;
+    let ada = add_user(&app, "ada", Role::Member);
+    let make = |n: u32| {
+        app.call(
+            Some(&ada),
+            Method::POST,
+            "/api/tokens",
+            Some(json!({"name": format!("t{n}")})),
+        )
+    };
+    assert_eq!(
+        make(1).await.status,
+        StatusCode::CREATED,
+        "the second of two"
+    );
+    let third = make(2).await;
+    assert_eq!(third.status, StatusCode::CONFLICT, "{}", third.json());
+}
+
+#[actix_web::test]
+async fn a_removed_user_s_schedules_stop_and_a_new_user_of_that_name_inherits_nothing() {
+    let app = guarded(|_| {}).await;
+    let admin = add_user(&app, "root", Role::Admin);
+    let ada = add_user(&app, "ada", Role::Member);
+    let export = app
+        .call(Some(&ada), Method::POST, "/api/exports", Some(json!({})))
+        .await;
+    assert_eq!(export.status, StatusCode::ACCEPTED);
+    let schedule = app
+        .call(
+            Some(&ada),
+            Method::POST,
+            "/api/schedules",
+            Some(json!({"name": "nightly", "cron": "0 2 * * *", "kind": "students_by_age"})),
+        )
+        .await;
+    assert_eq!(schedule.status, StatusCode::CREATED, "{}", schedule.json());
+    let removed = app
+        .call(Some(&admin), Method::DELETE, "/api/users/ada", None)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let again = add_user(&app, "ada", Role::Member);
+    for path in ["/api/jobs", "/api/schedules"] {
+        let seen = app.call(Some(&again), Method::GET, path, None).await.json();
+        assert_eq!(seen["items"], json!([]), "{path}: {seen}");
+    }
+    let id = export.json()["id"].as_str().unwrap().to_owned();
+    let theirs = app
+        .call(
+            Some(&again),
+            Method::GET,
+            &format!("/api/jobs/{id}/download"),
+            None,
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    let by_admin = app
+        .call(Some(&admin), Method::GET, "/api/schedules", None)
+        .await
+        .json();
+    let old: &Value = &by_admin["items"][0];
+    assert_eq!(old["enabled"], false, "{old}");
+    assert!(old["created_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("ada~removed-"));
+}
+
+#[actix_web::test]
+async fn session_ids_are_kept_hashed_so_the_database_holds_no_cookie() {
+    let app = guarded(|_| {}).await;
+    add_user(&app, "ada", Role::Member);
+    let reply = app
+        .post(
+            "/api/session",
+            json!({"username": "ada", "password": "correct horse"}),
+        )
+        .await;
+    let cookie = reply.header("set-cookie").unwrap();
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    use diesel::prelude::*;
+    let stored: Vec<String> = roster::schema::sessions::table
+        .select(roster::schema::sessions::id)
+        .load(&mut *app.pool.get().unwrap())
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].len(), 64, "a sha256 in hex");
+    assert!(
+        !value.contains(&stored[0]),
+        "the cookie carries the id, the table its hash"
+    );
+}
+
+#[actix_web::test]
+async fn personal_data_is_never_stored_by_caches_nor_sniffed() {
+    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
+        .await
+        .unwrap();
+    for path in [
+        "/api/students",
+        "/api/jobs",
+        "/api/session",
+        "/api/nothing-here",
+    ] {
+        let reply = app.get(path).await;
+        assert_eq!(
+            reply.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{path}"
+        );
+        assert_eq!(
+            reply.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn auto_access_turns_on_within_seconds_once_a_user_exists() {
+    let app = spawn_with(
+        Deployment::Embedded,
+        |s| s.auth = AuthSetting::Auto,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.get("/api/students").await.status,
+        StatusCode::OK,
+        "open on loopback"
+    );
+    add_user(&app, "root", Role::Admin);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.get("/api/students").await.status != StatusCode::UNAUTHORIZED {
+        assert!(Instant::now() < deadline, "still open with a user");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
