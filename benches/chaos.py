@@ -13,6 +13,8 @@ from pathlib import Path
 
 # The package `chaos/` sits beside this file (as a directory it is found before this
 # module of the same name); the directory is on the path already when run as a script.
+# No __pycache__ left in the repository's tree by a run.
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaos.main import main  # noqa: E402

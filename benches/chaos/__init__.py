@@ -12,7 +12,12 @@ imports (`POST /api/imports`, half `skip_invalid`, half `all_or_nothing`) of a C
 (students / 20,000) x 300-1,000 rows, within 1,000-10,000 (so 1,000-2,000 with --quick), named
 `chaos-imp-<n>-<row>`, unique to import n; about half the files (each mode at least one
 with and one without, when there are 4 imports) have 1-5 invalid rows (age 200 or -1, a
-blank name, age "12.5"). Every submission keeps one Idempotency-Key across its retries.
+blank name, age "12.5"). Some imports are cancelled mid-batch: one of each mode when
+there are 6 imports (the all_or_nothing one valid), then a quarter of the others; their
+files are 10 times longer (up to 20,000 rows: a few tenths of a second) and the cancel
+is sent within 50 ms of their progress showing rows done (their follower's or the jobs
+table's); one that ended first is followed 5-15 s later by another of its mode, up to 4
+in all. Every submission keeps one Idempotency-Key across its retries.
 The faults:
 
   kill_worker    kill -9 a worker (one running jobs, if any), restart it 0-3 s later
@@ -74,6 +79,23 @@ run or end; up to 15 minutes), lets the sweeper settle for 15 s, and counts:
   missed endings      a subscriber whose last known status is not the job's final one
                       (the dashboard: of the jobs that ended while it was connected)
   seq backwards       a frame whose seq is lower than an earlier one on the same connection
+  uncommitted events  events that describe no committed state (guarantee 11), from every
+                      watcher (the followers, the dashboard) and every cancel's 202 answer:
+                      a (job, seq) told with two meanings (a progress and a status, or two
+                      statuses, progress values or cancel marks); a seq beyond the job's
+                      final row's (`GET /api/jobs/{id}` at the end); anything but that row
+                      told at its seq; an ending a watcher knows at another seq than the
+                      final row's; a skip_invalid import's progress covering more valid
+                      rows than it left in `students` (a rolled-back batch's). One per
+                      (job, seq), and per watcher's ending
+  mid-batch cancels   of the imports cancelled while they ran with rows done and left (a
+                      cancel answered 202 showing it so) or planned to be: one that did not
+                      end `cancelled` although its cancel was answered with rows left (one
+                      answered 409 or after every row: not its ending as never cancelled);
+                      a follower, or the dashboard connected as it ended, not knowing its
+                      ending; an all_or_nothing one cancelled with rows in `students`; a
+                      skip_invalid one with a row twice or rows not the first of its valid
+                      ones. And one per mode planned but never cancelled mid-batch
   slow stops          a worker still running 3 s after a second SIGTERM, or
                       grace + 15 s after one
 
@@ -94,4 +116,19 @@ initdb and pg_ctl, psql, redis-server, and `pip install websockets`):
 Options: --jobs N (200; --quick 30; imports included), --faults M (100; --quick 15),
 --seed S, --students K (200000; --quick 50000), --report FILE (append a Markdown
 section), --keep (keep the temporary directory with every process's log).
+
+`benches/chaos.py` is the entry point; the modules of this package:
+
+  settings   the run's fixed settings, the fault kinds, the names of the checks
+  common     the run's clock and log line, free ports, running a command
+  processes  the private PostgreSQL, Redis and roster processes, their supervision
+  api        roster's HTTP API as the harness calls it
+  watchers   the WebSocket followers and the dashboard, and what each was told
+  monitor    the jobs table polled: statuses, recoveries after kills, stalls, outages
+  workload   the job mix (exports, import files), its submission and its cancels
+  faults     the faults and their injection
+  files      what an export's file and an import's rejects report must hold
+  checks     the final checks and their findings
+  report     the printed summary and the --report Markdown section
+  main       the command line and the run from start to exit status
 """

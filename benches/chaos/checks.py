@@ -4,6 +4,7 @@ logs and what the workload and the watchers saw, and collects the findings of ea
 describe no committed state, cancels of imports mid-batch, slow stops)."""
 
 import asyncio
+import bisect
 import collections
 import concurrent.futures
 import hashlib
@@ -13,6 +14,7 @@ import re
 import time
 
 from .files import verify_file, verify_report
+from .watchers import meaning
 from .settings import (CHECKS, IMPORT_PREFIX, SUCCEEDED_LINE, TERMINAL, UPLOAD_GRACE_SECS,
                        UPLOAD_NAME, UUID)
 
@@ -29,6 +31,9 @@ class Checker:
         self.took = {}  # job id -> seconds from its first start to its end
         self.exports_with_imports = 0  # succeeded exports holding rows imported meanwhile
         self.late_cancels = []  # imports that ended as if never cancelled after a 202
+        self.imported = {}  # import number -> its row numbers in students -> how many times
+        self.frames_checked = 0  # (job, seq) pairs the watchers were told of, all checked
+        self.mid_batch = collections.Counter()  # (mode, "planned" | "landed" | ending) -> n
         self.found = {check: [] for check in CHECKS}
         self.logs = {p: p.read_text(errors="replace").splitlines()
                      for p in sorted(stack.logs.glob("*.log"))}
@@ -49,7 +54,8 @@ class Checker:
     async def run(self):
         rows = self.stack.pg.sql_now(
             "SELECT row_to_json(j) FROM (SELECT id, kind, status, error, params, result, "
-            "extract(epoch FROM finished_at) AS finished, attempts, "
+            "extract(epoch FROM finished_at) AS finished, attempts, seq, progress_done, "
+            "progress_total, cancel_requested, "
             "extract(epoch FROM run_after - now()) AS due_in, "
             "extract(epoch FROM finished_at - started_at) AS took FROM jobs) j")
         db = {}
@@ -67,6 +73,8 @@ class Checker:
         named = await self.files(exports)
         named |= await self.imports(db)
         self.leftovers(db, named)
+        await self.committed_events(db)
+        self.mid_batch_cancels(db)
         for job_id, (waited, began, idle) in sorted(self.chaos.monitor.stalls.items()):
             self.add("stalls", job_id, f"due in the queue {waited:.1f}s from {began:.1f}s "
                      f"while {idle} worker slot(s) stood idle")
@@ -170,6 +178,7 @@ class Checker:
         ending says, the right ones with the right ages), its upload, and its rejects
         report; returns the names of the reports their results name."""
         imported = collections.defaultdict(collections.Counter)  # import -> row -> count
+        self.imported = imported
         ages = {}  # (import, row) -> age
         names = self.stack.pg.sql_now(
             f"SELECT name, age FROM students WHERE name LIKE '{IMPORT_PREFIX}%'")
@@ -200,6 +209,148 @@ class Checker:
             for problem in await self.import_files(job, row, named):
                 self.add("corrupt files", job.id, f"{job.upload.describe()}: {problem}")
         return named
+
+    async def final_views(self, db):
+        """Each job's final row as `GET /api/jobs/{id}` shows it now (the table's row when
+        that is not answered)."""
+        views = {}
+        for job_id, row in sorted(db.items()):
+            reply = await self.api.call("GET", f"/api/jobs/{job_id}")
+            view = reply.json() if reply.status == 200 else None
+            if not isinstance(view, dict) or not isinstance(view.get("seq"), int):
+                view = {"status": row["status"], "seq": row["seq"],
+                        "progress": {"done": row["progress_done"],
+                                     "total": row["progress_total"]},
+                        "cancel_requested": row["cancel_requested"]}
+            views[job_id] = view
+        return views
+
+    def watchers(self):
+        """(who, Watch) of every subscriber the run had: each job's follower, the dashboard."""
+        return ([("follower", watch) for watch in self.workload.watches.values()]
+                + [("dashboard", self.dashboard.watch)])
+
+    async def committed_events(self, db):
+        """Every event a watcher was told must describe a state its job committed (guarantee
+        11: an event goes out only after the write that gave it its seq commits). So: no
+        (job, seq) told with two meanings (a progress and a status, two statuses, two
+        progress values, two cancel marks), by one watcher or several, nor by a cancel's
+        202 answer (the job as the cancel left it); no seq beyond the job's final row's;
+        what is told at the final seq is the final row; the ending each watcher knows is
+        the final row's status at its seq; and the progress told of a `skip_invalid`
+        import covers no more valid rows than it left in `students` (each batch commits
+        with its progress, so a progress whose batch rolled back would say more)."""
+        finals = await self.final_views(db)
+        heard = collections.defaultdict(list)  # (job id, seq) -> [(meaning, who)]
+        for who, watch in self.watchers():
+            for key, meanings in watch.said.items():
+                heard[key] += [(m, who) for m in meanings]
+        for job in self.workload.jobs.values():
+            for view in job.cancel_views:
+                if isinstance(view.get("seq"), int):
+                    heard[(job.id, view["seq"])].append(
+                        (meaning(view, "cancel answer"), "cancel 202"))
+        self.frames_checked = len(heard)
+        most_done = {}  # job id -> (the most done told, seq, who)
+        for (job_id, seq), told in sorted(heard.items()):
+            final = finals.get(job_id)
+            problems = []
+            kinds = {m[0] for m, _ in told}
+            if {"progress", "status"} <= kinds:
+                problems.append("told as a progress and as a status")
+            for index, field in enumerate(("status", "done", "total", "cancel_requested"), 1):
+                values = {m[index] for m, _ in told if m[index] is not None}
+                if len(values) > 1:
+                    problems.append(f"{field} told as {sorted(values, key=str)}")
+            if final is not None and seq > final["seq"]:
+                problems.append(f"beyond the final row's seq {final['seq']}")
+            elif final is not None and seq == final["seq"]:
+                row = meaning(final, "row")
+                if any(m[0] == "progress" or any(
+                        m[i] is not None and m[i] != row[i] for i in range(1, 5))
+                       for m, _ in told):
+                    problems.append(f"the final row at this seq is {row[1:]}")
+            if problems:
+                said = "; ".join(sorted({f"{who}: {m[0]} {m[1:]}" for m, who in told}))
+                self.add("uncommitted events", job_id,
+                         f"seq {seq}: {', '.join(problems)} ({said[:400]})")
+            for m, who in told:
+                if isinstance(m[2], int) and m[2] > most_done.get(job_id, (-1,))[0]:
+                    most_done[job_id] = (m[2], seq, who)
+        for who, watch in self.watchers():
+            for job_id, (seq, status) in sorted(watch.known.items()):
+                final = finals.get(job_id)
+                if (status in TERMINAL and final is not None
+                        and (seq, status) != (final["seq"], final["status"])):
+                    self.add("uncommitted events", job_id,
+                             f"{who} knows the ending {status} at seq {seq}; the final row "
+                             f"is {final['status']} at seq {final['seq']}")
+        for job in self.workload.jobs.values():
+            upload = job.upload
+            if not upload or upload.mode != "skip_invalid" or job.id not in most_done:
+                continue
+            done, seq, who = most_done[job.id]
+            covered = bisect.bisect_left(upload.valid, done)  # valid rows among the first done
+            in_table = len(self.imported.get(upload.number, ()))
+            if covered > in_table:
+                self.add("uncommitted events", job.id,
+                         f"{upload.describe()}: {who} was told {done} rows done (seq {seq}), "
+                         f"{covered} valid ones, but {in_table} are in students "
+                         f"({(db.get(job.id) or {}).get('status')})")
+
+    def mid_batch_cancels(self, db):
+        """The imports cancelled while they ran with rows done and rows left (a cancel
+        answered 202 showing it so), and those planned to be: each ends `cancelled` (one
+        whose cancel was answered at rows done short of all of them has no other ending;
+        one whose cancel was answered 409 or after every row ends as if never cancelled);
+        its follower and the dashboard (connected as it ended) know that ending; an
+        all_or_nothing one that ended cancelled left no row in `students`; a skip_invalid
+        one left no row twice, and the first of its valid rows only. And the run cancelled
+        at least one import of each mode mid-batch that it planned to."""
+        since, dashboard = self.dashboard.connected_since, self.dashboard.watch
+        planned, landed = collections.Counter(), collections.Counter()
+        for job in self.workload.jobs.values():
+            upload, done_at = job.upload, job.cancelled_mid_batch()
+            if not upload or not (job.mid_batch or done_at is not None):
+                continue
+            row = db.get(job.id) or {}
+            status = row.get("status")
+            rows = self.imported.get(upload.number, collections.Counter())
+            planned[upload.mode] += job.mid_batch
+            landed[upload.mode] += done_at is not None
+            self.mid_batch[(upload.mode, status)] += 1
+            what = (f"{upload.describe()}, cancels {job.cancels or 'none'}"
+                    + (f" (202 at {done_at} rows done)" if done_at is not None else ""))
+            problems = []
+            if done_at is not None and status != "cancelled":
+                problems.append(f"ended {status}, though its cancel was answered while "
+                                f"{upload.rows - done_at} rows were left")
+            elif status not in {"cancelled"} | job.expected_endings():
+                problems.append(f"ended {status}")
+            if status in TERMINAL:
+                seen = self.workload.watches[job.id].status(job.id)
+                if seen != status:
+                    problems.append(f"its follower knows {seen}")
+                if (since is not None and (row.get("finished") or 0) > since + 1
+                        and dashboard.status(job.id) != status):
+                    problems.append(f"the dashboard knows {dashboard.status(job.id)}")
+            if upload.mode == "all_or_nothing" and status == "cancelled" and rows:
+                problems.append(f"{sum(rows.values())} rows in students")
+            if upload.mode == "skip_invalid":
+                if twice := sorted(i for i, n in rows.items() if n > 1):
+                    problems.append(f"rows in students twice: {twice[:10]}")
+                if set(rows) != set(upload.valid[:len(rows)]):
+                    problems.append(f"{len(rows)} rows in students, not the first of its "
+                                    f"{len(upload.valid)} valid rows")
+            for problem in problems:
+                self.add("mid-batch cancels", job.id, f"{what}: {problem}")
+        self.mid_batch.update({(mode, "planned"): n for mode, n in planned.items()})
+        self.mid_batch.update({(mode, "landed"): n for mode, n in landed.items()})
+        for mode in sorted(planned):
+            if not landed[mode]:
+                self.add("mid-batch cancels", f"{mode} imports",
+                         f"{planned[mode]} planned to be cancelled mid-batch, none was "
+                         "(no cancel answered 202 while rows were done and left)")
 
     def import_job(self, number):
         return next((job.id for job in self.workload.jobs.values()

@@ -56,6 +56,7 @@ class Monitor:
     def __init__(self, pg, workers):
         self.pg, self.workers = pg, workers
         self.rows = {}  # job id -> (status, lease owner)
+        self.progress = {}  # job id -> its progress (done) in the table
         self.due = set()  # ids of the queued jobs whose run_after has come
         self.recoveries = []
         # job id -> seconds it has been due while some worker slot stood idle, unbroken
@@ -67,10 +68,11 @@ class Monitor:
         while True:
             at = time.monotonic()
             rows = await self.pg.sql("SELECT id, status, coalesce(lease_owner, ''), "
-                                     "(run_after <= now())::int FROM jobs")
+                                     "(run_after <= now())::int, progress_done FROM jobs")
             if rows is not None:
-                self.rows = {r[0]: (r[1], r[2]) for r in rows if len(r) == 4}
-                self.due = {r[0] for r in rows if len(r) == 4 and r[1] == "queued"
+                self.rows = {r[0]: (r[1], r[2]) for r in rows if len(r) == 5}
+                self.progress = {r[0]: int(r[4]) for r in rows if len(r) == 5}
+                self.due = {r[0] for r in rows if len(r) == 5 and r[1] == "queued"
                             and r[3] == "1"}
                 self._resolve(at)
                 self._stalls(at)

@@ -67,6 +67,16 @@ def import_summary(checker):
              + f"), {rows[0] if rows else 0}-{rows[-1] if rows else 0} rows each; ended "
              + ", ".join(f"{status} {n}" for status, n in sorted(endings.items(), key=str))
              + f"; {len(checker.late_cancels)} cancelled (202) too late to stop"]
+    mid = checker.mid_batch
+    modes = sorted({mode for mode, _ in mid})
+    if modes:
+        lines.append("cancelled mid-batch (tried; cancel answered 202 with rows done and "
+                     "left): " + "; ".join(
+                         f"{mode} {mid[(mode, 'planned')]} tried, {mid[(mode, 'landed')]} "
+                         "so, ended " + ", ".join(
+                             f"{status} {n}" for (m, status), n in sorted(mid.items(), key=str)
+                             if m == mode and status not in ("planned", "landed"))
+                         for mode in modes))
     took = [checker.took[j.id] for j in imports if j.id in checker.took and not j.cancels]
     if took:
         lines.append(f"imports never cancelled, first start to end: {spread(took)}")
@@ -103,7 +113,9 @@ def print_summary(checker, recoveries):
           f"{sum(w.connections for w in watches)} connections, "
           f"{sum(w.frames for w in watches)} frames, error frames {dict(errors)}; "
           f"dashboard: {dashboard.connections} connections, {dashboard.frames} frames, "
-          f"error frames {dict(collections.Counter(dashboard.errors))}")
+          f"error frames {dict(collections.Counter(dashboard.errors))}; "
+          f"{checker.frames_checked} (job, seq) pairs told, each checked against the others "
+          "and the final rows")
     print("\n== kill -9 / SIGSTOP -> recovered ==")
     for line in recovery_summary(recoveries):
         print(f"  {line}")

@@ -58,6 +58,22 @@ SETTLE_SECS = 15
 SECOND_TERM_LIMIT_SECS = 3
 FIRST_TERM_LIMIT_SECS = GRACE_SECS + 15
 CANCEL_SHARE = 0.15
+# Of the imports beyond the first six (of which two, one of each mode, always are):
+# cancelled mid-batch, once their progress shows rows done.
+MID_BATCH_SHARE = 0.25
+# Their files are this many times longer (up to MID_BATCH_MAX_ROWS rows): an import of
+# 1,000 rows (20 commits) takes about 40 ms, too short to be caught mid-batch by a cancel
+# sent once its progress shows; one of 10,000 takes about half a second.
+MID_BATCH_ROWS_FACTOR = 10
+MID_BATCH_MAX_ROWS = 20_000
+MID_BATCH_WAIT_SECS = 120  # for its progress to show rows done; then it is cancelled anyway
+MID_BATCH_POLL_SECS = 0.01  # its follower's progress, read in this process
+MID_BATCH_DELAY_SECS = 0.05  # at most, from rows done shown to the cancel sent
+# One not caught with rows done and rows left (it ended first: the cancel was answered
+# 409, say slowly while the pool was exhausted) is followed, after a pause that takes it
+# past the fault most likely, by another of the same mode, up to this many in all.
+MID_BATCH_TRIES = 4
+MID_BATCH_AGAIN_SECS = (5, 15)
 IMPORT_SHARE = 0.20  # of the submissions: imports, the rest exports
 IMPORT_PREFIX = "chaos-imp-"  # the names of imported students: chaos-imp-<n>-<row>
 # Rows of an import file: one unit (STUDENTS_PER_IMPORT_UNIT) x this, so that an import
@@ -110,5 +126,7 @@ CHECKS = [
     "wrong endings",
     "missed endings",
     "seq backwards",
+    "uncommitted events",
+    "mid-batch cancels",
     "slow stops",
 ]

@@ -4,6 +4,7 @@ it sees an ending) and one dashboard session on `/ws` subscribed to "*"; each on
 seq going backwards, error frames)."""
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
@@ -14,12 +15,31 @@ from websockets.exceptions import WebSocketException
 from .settings import TERMINAL
 
 
+def meaning(msg, kind=None):
+    """What a frame (or a job's view, given `kind`) says the job was at its seq:
+    (type, status, done, total, cancel_requested), None where it does not say. A progress
+    event is written only while the job runs."""
+    kind = kind or msg.get("type")
+    if kind == "progress":
+        return ("progress", "running", msg.get("done"), msg.get("total"), None)
+    job = (msg.get("job") or {}) if kind in ("status", "snapshot") else msg
+    progress = job.get("progress") or {}
+    status = job.get("status")
+    if kind == "status" and msg.get("status") != status:
+        status = f"{msg.get('status')} (its job says {status})"
+    return (kind, status, progress.get("done"), progress.get("total"),
+            job.get("cancel_requested"))
+
+
 class Watch:
-    """What one subscriber knows: each job's status with the highest seq seen, any seq
-    lower than an earlier one on the same connection, and the error frames it got."""
+    """What one subscriber knows: each job's status with the highest seq seen, what each
+    (job, seq) was said to be, the progress it last saw, any seq lower than an earlier one
+    on the same connection, and the error frames it got."""
 
     def __init__(self):
         self.known = {}  # job id -> (seq, status)
+        self.said = collections.defaultdict(set)  # (job id, seq) -> {meaning(frame)}
+        self.progress = {}  # job id -> (seq, done) of the latest frame that told it
         self.backwards = []  # (job id, earlier seq, later seq)
         self.errors = []  # the codes of {"type": "error"} frames
         self.connections = 0
@@ -48,6 +68,10 @@ class Watch:
             return
         if job_id is None or not isinstance(seq, int):
             return
+        said = meaning(msg)
+        self.said[(job_id, seq)].add(said)
+        if isinstance(said[2], int) and seq >= self.progress.get(job_id, (-1, 0))[0]:
+            self.progress[job_id] = (seq, said[2])
         last = self._connection.get(job_id)
         if last is not None and seq < last:
             self.backwards.append((job_id, last, seq))
@@ -58,6 +82,10 @@ class Watch:
 
     def status(self, job_id):
         return self.known.get(job_id, (None, None))[1]
+
+    def done(self, job_id):
+        """The rows or items done by the latest progress this subscriber saw (0: none)."""
+        return self.progress.get(job_id, (None, 0))[1]
 
 
 RECONNECTABLE = (OSError, TimeoutError, WebSocketException)

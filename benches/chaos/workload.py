@@ -12,7 +12,11 @@ import time
 from .common import say
 from .settings import (CANCEL_SHARE, IMPORT_BATCHES, IMPORT_PREFIX, IMPORT_ROWS,
                        IMPORT_SHARE, INVALID_FILE_SHARE, INVALID_ROWS, MAX_FOLLOWERS,
-                       POLL_SECS)
+                       MID_BATCH_MAX_ROWS, MID_BATCH_POLL_SECS, MID_BATCH_ROWS_FACTOR,
+                       MID_BATCH_AGAIN_SECS, MID_BATCH_DELAY_SECS, MID_BATCH_SHARE,
+                       MID_BATCH_TRIES,
+                       MID_BATCH_WAIT_SECS, POLL_SECS,
+                       TERMINAL)
 from .watchers import Watch, follow
 
 
@@ -61,6 +65,19 @@ class Job:
     params: dict
     cancels: list = dataclasses.field(default_factory=list)  # "accepted" | "conflict" | "unknown"
     upload: ImportFile | None = None  # an import's file; None for an export
+    # The job as each cancel answered 202 showed it (its seq, status and progress then).
+    cancel_views: list = dataclasses.field(default_factory=list)
+    mid_batch: bool = False  # an import planned to be cancelled once rows are done
+
+    def cancelled_mid_batch(self):
+        """The progress (done) with which a cancel of this import was answered 202 while
+        it ran with rows done and rows left to do, or None."""
+        for view in self.cancel_views:
+            done = (view.get("progress") or {}).get("done")
+            if (self.upload and view.get("status") == "running" and isinstance(done, int)
+                    and 0 < done < self.upload.rows):
+                return done
+        return None
 
     def expected_endings(self):
         # An import ends like this unless cancelled; so does one cancelled too late (after
@@ -112,17 +129,32 @@ class Workload:
         return sorted(times)
 
     def import_shapes(self, count):
-        """(mode, invalid rows) of `count` imports: the two modes, each with files that
-        have invalid rows and files that have none, in turn, in random order."""
-        shapes = [(mode, self.rng.random() < INVALID_FILE_SHARE if i >= 2 else i % 2 == 0)
-                  for i in range(count // 2 + 1) for mode in ("skip_invalid", "all_or_nothing")]
+        """(mode, invalid rows, cancelled mid-batch) of `count` imports: the two modes, each
+        with files that have invalid rows and files that have none, in turn, then one of
+        each mode cancelled mid-batch (the all_or_nothing one valid: it would commit every
+        row if it were not cancelled), then any, a share of them cancelled mid-batch; in
+        random order."""
+        shapes = []
+        for i in range(count // 2 + 1):
+            for mode in ("skip_invalid", "all_or_nothing"):
+                if i < 2:
+                    shapes.append((mode, i % 2 == 0, False))
+                elif i == 2:
+                    shapes.append((mode, mode == "skip_invalid"
+                                   and self.rng.random() < INVALID_FILE_SHARE, True))
+                else:
+                    shapes.append((mode, self.rng.random() < INVALID_FILE_SHARE,
+                                   self.rng.random() < MID_BATCH_SHARE))
         shapes = shapes[:count]
         self.rng.shuffle(shapes)
-        return [(mode, self.rng.randint(1, 5) if invalid else 0) for mode, invalid in shapes]
+        return [(mode, self.rng.randint(1, 5) if invalid else 0, mid_batch)
+                for mode, invalid, mid_batch in shapes]
 
-    def random_import(self, mode, invalid):
+    def random_import(self, mode, invalid, mid_batch=False):
         low, high = IMPORT_ROWS
         rows = min(high, max(low, self.import_unit * self.rng.randint(*IMPORT_BATCHES)))
+        if mid_batch:  # long enough to be caught with rows done and rows left
+            rows = min(MID_BATCH_MAX_ROWS, rows * MID_BATCH_ROWS_FACTOR)
         upload = ImportFile(len(self.imports), mode, rows, invalid, self.rng)
         self.imports.append(upload)
         return upload
@@ -139,14 +171,18 @@ class Workload:
             if self.rng.random() < CANCEL_SHARE:
                 plan = self.rng.choice(["now", "running", "later"])
             if is_import:
-                submission = self.submit(None, plan, upload=self.random_import(*imports.pop()))
+                mode, invalid, mid_batch = imports.pop()
+                submission = self.submit(None, "mid_batch" if mid_batch else plan,
+                                         upload=self.random_import(mode, invalid, mid_batch))
             else:
                 submission = self.submit(self.random_params(), plan)
             submissions.append(asyncio.create_task(submission))
         await asyncio.gather(*submissions)
 
-    async def submit(self, params, cancel_plan, upload=None):
-        """Submits an export of `params`, or the import of `upload` (an ImportFile)."""
+    async def submit(self, params, cancel_plan, upload=None, tries=MID_BATCH_TRIES):
+        """Submits an export of `params`, or the import of `upload` (an ImportFile);
+        `tries`: of an import to cancel mid-batch, how many more may be submitted in its
+        stead if this one is not caught with rows done and left."""
         # One key for the submission and its retries, as a careful client does: a retry
         # of a request whose answer was lost returns the job it made (200), not a second.
         key = {"Idempotency-Key": f"chaos-{self.rng.getrandbits(64):016x}"}
@@ -172,11 +208,26 @@ class Workload:
             what = upload.describe() if upload else f"export {params}"
             self.merged.append((job.id, what))
             say(f"submission of {what} answered with job {job.id}, another submission's")
+        elif cancel_plan == "mid_batch":
+            job.mid_batch = True
         url = f"{self.ws_base}/ws/jobs/{job.id}"
         follower = follow(url, self.watches[job.id], job.id, self.slots)
         self.followers.append(asyncio.create_task(follower))
         if cancel_plan:
             await self.cancel_later(job, cancel_plan)
+        if (cancel_plan == "mid_batch" and upload and job.upload is upload and tries > 1
+                and job.cancelled_mid_batch() is None):
+            later = self.rng.uniform(*MID_BATCH_AGAIN_SECS)
+            say(f"{upload.describe()} (job {job.id}) not cancelled mid-batch (cancel "
+                f"{job.cancels[-1] if job.cancels else 'never answered'}); another in its "
+                f"stead in {later:.1f}s")
+            await asyncio.sleep(later)
+            again = self.random_import(upload.mode, len(upload.invalid), mid_batch=True)
+            await self.submit(None, "mid_batch", upload=again, tries=tries - 1)
+
+    def rows_done(self, job):
+        """The rows (items) done by `job` as its follower or the jobs table last showed."""
+        return max(self.watches[job.id].done(job.id), self.monitor.progress.get(job.id, 0))
 
     async def cancel_later(self, job, plan):
         if plan == "running":
@@ -186,6 +237,17 @@ class Workload:
             await asyncio.sleep(self.rng.uniform(0, 1.5))
         elif plan == "later":
             await asyncio.sleep(self.rng.uniform(0.5, 8))
+        elif plan == "mid_batch" and job.upload:
+            # Once its progress shows rows done (its follower's, or the table's): its
+            # batches are committing (skip_invalid) or being staged (all_or_nothing). An
+            # import of 20,000 rows takes a few tenths of a second: no later.
+            watch = self.watches[job.id]
+            deadline = time.monotonic() + MID_BATCH_WAIT_SECS
+            while (self.rows_done(job) == 0 and watch.status(job.id) not in TERMINAL
+                   and self.monitor.status(job.id) not in TERMINAL
+                   and time.monotonic() < deadline):
+                await asyncio.sleep(MID_BATCH_POLL_SECS)
+            await asyncio.sleep(self.rng.uniform(0, MID_BATCH_DELAY_SECS))
         await self.cancel(job)
 
     async def cancel(self, job):
@@ -195,6 +257,7 @@ class Workload:
             reply = await self.api.call("POST", f"/api/jobs/{job.id}/cancel")
             if reply.status == 202:
                 job.cancels.append("accepted")
+                job.cancel_views.append(reply.json() or {})
                 return
             if reply.status == 409:
                 job.cancels.append("conflict")
