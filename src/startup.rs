@@ -283,6 +283,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(routes::access::sign_out)),
             )
             .service(
+                web::resource("/session/password")
+                    .route(web::patch().to(routes::access::change_password)),
+            )
+            .service(
                 web::resource("/tokens")
                     .route(web::get().to(routes::access::tokens))
                     .route(web::post().to(routes::access::create_token)),

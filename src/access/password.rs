@@ -39,10 +39,10 @@ mod tests {
 
     #[test]
     fn a_hash_is_argon2id_and_verifies_only_its_password() {
-        let stored = hash(&Password::parse("correct horse").unwrap());
+        let stored = hash(&Password::parse("Juniper-ochre tidal 42 lantern").unwrap());
         assert!(stored.starts_with("$argon2id$"), "{stored}");
-        assert!(verify("correct horse", &stored));
-        assert!(!verify("correct horsE", &stored));
-        assert!(!verify("correct horse", "not a hash"));
+        assert!(verify("Juniper-ochre tidal 42 lantern", &stored));
+        assert!(!verify("Juniper-ochre tidal 42 lanterN", &stored));
+        assert!(!verify("Juniper-ochre tidal 42 lantern", "not a hash"));
     }
 }

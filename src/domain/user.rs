@@ -95,15 +95,35 @@ impl fmt::Display for Role {
 pub struct Password(String);
 
 impl Password {
-    pub const MIN_CHARS: usize = 8;
+    pub const MIN_CHARS: usize = 12;
     pub const MAX_BYTES: usize = 1024;
+    /// The least zxcvbn score taken (0-4): 3 is "safely unguessable: moderate protection
+    /// from offline slow-hash scenario" (argon2id here).
+    const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+    /// Characters the estimator reads: a longer passphrase is long enough already, and its
+    /// cost grows with the length.
+    const ESTIMATED_CHARS: usize = 100;
 
+    /// A password that is long enough and not a common or trivially guessable one, as the
+    /// zxcvbn estimator judges it (dictionary words, names, keyboard walks, repeats, dates).
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.chars().count() < Self::MIN_CHARS || raw.len() > Self::MAX_BYTES {
             return Err(format!(
                 "must be {} to {} characters",
                 Self::MIN_CHARS,
                 Self::MAX_BYTES
+            ));
+        }
+        let estimated: String = raw.chars().take(Self::ESTIMATED_CHARS).collect();
+        let entropy = zxcvbn::zxcvbn(&estimated, &[]);
+        if entropy.score() < Self::MIN_SCORE {
+            let why = entropy
+                .feedback()
+                .and_then(|f| f.warning())
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "is too easy to guess{why}; use a longer passphrase of uncommon words"
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -137,7 +157,25 @@ mod tests {
     fn passwords_have_bounds_and_never_print() {
         assert!(Password::parse("short").is_err());
         assert!(Password::parse(&"x".repeat(2000)).is_err());
-        let p = Password::parse("correct horse").unwrap();
+        let p = Password::parse(STRONG).unwrap();
         assert_eq!(format!("{p:?}"), "Password(***)");
+    }
+
+    /// A password the estimator takes, for tests.
+    const STRONG: &str = "Juniper-ochre tidal 42 lantern";
+
+    #[test]
+    fn guessable_passwords_are_refused_however_long() {
+        for weak in [
+            "12345678",
+            "        ",
+            "123456789012",
+            "passwordpassword",
+            "qwertyuiopasdf",
+            "aaaaaaaaaaaaaaaa",
+        ] {
+            assert!(Password::parse(weak).is_err(), "{weak:?}");
+        }
+        assert!(Password::parse(STRONG).is_ok());
     }
 }

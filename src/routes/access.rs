@@ -84,6 +84,57 @@ pub async fn sign_out(
         .finish())
 }
 
+/// `PATCH /api/session/password {current, new}`: the signed-in user changes their own
+/// password. Every session and token of theirs ends (whoever knew the old one is out);
+/// this browser gets a fresh session, so it stays signed in.
+pub async fn change_password(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let name = caller.user()?.name.clone();
+    let mut fields = Fields::default();
+    fields.only(&body, &["current", "new"]);
+    let current = body
+        .get("current")
+        .and_then(|p| fields.check("current", input::string(p).map(str::to_owned)));
+    let current = fields.require("current", current);
+    let new = body
+        .get("new")
+        .and_then(|p| fields.check("new", input::string(p).and_then(Password::parse)));
+    let new = fields.require("new", new);
+    fields.finish()?;
+    let (Some(current), Some(new)) = (current, new) else {
+        unreachable!("required fields are checked");
+    };
+    let address = state.access.client_address(&req);
+    state.access.sign_in_allowed(&name, address)?;
+    let who = name.clone();
+    let changed = with_conn(&state, move |conn| {
+        let Some((_, stored)) = user::find_with_hash(conn, &who)? else {
+            return Ok(None);
+        };
+        if !password::verify(&current, &stored) {
+            return Ok(None);
+        }
+        user::update(conn, &who, None, Some(&password::hash(&new)))?;
+        Ok(Some(session::create(conn, &who, SESSION_TTL)?))
+    })
+    .await?;
+    let Some(id) = changed else {
+        // A wrong current password counts as a failed sign-in.
+        state.access.sign_in_failed(&name, address);
+        let mut wrong = crate::error::FieldErrors::new();
+        wrong.insert("current".into(), "is not your password".into());
+        return Err(ApiError::Invalid(wrong));
+    };
+    let secure = req.connection_info().scheme() == "https";
+    Ok(HttpResponse::NoContent()
+        .cookie(state.access.session_cookie(id, secure))
+        .finish())
+}
+
 /// `GET /api/tokens[?user=NAME]`: the caller's tokens, or (an admin) any user's; never
 /// their secrets.
 pub async fn tokens(

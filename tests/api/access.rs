@@ -22,7 +22,8 @@ struct People {
 pub fn add_user(app: &TestApp, name: &str, role: Role) -> String {
     let mut conn = app.pool.get().unwrap();
     let name = UserName::parse(name).unwrap();
-    let hash = roster::access::password::hash(&Password::parse("correct horse").unwrap());
+    let hash =
+        roster::access::password::hash(&Password::parse("Juniper-ochre tidal 42 lantern").unwrap());
     user::insert(&mut conn, &name, role, &hash).unwrap();
     token::create(&mut conn, &name, "tests").unwrap().1
 }
@@ -295,7 +296,7 @@ async fn route_matrix(deployment: Deployment) {
         (
             Method::POST,
             "/api/users".into(),
-            Some(json!({"name": "carol", "password": "long enough"})),
+            Some(json!({"name": "carol", "password": "Basalt quiver 19 meadowlark"})),
             [S::UNAUTHORIZED, S::FORBIDDEN, S::FORBIDDEN, S::CREATED],
         ),
         (
@@ -524,14 +525,14 @@ async fn a_browser_signs_in_with_a_cookie_and_out_again() {
         let nobody = app
             .post(
                 "/api/session",
-                json!({"username": "nobody", "password": "correct horse"}),
+                json!({"username": "nobody", "password": "Juniper-ochre tidal 42 lantern"}),
             )
             .await;
         assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
         let signed_in = app
             .post(
                 "/api/session",
-                json!({"username": "ada", "password": "correct horse"}),
+                json!({"username": "ada", "password": "Juniper-ochre tidal 42 lantern"}),
             )
             .await;
         assert_eq!(signed_in.status, StatusCode::NO_CONTENT);
@@ -717,7 +718,7 @@ async fn the_admin_password_setting_makes_an_admin_who_can_sign_in() {
         Deployment::Embedded,
         |s| {
             s.auth = AuthSetting::Required;
-            s.admin_password = Some("from the env file".into());
+            s.admin_password = Some("Obsidian harbor 7 wren fjord".into());
         },
         Default::default(),
     )
@@ -728,7 +729,7 @@ async fn the_admin_password_setting_makes_an_admin_who_can_sign_in() {
     let signed_in = app
         .post(
             "/api/session",
-            json!({"username": "admin", "password": "from the env file"}),
+            json!({"username": "admin", "password": "Obsidian harbor 7 wren fjord"}),
         )
         .await;
     assert_eq!(signed_in.status, StatusCode::NO_CONTENT);
@@ -761,7 +762,7 @@ fn users_and_tokens_are_made_from_the_command_line() {
     };
     let (code, stdout, stderr) = run(
         &["user", "add", "ada", "--role", "admin", "--password-stdin"],
-        "correct horse\n",
+        "Juniper-ochre tidal 42 lantern\n",
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("user ada added (admin)"), "{stdout}");

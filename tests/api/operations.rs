@@ -576,7 +576,7 @@ async fn the_event_stream_is_the_snapshot_then_every_event_then_the_end(deployme
     let mut stream = EventStream::open(&app, &id(&job), None, None).await;
     assert_eq!(stream.status, StatusCode::OK);
     assert_eq!(stream.header("content-type"), Some("text/event-stream"));
-    assert_eq!(stream.header("cache-control"), Some("no-cache"));
+    assert_eq!(stream.header("cache-control"), Some("no-store"));
     assert_eq!(stream.header("x-accel-buffering"), Some("no"));
     let snapshot = stream.next().await.unwrap();
     assert_eq!(snapshot.event, "snapshot");

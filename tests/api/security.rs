@@ -47,7 +47,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[actix_web::test]
 async fn sign_ins_with_invented_names_do_not_grow_the_process() {
     let sandbox = Sandbox::new(Deployment::Embedded).unwrap();
-    let password = "a long enough admin password";
+    let password = "Marigold saddle 58 estuary";
     let (code, _, err) = run(&sandbox, &["migrate"], &[]);
     assert_eq!(code, 0, "{err}");
     let env = [
@@ -91,7 +91,7 @@ async fn only_failed_sign_ins_count_so_a_user_signing_in_is_never_locked_out_by_
     add_user(&app, "ada", Role::Member);
     for _ in 0..12 {
         assert_eq!(
-            sign_in(&app, "ada", "correct horse").await,
+            sign_in(&app, "ada", "Juniper-ochre tidal 42 lantern").await,
             StatusCode::NO_CONTENT
         );
     }
@@ -102,7 +102,7 @@ async fn only_failed_sign_ins_count_so_a_user_signing_in_is_never_locked_out_by_
         );
     }
     assert_eq!(
-        sign_in(&app, "ada", "correct horse").await,
+        sign_in(&app, "ada", "Juniper-ochre tidal 42 lantern").await,
         StatusCode::TOO_MANY_REQUESTS,
         "five failures lock the name for the rest of the minute"
     );
@@ -295,7 +295,7 @@ async fn session_ids_are_kept_hashed_so_the_database_holds_no_cookie() {
     let reply = app
         .post(
             "/api/session",
-            json!({"username": "ada", "password": "correct horse"}),
+            json!({"username": "ada", "password": "Juniper-ochre tidal 42 lantern"}),
         )
         .await;
     let cookie = reply.header("set-cookie").unwrap();
@@ -365,4 +365,70 @@ async fn auto_access_turns_on_within_seconds_once_a_user_exists() {
         assert!(Instant::now() < deadline, "still open with a user");
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[actix_web::test]
+async fn guessable_passwords_are_refused_wherever_a_password_is_set() {
+    let app = guarded(|_| {}).await;
+    let admin = add_user(&app, "root", Role::Admin);
+    for weak in ["12345678", "        ", "passwordpassword", "qwertyuiop123"] {
+        let made = app
+            .call(
+                Some(&admin),
+                Method::POST,
+                "/api/users",
+                Some(json!({"name": "carol", "password": weak})),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::UNPROCESSABLE_ENTITY, "{weak:?}");
+        assert!(made.json()["error"]["fields"]["password"].is_string());
+    }
+}
+
+#[actix_web::test]
+async fn a_member_changes_their_own_password_and_their_other_sessions_end() {
+    let app = guarded(|_| {}).await;
+    let token = add_user(&app, "ada", Role::Member);
+    let change = |current: &str, new: &str| {
+        app.call(
+            Some(&token),
+            Method::PATCH,
+            "/api/session/password",
+            Some(json!({"current": current, "new": new})),
+        )
+    };
+    let wrong = change("not my password", "Pelican orchard 88 vellum").await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.json()["error"]["fields"]["current"].is_string());
+    let weak = change("Juniper-ochre tidal 42 lantern", "123456789012").await;
+    assert!(
+        weak.json()["error"]["fields"]["new"].is_string(),
+        "{}",
+        weak.json()
+    );
+    let changed = change(
+        "Juniper-ochre tidal 42 lantern",
+        "Pelican orchard 88 vellum",
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT);
+    assert!(
+        changed.header("set-cookie").is_some(),
+        "this browser stays signed in"
+    );
+    assert_eq!(
+        app.call(Some(&token), Method::GET, "/api/jobs", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "the token made with the old password is revoked"
+    );
+    assert_eq!(
+        sign_in(&app, "ada", "Juniper-ochre tidal 42 lantern").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sign_in(&app, "ada", "Pelican orchard 88 vellum").await,
+        StatusCode::NO_CONTENT
+    );
 }

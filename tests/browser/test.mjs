@@ -110,7 +110,7 @@ function serverEnv(port, extra = {}) {
   };
 }
 
-const ADMIN_PASSWORD = 'browser test password';
+const ADMIN_PASSWORD = 'Quillwort amber 63 ravine';
 /** An API token of the admin, for the test's own requests (the page uses its cookie). */
 let token = '';
 
