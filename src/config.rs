@@ -103,6 +103,17 @@ pub struct Settings {
           value_parser = parse_allowed_host)]
     pub allowed_hosts: Vec<String>,
 
+    /// The shortest interval between two ticks of a member's schedule, in seconds (admins'
+    /// schedules may tick as often as their cron says).
+    #[arg(long, env = "ROSTER_MIN_SCHEDULE_INTERVAL_SECS", global = true, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub min_schedule_interval_secs: u64,
+
+    /// Schedules one user may own; beyond that creating one is refused (409).
+    #[arg(long, env = "ROSTER_MAX_SCHEDULES_PER_USER", global = true, default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_schedules_per_user: u32,
+
     /// API tokens one user may hold; beyond that creating one is refused (409).
     #[arg(long, env = "ROSTER_MAX_TOKENS_PER_USER", global = true, default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]

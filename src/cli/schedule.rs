@@ -97,6 +97,8 @@ fn add(conn: &mut DbConnection, settings: &Settings, add: AddOpts) -> anyhow::Re
         job,
         enabled: !add.disabled,
         created_by: None,
+        // The command line acts with the database's own rights, as an admin.
+        limits: None,
     };
     let created = rules::create(conn, spec).map_err(|e| match e {
         ScheduleError::Invalid(fields) => super::field_errors(&fields),

@@ -2,16 +2,22 @@
 //!
 //! - The job a schedule starts is checked by its kind when the schedule is saved
 //!   ([`JobTemplate::check`]), so bad parameters are refused then, not at 3 a.m.
-//! - Names are unique (by a unique index; a taken name is [`ScheduleError::NameTaken`]).
+//! - Names are unique per owner (by a unique index; a taken name is
+//!   [`ScheduleError::NameTaken`]).
+//! - A member's schedule ticks at most once a `ROSTER_MIN_SCHEDULE_INTERVAL_SECS`, and a
+//!   member owns at most `ROSTER_MAX_SCHEDULES_PER_USER` ([`ScheduleLimits`]).
 //! - The next tick is computed on the database's clock whenever what decides it changes
 //!   (cron, zone, or being enabled again): a schedule switched back on starts from now
 //!   and does not fire for the ticks it spent disabled.
+
+use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde_json::{Map, Value};
 
 use super::accept::AcceptError;
 use super::kind::Registry;
+use crate::config::Settings;
 use crate::db::DbConnection;
 use crate::domain::job::JobKind;
 use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
@@ -64,10 +70,57 @@ impl JobTemplate {
     }
 }
 
+/// What a member's schedules are held to (admins' and the command line's are not).
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleLimits {
+    /// The shortest interval between two ticks (`ROSTER_MIN_SCHEDULE_INTERVAL_SECS`).
+    pub min_interval: Duration,
+    /// Schedules one owner may have (`ROSTER_MAX_SCHEDULES_PER_USER`).
+    pub max_per_owner: u32,
+}
+
+impl ScheduleLimits {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            min_interval: Duration::from_secs(settings.min_schedule_interval_secs),
+            max_per_owner: settings.max_schedules_per_user,
+        }
+    }
+
+    /// Refuses a cron that ticks more often than the shortest interval, looking at its
+    /// next ticks from now (a cron's gaps repeat within a few dozen ticks, and every
+    /// standard field is at least a minute).
+    fn check_interval(&self, cron: &CronExpr, zone: TimeZone) -> Result<(), ScheduleError> {
+        const TICKS: usize = 64;
+        let Some(mut at) = cron.next_after(zone, chrono::Utc::now()) else {
+            return Ok(());
+        };
+        for _ in 0..TICKS {
+            let Some(next) = cron.next_after(zone, at) else {
+                return Ok(());
+            };
+            let gap = (next - at).to_std().unwrap_or_default();
+            if gap < self.min_interval {
+                return Err(ScheduleError::invalid(
+                    "cron",
+                    format!(
+                        "ticks more often than once every {} s (ROSTER_MIN_SCHEDULE_INTERVAL_SECS)",
+                        self.min_interval.as_secs()
+                    ),
+                ));
+            }
+            at = next;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("some fields are invalid")]
     Invalid(FieldErrors),
+    #[error("you have {0} schedules already (ROSTER_MAX_SCHEDULES_PER_USER); remove one first")]
+    TooMany(u32),
     #[error("a schedule named {0} exists already")]
     NameTaken(ScheduleName),
     #[error("no such schedule")]
@@ -113,10 +166,20 @@ pub struct ScheduleSpec {
     pub job: JobTemplate,
     pub enabled: bool,
     pub created_by: Option<String>,
+    /// What a member's schedule is held to; `None` for an admin's or the command line's.
+    pub limits: Option<ScheduleLimits>,
 }
 
 /// Records a new schedule, due at its first tick from now.
 pub fn create(conn: &mut DbConnection, spec: ScheduleSpec) -> Result<Schedule, ScheduleError> {
+    if let Some(limits) = &spec.limits {
+        limits.check_interval(&spec.cron, spec.timezone)?;
+        if let Some(owner) = &spec.created_by {
+            if schedule::count_owned(conn, owner)? >= i64::from(limits.max_per_owner) {
+                return Err(ScheduleError::TooMany(limits.max_per_owner));
+            }
+        }
+    }
     let next_fire_at = next_tick(conn, &spec.cron, spec.timezone)?;
     let new = NewSchedule {
         id: ScheduleId::new(),
@@ -144,14 +207,20 @@ pub struct ScheduleEdit {
     pub enabled: Option<bool>,
 }
 
-/// Applies `edit` to the schedule `id`; the schedule as it now is.
+/// Applies `edit` to the schedule `id`, held to `limits` (a member's); the schedule as it
+/// now is.
 pub fn change(
     conn: &mut DbConnection,
     kinds: &Registry,
     id: &ScheduleId,
     edit: ScheduleEdit,
+    limits: Option<&ScheduleLimits>,
 ) -> Result<Schedule, ScheduleError> {
     let current = schedule::find(conn, id)?.ok_or(ScheduleError::NotFound)?;
+    if let (Some(limits), true) = (limits, edit.cron.is_some() || edit.timezone.is_some()) {
+        let cron = edit.cron.as_ref().unwrap_or(&current.cron);
+        limits.check_interval(cron, edit.timezone.unwrap_or(current.timezone))?;
+    }
     let mut changes = ScheduleChanges::default();
     if let Some(params) = &edit.params {
         let job =

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::accept::{AcceptError, Accepted, Acceptor, JobRequest};
 use crate::db::Pool;
-use crate::domain::schedule::{CronExpr, TimeZone};
+use crate::domain::schedule::{CronExpr, ScheduleId, TimeZone};
 use crate::models::schedule::{self, Schedule};
 
 /// How often a process looks for due schedules: well under a second, so a schedule with
@@ -76,6 +76,49 @@ impl Actor for Scheduler {
     }
 }
 
+/// The due schedules, their owners taking turns: each owner's longest overdue first, then
+/// each one's next, so one owner's many due schedules do not go before everyone else's.
+fn in_turns(due: Vec<Schedule>) -> Vec<Schedule> {
+    let mut owners: Vec<(Option<String>, std::collections::VecDeque<Schedule>)> = Vec::new();
+    for schedule in due {
+        match owners.iter_mut().find(|(o, _)| *o == schedule.created_by) {
+            Some((_, theirs)) => theirs.push_back(schedule),
+            None => owners.push((schedule.created_by.clone(), [schedule].into())),
+        }
+    }
+    let mut turns = Vec::new();
+    while owners.iter().any(|(_, theirs)| !theirs.is_empty()) {
+        for (_, theirs) in &mut owners {
+            turns.extend(theirs.pop_front());
+        }
+    }
+    turns
+}
+
+/// When each schedule's refused tick was last logged as a warning: a schedule whose job
+/// is refused tick after tick (its owner at a cap) says so once a minute, not once a tick.
+struct RefusalLog(std::sync::Mutex<std::collections::HashMap<ScheduleId, std::time::Instant>>);
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn first_this_minute(&self, id: ScheduleId) -> bool {
+        let mut logged = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded by the schedules there are; forget what is a minute old.
+        logged.retain(|_, at| at.elapsed() < Self::EVERY);
+        match logged.contains_key(&id) {
+            true => false,
+            false => {
+                logged.insert(id, std::time::Instant::now());
+                true
+            }
+        }
+    }
+}
+
+static REFUSALS_LOGGED: std::sync::LazyLock<RefusalLog> =
+    std::sync::LazyLock::new(|| RefusalLog(Default::default()));
+
 /// One pass: fires every due schedule once and moves it on. Returns how many jobs this
 /// process created (ticks another process took are not counted).
 pub async fn fire_due(pool: &Pool, jobs: &Acceptor) -> anyhow::Result<usize> {
@@ -85,7 +128,7 @@ pub async fn fire_due(pool: &Pool, jobs: &Acceptor) -> anyhow::Result<usize> {
     })
     .await??;
     let mut fired = 0;
-    for schedule in due {
+    for schedule in in_turns(due) {
         if fire(jobs, &schedule).await? {
             fired += 1;
         }
@@ -135,11 +178,14 @@ async fn fire(jobs: &Acceptor, schedule: &Schedule) -> anyhow::Result<bool> {
                 AcceptError::Invalid(fields) => format!(": {fields:?}"),
                 _ => String::new(),
             };
-            log::warn!(
+            let message = format!(
                 "schedule {} ({}): tick {tick}Z skipped, its job is refused: {e}{detail}",
-                schedule.name,
-                schedule.id
+                schedule.name, schedule.id
             );
+            match REFUSALS_LOGGED.first_this_minute(schedule.id) {
+                true => log::warn!("{message} (said once a minute per schedule)"),
+                false => log::debug!("{message}"),
+            }
             Ok(false)
         }
         Err(e @ (AcceptError::Database(_) | AcceptError::Pool(_) | AcceptError::Blocking(_))) => {

@@ -153,12 +153,28 @@ pub fn insert(conn: &mut DbConnection, new: &NewSchedule) -> QueryResult<Schedul
 
 /// Every schedule, by name.
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Schedule>> {
-    typed(
-        schedules::table
-            .order(schedules::name.asc())
-            .select(ScheduleRow::as_select())
-            .load(conn)?,
-    )
+    list_visible(conn, None)
+}
+
+/// The schedules `owner` owns (`None`: every schedule), by name: read from the owner's
+/// index, not filtered from everyone's.
+pub fn list_visible(conn: &mut DbConnection, owner: Option<&str>) -> QueryResult<Vec<Schedule>> {
+    let mut query = schedules::table
+        .order(schedules::name.asc())
+        .select(ScheduleRow::as_select())
+        .into_boxed();
+    if let Some(owner) = owner {
+        query = query.filter(schedules::created_by.eq(owner.to_owned()));
+    }
+    typed(query.load(conn)?)
+}
+
+/// How many schedules `owner` owns.
+pub fn count_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<i64> {
+    schedules::table
+        .filter(schedules::created_by.eq(owner))
+        .count()
+        .get_result(conn)
 }
 
 pub fn find(conn: &mut DbConnection, id: &ScheduleId) -> QueryResult<Option<Schedule>> {
@@ -240,10 +256,12 @@ pub fn delete(conn: &mut DbConnection, id: &ScheduleId) -> QueryResult<bool> {
 
 /// Deletes the schedule called `name`; whether there was one.
 pub fn delete_by_name(conn: &mut DbConnection, name: &ScheduleName) -> QueryResult<bool> {
-    Ok(
-        diesel::delete(schedules::table.filter(schedules::name.eq(name.as_str()))).execute(conn)?
-            > 0,
-    )
+    // Names are unique per owner: by name, only the schedules nobody owns (made from the
+    // command line, or with access control off).
+    let unowned = schedules::table
+        .filter(schedules::name.eq(name.as_str()))
+        .filter(schedules::created_by.is_null());
+    Ok(diesel::delete(unowned).execute(conn)? > 0)
 }
 
 /// Up to `limit` enabled schedules whose next tick has come, on the database's clock;

@@ -34,7 +34,9 @@ impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {
         match e {
             ScheduleError::Invalid(fields) => ApiError::Invalid(fields),
-            ScheduleError::NameTaken(_) => ApiError::Conflict(e.to_string()),
+            ScheduleError::NameTaken(_) | ScheduleError::TooMany(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             ScheduleError::NotFound => ApiError::NotFound("schedule"),
             ScheduleError::Database(e) => e.into(),
         }

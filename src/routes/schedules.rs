@@ -10,7 +10,9 @@ use crate::access::Caller;
 use crate::domain::job::JobKind;
 use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
 use crate::error::ApiError;
-use crate::jobs::schedule::{self as rules, JobTemplate, ScheduleEdit, ScheduleSpec};
+use crate::jobs::schedule::{
+    self as rules, JobTemplate, ScheduleEdit, ScheduleLimits, ScheduleSpec,
+};
 use crate::models::schedule::{self, ScheduleView};
 use crate::routes::AppState;
 
@@ -85,14 +87,19 @@ async fn load(
 }
 
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let all = with_conn(&state, |conn| Ok(schedule::list(conn)?)).await?;
+    let owner = caller.owner_filter();
+    let visible = with_conn(&state, move |conn| {
+        Ok(schedule::list_visible(conn, owner.as_deref())?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(Items {
-        items: all
-            .iter()
-            .filter(|s| caller.may_see(s.created_by.as_deref()))
-            .map(|s| s.view())
-            .collect(),
+        items: visible.iter().map(|s| s.view()).collect(),
     }))
+}
+
+/// What the caller's schedules are held to: none for those who see all (admins).
+fn limits(caller: &Caller, state: &AppState) -> Option<ScheduleLimits> {
+    (!caller.sees_all()).then(|| ScheduleLimits::from_settings(&state.settings))
 }
 
 /// `POST /api/schedules` `{name, cron, timezone?, kind, params?, enabled?}`.
@@ -133,6 +140,7 @@ pub async fn create(
         job,
         enabled: given.enabled.unwrap_or(true),
         created_by: caller.created_by(),
+        limits: limits(&caller, &state),
     };
     let created = with_conn(&state, move |conn| Ok(rules::create(conn, spec)?)).await?;
     Ok(HttpResponse::Created()
@@ -178,8 +186,9 @@ pub async fn patch(
         enabled: given.enabled,
     };
     let kinds = state.jobs.kinds().clone();
+    let limits = limits(&caller, &state);
     let changed = with_conn(&state, move |conn| {
-        Ok(rules::change(conn, &kinds, &id, edit)?)
+        Ok(rules::change(conn, &kinds, &id, edit, limits.as_ref())?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(changed.view()))

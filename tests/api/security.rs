@@ -432,3 +432,93 @@ async fn a_member_changes_their_own_password_and_their_other_sessions_end() {
         StatusCode::NO_CONTENT
     );
 }
+
+#[actix_web::test]
+async fn a_member_s_schedules_tick_at_most_once_a_minute_and_are_few() {
+    let app = guarded(|s| s.max_schedules_per_user = 2).await;
+    let admin = add_user(&app, "root", Role::Admin);
+    let ada = add_user(&app, "ada", Role::Member);
+    async fn make(app: &TestApp, who: &str, name: &str, cron: &str) -> crate::helpers::Reply {
+        app.call(
+            Some(who),
+            Method::POST,
+            "/api/schedules",
+            Some(json!({"name": name, "cron": cron, "kind": "students_by_age"})),
+        )
+        .await
+    }
+    let every_second = make(&app, &ada, "flood", "* * * * * *").await;
+    assert_eq!(every_second.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(every_second.json()["error"]["fields"]["cron"].is_string());
+    assert_eq!(
+        make(&app, &ada, "a", "* * * * *").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        make(&app, &ada, "b", "0 * * * *").await.status,
+        StatusCode::CREATED
+    );
+    let third = make(&app, &ada, "c", "0 2 * * *").await;
+    assert_eq!(third.status, StatusCode::CONFLICT, "{}", third.json());
+    // Changing a schedule's cron is held to the same interval.
+    let mine = app
+        .call(Some(&ada), Method::GET, "/api/schedules", None)
+        .await
+        .json();
+    let id = mine["items"][0]["id"].as_str().unwrap().to_owned();
+    let faster = app
+        .call(
+            Some(&ada),
+            Method::PATCH,
+            &format!("/api/schedules/{id}"),
+            Some(json!({"cron": "*/10 * * * * *"})),
+        )
+        .await;
+    assert_eq!(faster.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // An admin's schedule may tick as often as its cron says.
+    assert_eq!(
+        make(&app, &admin, "probe", "*/10 * * * * *").await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[actix_web::test]
+async fn schedule_names_belong_to_their_owner_and_each_lists_only_their_own() {
+    let app = guarded(|_| {}).await;
+    let ada = add_user(&app, "ada", Role::Member);
+    let bob = add_user(&app, "bob", Role::Member);
+    for who in [&ada, &bob] {
+        let made = app
+            .call(
+                Some(who),
+                Method::POST,
+                "/api/schedules",
+                Some(json!({"name": "nightly", "cron": "0 2 * * *", "kind": "students_by_age"})),
+            )
+            .await;
+        assert_eq!(
+            made.status,
+            StatusCode::CREATED,
+            "a name another owner uses is free"
+        );
+    }
+    let again = app
+        .call(
+            Some(&ada),
+            Method::POST,
+            "/api/schedules",
+            Some(json!({"name": "nightly", "cron": "0 3 * * *", "kind": "students_by_age"})),
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "but not one's own twice"
+    );
+    let listed = app
+        .call(Some(&ada), Method::GET, "/api/schedules", None)
+        .await
+        .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"][0]["created_by"], "ada");
+}

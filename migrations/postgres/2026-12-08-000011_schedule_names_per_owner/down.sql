@@ -1,0 +1,3 @@
+DROP INDEX schedules_created_by;
+DROP INDEX schedules_owner_name;
+CREATE UNIQUE INDEX schedules_name ON schedules (name);
