@@ -37,8 +37,12 @@ use throttle::Throttle;
 pub const SESSION_COOKIE: &str = "roster_session";
 /// How long a browser stays signed in.
 pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Failed sign-ins allowed per [`LOGIN_WINDOW`], for one user name and for one address.
-const LOGINS_PER_USER: u32 = 5;
+/// Failed sign-ins allowed per [`LOGIN_WINDOW`]: for one user name from one address (what
+/// a guesser at one place gets), for one user name from anywhere (a distributed guesser:
+/// high enough that locking a user out takes an attack, not five requests), and for one
+/// address whatever the names.
+const LOGINS_PER_USER_AND_ADDRESS: u32 = 5;
+const LOGINS_PER_USER: u32 = 50;
 const LOGINS_PER_ADDRESS: u32 = 20;
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// Keys each sign-in throttle keeps at most (each under 100 bytes: a `UserName`, an IP).
@@ -83,6 +87,7 @@ impl Drop for SocketSlot {
 }
 
 struct Logins {
+    per_user_and_address: Throttle,
     per_user: Throttle,
     per_address: Throttle,
 }
@@ -153,6 +158,11 @@ impl Access {
             bind: settings.bind,
             key: Key::derive_from(secret.as_bytes()),
             logins: Arc::new(Logins {
+                per_user_and_address: Throttle::new(
+                    LOGINS_PER_USER_AND_ADDRESS,
+                    LOGIN_WINDOW,
+                    LIMITER_KEYS,
+                ),
                 per_user: Throttle::new(LOGINS_PER_USER, LOGIN_WINDOW, LIMITER_KEYS),
                 per_address: Throttle::new(LOGINS_PER_ADDRESS, LOGIN_WINDOW, LIMITER_KEYS),
             }),
@@ -227,6 +237,9 @@ impl Access {
     /// ([`sign_in_failed`](Self::sign_in_failed)).
     pub fn sign_in_allowed(&self, name: &UserName, address: IpAddr) -> Result<(), ApiError> {
         let blocked = [
+            self.logins
+                .per_user_and_address
+                .blocked(&format!("{name}@{address}")),
             self.logins.per_user.blocked(name.as_str()),
             self.logins.per_address.blocked(&address.to_string()),
         ];
@@ -241,6 +254,9 @@ impl Access {
 
     /// Counts a failed sign-in as `name` from `address`.
     pub fn sign_in_failed(&self, name: &UserName, address: IpAddr) {
+        self.logins
+            .per_user_and_address
+            .failed(&format!("{name}@{address}"));
         self.logins.per_user.failed(name.as_str());
         self.logins.per_address.failed(&address.to_string());
     }

@@ -36,8 +36,14 @@ pub fn disown(conn: &mut DbConnection, user: &UserName) -> QueryResult<String> {
             schedules::created_by.eq(&removed),
         ))
         .execute(conn)?;
+    // Their idempotency and duplicate keys are scoped by their name: let them go too, or a
+    // request of the next user of that name would be answered with their job.
     diesel::update(jobs::table.filter(jobs::created_by.eq(user.as_str())))
-        .set(jobs::created_by.eq(&removed))
+        .set((
+            jobs::created_by.eq(&removed),
+            jobs::idempotency_key.eq(None::<String>),
+            jobs::dedup_key.eq(None::<String>),
+        ))
         .execute(conn)?;
     Ok(removed)
 }

@@ -108,6 +108,11 @@ pub async fn change_password(
     let (Some(current), Some(new)) = (current, new) else {
         unreachable!("required fields are checked");
     };
+    if new.expose() == current {
+        let mut same = crate::error::FieldErrors::new();
+        same.insert("new".into(), "is your current password".into());
+        return Err(ApiError::Invalid(same));
+    }
     let address = state.access.client_address(&req);
     state.access.sign_in_allowed(&name, address)?;
     let who = name.clone();

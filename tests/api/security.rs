@@ -248,6 +248,22 @@ async fn a_removed_user_s_schedules_stop_and_a_new_user_of_that_name_inherits_no
         .call(Some(&ada), Method::POST, "/api/exports", Some(json!({})))
         .await;
     assert_eq!(export.status, StatusCode::ACCEPTED);
+    let keyed = |token: String| {
+        let app = &app;
+        async move {
+            let mut res = app
+                .client
+                .post(format!("{}/api/exports", app.address))
+                .bearer_auth(token)
+                .insert_header(("Idempotency-Key", "nightly-1"))
+                .send_json(&json!({"min_age": 3}))
+                .await
+                .unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first_keyed) = keyed(ada.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
     let schedule = app
         .call(
             Some(&ada),
@@ -262,10 +278,34 @@ async fn a_removed_user_s_schedules_stop_and_a_new_user_of_that_name_inherits_no
         .await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
     let again = add_user(&app, "ada", Role::Member);
-    for path in ["/api/jobs", "/api/schedules"] {
+    // The old ada's keys are not the new one's: the same request makes a new job, and an
+    // identical export the old one had queued is not handed over either.
+    let (status, second_keyed) = keyed(again.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second_keyed}");
+    assert_ne!(second_keyed["id"], first_keyed["id"]);
+    let same = app
+        .call(Some(&again), Method::POST, "/api/exports", Some(json!({})))
+        .await;
+    assert_eq!(same.status, StatusCode::ACCEPTED, "{}", same.json());
+    assert_ne!(same.json()["id"], export.json()["id"]);
+    for path in ["/api/schedules"] {
         let seen = app.call(Some(&again), Method::GET, path, None).await.json();
         assert_eq!(seen["items"], json!([]), "{path}: {seen}");
     }
+    let jobs = app
+        .call(Some(&again), Method::GET, "/api/jobs", None)
+        .await
+        .json();
+    assert!(
+        jobs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["created_by"] == "ada"
+                && j["id"] != export.json()["id"]
+                && j["id"] != first_keyed["id"]),
+        "only the new ada's own: {jobs}"
+    );
     let id = export.json()["id"].as_str().unwrap().to_owned();
     let theirs = app
         .call(
@@ -521,4 +561,34 @@ async fn schedule_names_belong_to_their_owner_and_each_lists_only_their_own() {
         .json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     assert_eq!(listed["items"][0]["created_by"], "ada");
+}
+
+#[actix_web::test]
+async fn a_guesser_at_one_address_cannot_lock_a_user_out_from_another() {
+    let app = guarded(|s| s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    add_user(&app, "ada", Role::Member);
+    let from = |client: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(format!("{}/api/session", app.address))
+                .insert_header(("X-Forwarded-For", client))
+                .send_json(&json!({"username": "ada", "password": password}))
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(from("10.0.0.66", "guess").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        from("10.0.0.66", "guess").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        from("10.0.0.7", "Juniper-ochre tidal 42 lantern").await,
+        StatusCode::NO_CONTENT,
+        "ada signs in from her own address"
+    );
 }
