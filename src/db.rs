@@ -113,6 +113,21 @@ fn register_sqlite_functions(conn: &mut SqliteConnection) -> diesel::QueryResult
     roster_lower_utils::register_impl(conn, |s: String| s.to_lowercase())
 }
 
+/// Creates the SQLite file readable and writable by its owner only, if it does not exist
+/// yet (SQLite makes its journal files with the same mode). Best effort: an error here is
+/// reported by the connection that follows.
+fn owner_only_file(path: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path == ":memory:" || std::path::Path::new(path).exists() {
+        return;
+    }
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+}
+
 /// The r2d2 connection manager: establishes the backend named by the URL.
 #[derive(Debug, Clone)]
 pub struct Manager {
@@ -156,6 +171,7 @@ impl Manager {
         match &self.url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConnection::Pg),
             DatabaseUrl::Sqlite(path) => {
+                owner_only_file(path);
                 let mut conn = SqliteConnection::establish(path)?;
                 // Writers wait for each other instead of failing with "database is locked".
                 conn.batch_execute(

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -189,6 +190,19 @@ pub struct Swept {
     pub orphans: usize,
 }
 
+/// Files of students' data are the service's own: read and written by its user only.
+pub const OWNER_ONLY_FILE: u32 = 0o600;
+const OWNER_ONLY_DIR: u32 = 0o700;
+
+/// Makes `dir` (and its missing parents) as a directory only its owner may enter; one that
+/// exists keeps its mode (an operator may have chosen a group).
+fn owner_only_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(OWNER_ONLY_DIR)
+        .create(dir)
+}
+
 impl FileStore {
     pub fn new(dir: PathBuf, ttl: Duration) -> Self {
         Self { dir, ttl }
@@ -202,7 +216,7 @@ impl FileStore {
     /// removing a file in it. Checked when a process starts, so that an unusable
     /// `ROSTER_EXPORT_DIR` stops it with the path rather than failing every job later.
     pub fn ensure_writable(&self) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
+        owner_only_dir(&self.dir)?;
         if !fs::metadata(&self.dir)?.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
@@ -218,6 +232,7 @@ impl FileStore {
         File::options()
             .write(true)
             .create_new(true)
+            .mode(OWNER_ONLY_FILE)
             .open(&probe)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot write in it: {e}")))?;
         fs::remove_file(&probe)
@@ -231,13 +246,14 @@ impl FileStore {
 
     /// Creates the file `name` exclusively: no two writers can ever share one.
     fn create(&self, name: FileName) -> io::Result<TempFile> {
-        fs::create_dir_all(&self.dir)
+        owner_only_dir(&self.dir)
             .map_err(|e| with_path(e, "creating the export directory", &self.dir))?;
         let path = self.dir.join(name.to_string());
         let file = File::options()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(OWNER_ONLY_FILE)
             .open(&path)
             .map_err(|e| with_path(e, "creating", &path))?;
         Ok(TempFile {

@@ -454,14 +454,20 @@ impl std::fmt::Display for Cursor {
     }
 }
 
+/// The latest time a cursor may name: 9999-12-31T23:59:59Z, in microseconds.
+const CURSOR_MAX_MICROS: i64 = 253_402_300_799_000_000;
+
 impl std::str::FromStr for Cursor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || "is not a cursor this service gave out".to_owned();
         let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+        // Only times a job can have: PostgreSQL's timestamps end in the year 294276, and a
+        // cursor beyond them would fail the query (500) instead of being refused (422).
         let created_at = micros
             .parse::<i64>()
             .ok()
+            .filter(|m| (0..=CURSOR_MAX_MICROS).contains(m))
             .and_then(DateTime::from_timestamp_micros)
             .ok_or_else(bad)?
             .naive_utc();

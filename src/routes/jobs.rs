@@ -143,6 +143,13 @@ pub async fn list(
         .get("q")
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty());
+    if id_prefix
+        .as_ref()
+        .is_some_and(|q| q.chars().any(char::is_control))
+    {
+        // PostgreSQL refuses a NUL in any text; no id or error text needs one.
+        fields.fail("q", "must not contain control characters");
+    }
     let mine = query
         .get("mine")
         .and_then(|m| fields.check("mine", input::bool_param(m)))

@@ -75,6 +75,13 @@ pub async fn list(
     {
         fields.fail("q", format!("must be at most {MAX_NAME_CHARS} characters"));
     }
+    if name_contains
+        .as_ref()
+        .is_some_and(|q| q.chars().any(char::is_control))
+    {
+        // No name has one, and PostgreSQL refuses a NUL in any text.
+        fields.fail("q", "must not contain control characters");
+    }
     fields.finish()?;
 
     let filter = StudentFilter {

@@ -592,3 +592,52 @@ async fn a_guesser_at_one_address_cannot_lock_a_user_out_from_another() {
         "ada signs in from her own address"
     );
 }
+
+#[actix_web::test]
+async fn input_the_database_cannot_hold_is_refused_not_failed() {
+    for deployment in [Deployment::Embedded, Deployment::Production] {
+        let Some(app) = spawn_with(deployment, |_| {}, Default::default()).await else {
+            continue;
+        };
+        let far = format!("9223372036854775807_{}", roster::domain::job::JobId::new());
+        let before_time = format!("-1_{}", roster::domain::job::JobId::new());
+        for path in [
+            "/api/students?q=a%00b".to_owned(),
+            "/api/jobs?q=%00".to_owned(),
+            format!("/api/jobs?cursor={far}"),
+            format!("/api/jobs?cursor={before_time}"),
+        ] {
+            let reply = app.get(&path).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path}: {}",
+                reply.json()
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_database_and_the_files_of_students_data_are_its_owner_s_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
+        .await
+        .unwrap();
+    app.seed(10);
+    let job = app.start_export(json!({})).await;
+    app.wait_until_ended(job["id"].as_str().unwrap()).await;
+    let roster::config::DatabaseUrl::Sqlite(db) = &app.settings.database_url else {
+        panic!("the embedded deployment is SQLite");
+    };
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode(std::path::Path::new(db)) & 0o077, 0, "{db}");
+    let files: Vec<_> = std::fs::read_dir(&app.settings.export_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!files.is_empty());
+    for file in files {
+        assert_eq!(mode(&file) & 0o077, 0, "{}", file.display());
+    }
+}
