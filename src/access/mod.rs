@@ -382,15 +382,32 @@ impl Access {
             Credential::Token(_) => "this API token is not valid (revoked, or never issued)",
             Credential::Session(_) => "your session has ended; sign in again",
         });
+        let reader = pool.clone();
         let found = web::block(move || -> Result<_, ApiError> {
-            let conn = &mut *pool.get()?;
-            Ok(match credential {
-                Credential::Token(token) => token::authenticate(conn, &token)?,
-                Credential::Session(id) => session::user(conn, &id)?,
+            let conn = &mut *reader.get()?;
+            Ok(match &credential {
+                Credential::Token(token) => token::authenticate(conn, token)?
+                    .map(|(user, stale)| (user, stale.then(|| token.clone()))),
+                Credential::Session(id) => session::user(conn, id)?.map(|user| (user, None)),
             })
         })
         .await??;
-        found.map(Caller::User).ok_or(rejected)
+        let Some((user, stale_token)) = found else {
+            return Err(rejected);
+        };
+        if let Some(token) = stale_token {
+            // Off the request path: the request does not wait for (SQLite's) write lock.
+            actix_web::rt::spawn(async move {
+                let noted = web::block(move || -> anyhow::Result<()> {
+                    Ok(token::note_use(&mut *pool.get()?, &token)?)
+                })
+                .await;
+                if let Ok(Err(e)) = noted {
+                    log::debug!("could not note a token's use: {e:#}");
+                }
+            });
+        }
+        Ok(Caller::User(user))
     }
 
     /// The viewer of a live stream opened with `credential` (401 without one that works).

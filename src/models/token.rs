@@ -114,27 +114,58 @@ pub fn delete(conn: &mut DbConnection, user: Option<&UserName>, id: &str) -> Que
 }
 
 /// The user a presented token belongs to, noting its use.
-pub fn authenticate(conn: &mut DbConnection, secret: &str) -> QueryResult<Option<User>> {
+///
+/// Reads only: the token's use is noted by [`note_use`], at most once a
+/// [`USE_NOTED_EVERY`], which the caller runs off the request path (on SQLite, one writer:
+/// an authenticated read must never wait for the write lock). `Some((user, stale))`:
+/// `stale` when the use should be noted.
+pub fn authenticate(conn: &mut DbConnection, secret: &str) -> QueryResult<Option<(User, bool)>> {
     if !secret.starts_with(PREFIX) {
         return Ok(None);
     }
     let hash = digest(secret);
-    let found: Option<(String, String)> = api_tokens::table
+    let found: Option<(String, String, Option<NaiveDateTime>)> = api_tokens::table
         .inner_join(users::table)
         .filter(api_tokens::token_sha256.eq(&hash))
-        .select((users::name, users::role))
+        .select((users::name, users::role, api_tokens::last_used_at))
         .first(conn)
         .optional()?;
-    let Some((name, role)) = found else {
+    let Some((name, role, used)) = found else {
         return Ok(None);
     };
-    let now = clock::now_nullable(conn);
-    diesel::update(api_tokens::table.filter(api_tokens::token_sha256.eq(&hash)))
-        .set(api_tokens::last_used_at.eq(now))
-        .execute(conn)?;
+    let noted_since = clock::before(conn, USE_NOTED_EVERY);
+    let stale = match used {
+        None => true,
+        Some(at) => diesel::select(noted_since.gt(at)).get_result::<bool>(conn)?,
+    };
     let corrupt = |e: String| diesel::result::Error::DeserializationError(e.into());
-    Ok(Some(User {
+    let user = User {
         name: UserName::parse(&name).map_err(corrupt)?,
         role: role.parse().map_err(corrupt)?,
-    }))
+    };
+    Ok(Some((user, stale)))
+}
+
+/// How often a token's `last_used_at` is written at most.
+pub const USE_NOTED_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Notes that the token `secret` was used now, unless that was noted less than
+/// [`USE_NOTED_EVERY`] ago.
+pub fn note_use(conn: &mut DbConnection, secret: &str) -> QueryResult<()> {
+    let (now, noted_since) = (
+        clock::now_nullable(conn),
+        clock::before_nullable(conn, USE_NOTED_EVERY),
+    );
+    diesel::update(
+        api_tokens::table
+            .filter(api_tokens::token_sha256.eq(digest(secret)))
+            .filter(
+                api_tokens::last_used_at
+                    .is_null()
+                    .or(api_tokens::last_used_at.lt(noted_since)),
+            ),
+    )
+    .set(api_tokens::last_used_at.eq(now))
+    .execute(conn)
+    .map(drop)
 }

@@ -641,3 +641,28 @@ async fn the_database_and_the_files_of_students_data_are_its_owner_s_only() {
         assert_eq!(mode(&file) & 0o077, 0, "{}", file.display());
     }
 }
+
+#[actix_web::test]
+async fn a_token_s_reads_never_wait_for_sqlite_s_writer() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let app = guarded(|_| {}).await;
+    let ada = add_user(&app, "ada", Role::Member);
+    let roster::config::DatabaseUrl::Sqlite(db) = &app.settings.database_url else {
+        panic!("the embedded deployment is SQLite");
+    };
+    // Another writer holds SQLite's one write lock (a long import's batch, say).
+    let mut writer = diesel::SqliteConnection::establish(db).unwrap();
+    writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let reply = app.call(Some(&ada), Method::GET, "/api/jobs", None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "an authenticated read waited {:?} for the write lock",
+            started.elapsed()
+        );
+    }
+    writer.batch_execute("ROLLBACK").unwrap();
+}
