@@ -624,8 +624,9 @@ pub enum UploadError {
     Invalid(String),
 }
 
-/// Checks an upload as it streams in: its size, that it is UTF-8, that no line is longer
-/// than [`MAX_LINE_BYTES`], and a CSV file's header. It passes on what to write (a
+/// Checks an upload as it streams in: its size, that it is UTF-8, that no line (nor CSV
+/// record, which may span lines) is longer than [`MAX_LINE_BYTES`], and a CSV file's
+/// header. It passes on what to write (a
 /// leading byte-order mark is dropped).
 pub struct UploadCheck {
     format: FileFormat,
@@ -638,6 +639,11 @@ pub struct UploadCheck {
     /// A CSV header, until its line ends.
     header: Option<Vec<u8>>,
     started: bool,
+    /// CSV: inside a quoted field (where a line end does not end the record).
+    quoted: bool,
+    /// CSV: the bytes of the record under way, and the line it starts on.
+    record_bytes: usize,
+    record_line: u64,
 }
 
 impl UploadCheck {
@@ -651,6 +657,48 @@ impl UploadCheck {
             line_bytes: 0,
             header: (format == FileFormat::Csv).then(Vec::new),
             started: false,
+            quoted: false,
+            record_bytes: 0,
+            record_line: 1,
+        }
+    }
+
+    /// Bounds a CSV record, which a quoted field may spread over many lines: no record is
+    /// longer than [`MAX_LINE_BYTES`] either, so no worker ever holds a huge one.
+    fn track_records(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+        if self.format != FileFormat::Csv {
+            return Ok(());
+        }
+        let (mut from, mut newlines) = (0, 0);
+        for at in memchr::memchr2_iter(b'"', b'\n', chunk) {
+            self.record_bytes += at + 1 - from;
+            from = at + 1;
+            self.check_record()?;
+            match chunk[at] {
+                // A doubled quote inside a field toggles twice: it stays quoted.
+                b'"' => self.quoted = !self.quoted,
+                _ => {
+                    newlines += 1;
+                    if !self.quoted {
+                        self.record_bytes = 0;
+                        self.record_line = self.line + newlines;
+                    }
+                }
+            }
+        }
+        self.record_bytes += chunk.len() - from;
+        self.check_record()
+    }
+
+    fn check_record(&self) -> Result<(), UploadError> {
+        match self.record_bytes > MAX_LINE_BYTES + 2 {
+            true => Err(UploadError::Invalid(format!(
+                "the record starting on line {} is longer than {} MiB (a quoted field may \
+                 span lines, not that many)",
+                self.record_line,
+                MAX_LINE_BYTES / (1024 * 1024)
+            ))),
+            false => Ok(()),
         }
     }
 
@@ -667,6 +715,7 @@ impl UploadCheck {
             return Err(UploadError::TooLarge { limit: self.limit });
         }
         self.check_utf8(chunk)?;
+        self.track_records(chunk)?;
         for part in chunk.split_inclusive(|&b| b == b'\n') {
             self.line_bytes += part.len();
             if self.line_bytes > MAX_LINE_BYTES + 2 {
@@ -803,6 +852,30 @@ mod tests {
             check(FileFormat::Jsonl, &big),
             Err(UploadError::TooLarge { limit: 4 << 20 })
         );
+    }
+
+    #[test]
+    fn a_csv_record_spread_over_many_short_lines_is_bounded_too() {
+        // Quoted, one field spans 20,000 lines of 100 bytes: each line is short, the
+        // record is 2 MB.
+        let field: String = (0..20_000).map(|_| format!("{}\n", "x".repeat(99))).collect();
+        let body = format!("name,age\nAda,3\n\"{field}\",4\nBob,5\n");
+        let refused = check(FileFormat::Csv, body.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&refused, UploadError::Invalid(m) if m.contains("record starting on line 3")),
+            "{refused:?}"
+        );
+        // Quoted fields with line ends and doubled quotes, short ones, pass.
+        let fine = "name,age\n\"Ada\nLovelace\",36\n\"say \"\"hi\"\"\",4\n";
+        assert!(check(FileFormat::Csv, fine.as_bytes()).is_ok());
+        // Fed in small chunks, the record is bounded all the same.
+        let mut check = UploadCheck::new(FileFormat::Csv, 8 << 20);
+        let failed = body
+            .as_bytes()
+            .chunks(4096)
+            .map(|chunk| check.feed(chunk).map(drop))
+            .find(Result::is_err);
+        assert!(failed.is_some());
     }
 
     #[test]

@@ -666,3 +666,15 @@ async fn a_token_s_reads_never_wait_for_sqlite_s_writer() {
     }
     writer.batch_execute("ROLLBACK").unwrap();
 }
+
+#[actix_web::test]
+async fn a_csv_record_spanning_lines_past_a_mebibyte_is_refused_at_upload() {
+    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
+        .await
+        .unwrap();
+    let field: String = (0..20_000).map(|_| format!("{}\n", "x".repeat(99))).collect();
+    let body = format!("name,age\nAda,3\n\"{field}\",4\n");
+    let reply = app.import("?mode=skip_invalid", "text/csv", body).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.json());
+    assert_eq!(app.get("/api/jobs").await.json()["items"], json!([]), "no job");
+}
