@@ -18,6 +18,7 @@
 //! has less than `ROSTER_MIN_FREE_DISK_MB` free (507).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,36 @@ pub struct AcceptLimits {
     min_free_bytes: u64,
     /// The last count of queued jobs, when it was taken, plus this process's accepts since.
     queued: Arc<Mutex<Option<(Instant, i64)>>>,
+    /// Bytes uploads under way in this process said they will still write: free space is
+    /// counted without them, so parallel uploads cannot together take the volume below
+    /// the floor.
+    promised: Arc<AtomicU64>,
+}
+
+/// The room an upload under way holds on the export volume ([`AcceptLimits::reserve_upload`]).
+pub struct UploadSpace {
+    limits: AcceptLimits,
+    /// Of what it promised, what it has not written yet.
+    remaining: u64,
+}
+
+impl UploadSpace {
+    /// Counts `n` more bytes written, and refuses (507) once the volume, less what every
+    /// upload under way still promised, is short of the floor.
+    pub fn wrote(&mut self, n: u64) -> Result<(), AcceptError> {
+        let kept = n.min(self.remaining);
+        self.remaining -= kept;
+        self.limits.promised.fetch_sub(kept, Ordering::SeqCst);
+        self.limits.check_disk()
+    }
+}
+
+impl Drop for UploadSpace {
+    fn drop(&mut self) {
+        self.limits
+            .promised
+            .fetch_sub(self.remaining, Ordering::SeqCst);
+    }
 }
 
 impl AcceptLimits {
@@ -145,6 +176,7 @@ impl AcceptLimits {
             dir: settings.export_dir.clone(),
             min_free_bytes: settings.min_free_disk_mb.saturating_mul(1024 * 1024),
             queued: Arc::default(),
+            promised: Arc::default(),
         }
     }
 
@@ -156,17 +188,54 @@ impl AcceptLimits {
             dir: PathBuf::new(),
             min_free_bytes: 0,
             queued: Arc::default(),
+            promised: Arc::default(),
         }
     }
 
-    /// Refuses when the export directory's volume is short of free space.
+    /// Holds room for an upload that says it will write `declared` bytes (0 when it does
+    /// not say), refusing it (507) at once when the room is not there.
+    pub fn reserve_upload(&self, declared: u64) -> Result<UploadSpace, AcceptError> {
+        self.promised.fetch_add(declared, Ordering::SeqCst);
+        let space = UploadSpace {
+            limits: self.clone(),
+            remaining: declared,
+        };
+        self.check_disk()?;
+        Ok(space)
+    }
+
+    /// Refuses when the export directory's volume, less what uploads under way still
+    /// promised, is short of free space.
     pub fn check_disk(&self) -> Result<(), AcceptError> {
-        match super::store::short_of_disk(&self.dir, self.min_free_bytes) {
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        let promised = self.promised.load(Ordering::SeqCst);
+        let floor = self.min_free_bytes.saturating_add(promised);
+        match super::store::short_of_disk(&self.dir, floor) {
             Some(free) => Err(AcceptError::DiskFull {
-                free_mb: free / (1024 * 1024),
+                free_mb: free.saturating_sub(promised) / (1024 * 1024),
                 min_mb: self.min_free_bytes / (1024 * 1024),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Whether the queue is full, by the cached count, counting nothing.
+    fn check_queue(&self, conn: &mut DbConnection) -> Result<(), AcceptError> {
+        if self.max_queued == i64::MAX {
+            return Ok(());
+        }
+        let cached = *self.queued.lock().expect("queue count lock");
+        let queued = match cached {
+            Some((at, n)) if at.elapsed() < QUEUE_COUNT_TTL => n,
+            _ => job::count_queued(conn)?,
+        };
+        match queued >= self.max_queued {
+            true => Err(AcceptError::QueueFull {
+                max: self.max_queued,
+            }),
+            false => Ok(()),
         }
     }
 
@@ -320,6 +389,31 @@ impl Acceptor {
 }
 
 impl Acceptor {
+    /// Admission ahead of a request's body (an upload): refuses now, before a byte is
+    /// stored, what accepting would refuse for its caps: the owner's active jobs, the
+    /// queue, the disk. Counts nothing (accepting admits again, and counts). A request
+    /// repeating a job by its `Idempotency-Key` is let through: it gets that job.
+    pub async fn admit_ahead(
+        &self,
+        owner: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> Result<(), AcceptError> {
+        let (pool, limits) = (self.pool.clone(), self.limits.clone());
+        actix_web::web::block(move || -> Result<(), AcceptError> {
+            let mut conn = pool.get()?;
+            if let Some(key) = idempotency_key {
+                let scoped = format!("{}/{key}", owner.as_deref().unwrap_or("-"));
+                if job::by_idempotency_key(&mut conn, &scoped, IDEMPOTENCY_WINDOW)?.is_some() {
+                    return Ok(());
+                }
+            }
+            check_owner(&mut conn, owner.as_deref(), &limits)?;
+            limits.check_disk()?;
+            limits.check_queue(&mut conn)
+        })
+        .await?
+    }
+
     /// A person's retry of a failed or cancelled job that `visible_to` may see: back in the
     /// queue with a fresh budget of attempts, through the same admission as a new job
     /// (its owner's cap, the queue's, the disk's), then announced and published.
@@ -392,6 +486,16 @@ fn admit(
     owner: Option<&str>,
     limits: &AcceptLimits,
 ) -> Result<(), AcceptError> {
+    check_owner(conn, owner, limits)?;
+    limits.admit(conn)
+}
+
+/// The owner's cap on jobs queued or running.
+fn check_owner(
+    conn: &mut DbConnection,
+    owner: Option<&str>,
+    limits: &AcceptLimits,
+) -> Result<(), AcceptError> {
     if let (Some(limit), Some(user)) = (limits.max_active, owner) {
         // Checked before the insert, not with it: two racing requests may both pass, so
         // the cap can be exceeded by the requests in flight at once, never more.
@@ -399,7 +503,7 @@ fn admit(
             return Err(AcceptError::TooManyActive { limit });
         }
     }
-    limits.admit(conn)
+    Ok(())
 }
 
 /// The job `new` repeats, if any: by idempotency key, else an identical active one.
@@ -431,4 +535,36 @@ fn same_request(a: &Value, b: &Value) -> bool {
         v
     };
     without_upload(a) == without_upload(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_under_way_hold_the_room_they_said_they_need() {
+        let dir = std::env::temp_dir();
+        let free = fs4::available_space(&dir).unwrap();
+        // The floor is what is free now less 40 MB: room for one 30 MB upload, not two.
+        let limits = AcceptLimits {
+            min_free_bytes: free.saturating_sub(40 << 20),
+            dir,
+            ..AcceptLimits::none()
+        };
+        let mut first = limits.reserve_upload(30 << 20).unwrap();
+        assert!(matches!(
+            limits.reserve_upload(30 << 20),
+            Err(AcceptError::DiskFull { .. })
+        ));
+        // Writing turns the promise into used space: it is not counted twice.
+        first.wrote(10 << 20).unwrap();
+        assert_eq!(limits.promised.load(Ordering::SeqCst), 20 << 20);
+        drop(first);
+        assert_eq!(
+            limits.promised.load(Ordering::SeqCst),
+            0,
+            "given back at its end"
+        );
+        assert!(limits.reserve_upload(30 << 20).is_ok());
+    }
 }

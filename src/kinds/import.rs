@@ -858,7 +858,9 @@ mod tests {
     fn a_csv_record_spread_over_many_short_lines_is_bounded_too() {
         // Quoted, one field spans 20,000 lines of 100 bytes: each line is short, the
         // record is 2 MB.
-        let field: String = (0..20_000).map(|_| format!("{}\n", "x".repeat(99))).collect();
+        let field: String = (0..20_000)
+            .map(|_| format!("{}\n", "x".repeat(99)))
+            .collect();
         let body = format!("name,age\nAda,3\n\"{field}\",4\nBob,5\n");
         let refused = check(FileFormat::Csv, body.as_bytes()).unwrap_err();
         assert!(

@@ -64,8 +64,6 @@ pub async fn create(
     fields.finish()?;
     let key = idempotency_key(&req)?;
     let format = upload_format(&req)?;
-    // Refused before the upload takes any room (accepting checks again after it).
-    state.jobs.limits().check_disk()?;
     let limit = state.settings.max_import_bytes;
     let declared = req
         .headers()
@@ -75,6 +73,14 @@ pub async fn create(
     if declared.is_some_and(|n| n > limit) {
         return Err(UploadError::TooLarge { limit }.into());
     }
+    // Admission before the body: refused (429, 503, 507) before a byte of it is stored;
+    // accepting admits again once it is. Its room is held while it streams, and checked
+    // at every write, so parallel uploads cannot together go below the disk's floor.
+    state
+        .jobs
+        .admit_ahead(caller.created_by(), key.clone())
+        .await?;
+    let mut space = state.jobs.limits().reserve_upload(declared.unwrap_or(0))?;
 
     let id = JobId::new();
     let files = state.files.clone();
@@ -91,11 +97,14 @@ pub async fn create(
         hasher.update(accepted);
         buffer.extend_from_slice(accepted);
         if buffer.len() >= WRITE_BUFFER {
+            let n = buffer.len() as u64;
             buffer = write(&mut file, buffer, false).await?;
+            space.wrote(n)?;
         }
     }
     let bytes = check.finish()?;
     write(&mut file, buffer, true).await?;
+    drop(space);
     let name = commit(&state, upload).await?;
 
     let sha256 = hex::encode(hasher.finalize());

@@ -672,9 +672,93 @@ async fn a_csv_record_spanning_lines_past_a_mebibyte_is_refused_at_upload() {
     let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
         .await
         .unwrap();
-    let field: String = (0..20_000).map(|_| format!("{}\n", "x".repeat(99))).collect();
+    let field: String = (0..20_000)
+        .map(|_| format!("{}\n", "x".repeat(99)))
+        .collect();
     let body = format!("name,age\nAda,3\n\"{field}\",4\n");
     let reply = app.import("?mode=skip_invalid", "text/csv", body).await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.json());
-    assert_eq!(app.get("/api/jobs").await.json()["items"], json!([]), "no job");
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.json()
+    );
+    assert_eq!(
+        app.get("/api/jobs").await.json()["items"],
+        json!([]),
+        "no job"
+    );
+}
+
+/// Sends a request head and the first bytes of a body that says it is `length` long, then
+/// reads whatever the server answers within 5 s (without sending the rest).
+fn answer_before_the_body(app: &TestApp, head: &str, length: usize) -> String {
+    use std::io::{Read, Write};
+    let port = app.address.rsplit(':').next().unwrap();
+    let mut socket = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        socket,
+        "{head}Host: 127.0.0.1:{port}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\nname,age\n"
+    )
+    .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = socket.read(&mut answer).unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[actix_web::test]
+async fn an_upload_over_a_cap_is_refused_before_its_body_is_stored() {
+    let sandbox = Sandbox::new(Deployment::Embedded).unwrap();
+    let mut settings = sandbox.settings();
+    settings.auth = AuthSetting::Required;
+    settings.max_active_jobs = 1;
+    // Web only: the export below stays queued, at the cap.
+    let app = crate::helpers::start_in(sandbox, settings, Default::default(), false).await;
+    let ada = add_user(&app, "ada", Role::Member);
+    let first = app
+        .call(Some(&ada), Method::POST, "/api/exports", Some(json!({})))
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let head = format!(
+        "POST /api/imports HTTP/1.1\r\nAuthorization: Bearer {ada}\r\nContent-Type: text/csv\r\n"
+    );
+    let answer = answer_before_the_body(&app, &head, 50 << 20);
+    assert!(answer.starts_with("HTTP/1.1 429"), "answered: {answer:?}");
+    let stored: Vec<_> = std::fs::read_dir(&app.settings.export_dir)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(stored.is_empty(), "{stored:?}");
+}
+
+#[actix_web::test]
+async fn an_upload_that_says_it_is_larger_than_the_free_space_is_refused_before_its_body() {
+    // The floor is what the volume has free now, less 40 MB: a 60 MB upload cannot fit.
+    let sandbox = Sandbox::new(Deployment::Embedded).unwrap();
+    let free = fs4::available_space(sandbox.dir.path()).unwrap();
+    let floor = ((free >> 20).saturating_sub(40)).to_string();
+    let server = Roster::serve(&sandbox, &[("ROSTER_MIN_FREE_DISK_MB", floor.as_str())]).await;
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            socket,
+            "POST /api/imports HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/csv\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\nname,age\n",
+            60 << 20
+        )
+        .unwrap();
+        let mut answer = vec![0; 4096];
+        let n = socket.read(&mut answer).unwrap_or(0);
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 507"), "answered: {answer:?}");
 }
