@@ -384,7 +384,7 @@ impl FileStore {
         }
         let mut swept = Swept::default();
         for (name, path, age) in files {
-            let verdict = match verdict(jobs.get(&name.job), &name) {
+            let verdict = match verdict(jobs.get(&name.job), &name, self.ttl) {
                 Verdict::Orphan if name.tag == UPLOAD_TAG && age < UPLOAD_GRACE => Verdict::Keep,
                 verdict => verdict,
             };
@@ -409,14 +409,25 @@ enum Verdict {
     Orphan,
 }
 
-/// Whether a file of roster's may still be owned by its job.
-fn verdict(job: Option<&Job>, name: &FileName) -> Verdict {
+/// Whether a file of roster's may still be owned by its job. An import's upload is kept
+/// while its job may still read it: until it succeeds, and for `ttl` after it failed or
+/// was cancelled (a person may retry it meanwhile).
+fn verdict(job: Option<&Job>, name: &FileName, ttl: Duration) -> Verdict {
     let Some(job) = job else {
         return Verdict::Orphan;
     };
     let file = name.to_string();
     if upload_of(job) == Some(file.as_str()) {
-        return Verdict::Keep;
+        let retry_window_over = job.finished_at.is_some_and(|at| {
+            let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
+            at.and_utc() + ttl <= Utc::now()
+        });
+        return match job.status {
+            JobStatus::Queued | JobStatus::Running => Verdict::Keep,
+            JobStatus::Succeeded => Verdict::Expired,
+            JobStatus::Failed | JobStatus::Cancelled if retry_window_over => Verdict::Expired,
+            JobStatus::Failed | JobStatus::Cancelled => Verdict::Keep,
+        };
     }
     if let Some(result) = job.result.as_ref().and_then(ResultFile::of) {
         if result.file == file {

@@ -762,3 +762,43 @@ async fn an_upload_that_says_it_is_larger_than_the_free_space_is_refused_before_
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 507"), "answered: {answer:?}");
 }
+
+#[actix_web::test]
+async fn an_import_s_upload_is_removed_once_it_succeeded_and_kept_for_a_retry_otherwise() {
+    use roster::jobs::maintenance::{Housekeeping, SweepFiles};
+    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
+        .await
+        .unwrap();
+    let good = app
+        .import("", "text/csv", "name,age\nAda,36\n")
+        .await
+        .json();
+    let bad = app
+        .import("", "text/csv", "name,age\nAda,-1\n")
+        .await
+        .json();
+    for job in [&good, &bad] {
+        app.wait_until_ended(job["id"].as_str().unwrap()).await;
+    }
+    let uploads = || -> Vec<String> {
+        std::fs::read_dir(&app.settings.export_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".upload."))
+            .collect()
+    };
+    assert_eq!(uploads().len(), 2);
+    // The sweep leaves files younger than two seconds alone.
+    actix_web::rt::time::sleep(Duration::from_millis(2_100)).await;
+    let store = roster::jobs::store::FileStore::new(
+        app.settings.export_dir.clone(),
+        app.settings.export_ttl(),
+    );
+    SweepFiles::new(app.pool.clone(), store).run_once().unwrap();
+    let left = uploads();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(bad["id"].as_str().unwrap()),
+        "the failed one's, for a retry"
+    );
+}
