@@ -3,5 +3,6 @@
 //! job's snapshot, hold back what arrives meanwhile, send each `seq` once and in order, and
 //! close when their viewer's right to watch ends.
 
+mod seen;
 pub mod sse;
 pub mod ws;

@@ -16,6 +16,7 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::seen::Seen;
 use crate::access::{Access, SocketSlot, Viewer, REVOCATION_POLL};
 use crate::db::Pool;
 use crate::domain::job::JobId;
@@ -39,6 +40,8 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_FRAME_BYTES: usize = 4 * 1024;
 /// Events a session's mailbox holds before the registry keeps (and coalesces) them.
 pub const MAILBOX: usize = 256;
+/// Jobs a session remembers the last `seq` of, beyond those still active.
+pub const MAX_JOBS_REMEMBERED: usize = 10_000;
 /// Jobs one `/ws` session may watch one by one.
 pub const MAX_SUBSCRIPTIONS: usize = 1_000;
 /// How long a session waits before it reads a snapshot again after a failed read.
@@ -55,7 +58,7 @@ pub struct WsSession {
     only: Option<JobId>,
     watching: HashSet<Topic>,
     /// The newest `seq` sent per job.
-    sent: HashMap<JobId, i64>,
+    sent: Seen,
     /// Topics whose snapshot is being read, with the events held back meanwhile.
     loading: HashMap<Topic, Vec<Arc<Rendered>>>,
     last_heard: Instant,
@@ -97,7 +100,7 @@ impl WsSession {
             registry: state.events.registry().clone(),
             only,
             watching: HashSet::new(),
-            sent: HashMap::new(),
+            sent: Seen::new(MAX_JOBS_REMEMBERED),
             loading: HashMap::new(),
             last_heard: Instant::now(),
         })
@@ -138,17 +141,23 @@ impl WsSession {
         if !self.may_see(event) {
             return;
         }
-        // Called per session for every event: look the job up without allocating a key.
-        match self.sent.get_mut(&event.job_id()) {
-            Some(last) if event.seq() <= *last => return,
-            Some(last) => *last = event.seq(),
-            None => {
-                self.sent.insert(event.job_id(), event.seq());
-            }
+        if !self.sent.advance(event.job_id(), event.seq()) {
+            return;
         }
         ctx.text(event.json.clone());
-        if self.only.is_some() && event.is_terminal() {
-            self.close(ctx);
+        if event.is_terminal() {
+            self.ended(event.job_id());
+            if self.only.is_some() {
+                self.close(ctx);
+            }
+        }
+    }
+
+    /// Notes that the client has seen `job` end; the per-job memory stays bounded
+    /// ([`Seen`]).
+    fn ended(&mut self, job: JobId) {
+        for forgotten in self.sent.ended(job) {
+            self.theirs.remove(&forgotten);
         }
     }
 
@@ -156,14 +165,15 @@ impl WsSession {
         if self.owner.is_some() {
             self.theirs.insert(job.id);
         }
-        let last = self.sent.entry(job.id).or_insert(0);
-        if job.seq <= *last {
+        if !self.sent.advance(job.id, job.seq) {
             return;
         }
-        *last = job.seq;
         Self::send_json(ctx, &json!({"type": "snapshot", "job": job.view()}));
-        if self.only.is_some() && job.status.is_terminal() {
-            self.close(ctx);
+        if job.status.is_terminal() {
+            self.ended(job.id);
+            if self.only.is_some() {
+                self.close(ctx);
+            }
         }
     }
 
