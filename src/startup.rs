@@ -406,6 +406,11 @@ impl Application {
         .disable_signals()
         .max_connections(max_connections)
         .client_request_timeout(crate::routes::limits::HEAD_TIMEOUT)
+        // One request a connection: actix-http's head timeout covers only a connection's
+        // first request, so a kept-alive connection could trickle its second head forever
+        // (210 such sockets held every slot). Closing after each response puts every head
+        // under HEAD_TIMEOUT.
+        .keep_alive(actix_web::http::KeepAlive::Disabled)
         .client_disconnect_timeout(crate::routes::limits::DISCONNECT_TIMEOUT)
         .shutdown_timeout(grace.as_secs().max(1))
         .listen(listener)?

@@ -587,13 +587,14 @@ both_with!(
         let held = actix_web::rt::task::spawn_blocking(move || {
             let mut held = Vec::new();
             for _ in 0..workers {
+                // A head under way holds its connection (each request has its own: the
+                // server does not keep connections alive).
                 let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                     .unwrap();
-                let reply = read_reply(&mut s, Duration::from_secs(5)).expect("served");
-                assert_eq!(reply.status, 200);
                 held.push(s);
             }
+            std::thread::sleep(Duration::from_millis(200));
             let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
             extra
                 .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")

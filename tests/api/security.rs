@@ -802,3 +802,46 @@ async fn an_import_s_upload_is_removed_once_it_succeeded_and_kept_for_a_retry_ot
         "the failed one's, for a retry"
     );
 }
+
+#[actix_web::test]
+async fn a_second_request_head_on_a_connection_cannot_trickle_forever() {
+    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
+        .await
+        .unwrap();
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let closed_after = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            socket,
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: keep-alive\r\n\r\n"
+        )
+        .unwrap();
+        // The first answer, then a second head sent a byte a second.
+        let mut first = [0; 1024];
+        let n = socket.read(&mut first).unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+        let started = Instant::now();
+        let mut writer = socket.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: ".iter().cycle().take(60) {
+                std::thread::sleep(Duration::from_secs(1));
+                if writer.write_all(&[*byte]).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut rest = Vec::new();
+        let _ = socket.read_to_end(&mut rest);
+        started.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after <= Duration::from_secs(7),
+        "the connection stayed open {closed_after:?} for a trickling second head"
+    );
+}
