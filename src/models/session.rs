@@ -14,6 +14,9 @@ use crate::db::DbConnection;
 use crate::domain::user::UserName;
 use crate::schema::{sessions, settings, users};
 
+/// Signed-in browsers one user keeps at once; signing in past it ends the oldest.
+pub const MAX_SESSIONS_PER_USER: i64 = 20;
+
 /// Starts a session for `user` lasting `ttl`; returns its id.
 pub fn create(conn: &mut DbConnection, user: &UserName, ttl: Duration) -> QueryResult<String> {
     let id = format!(
@@ -30,6 +33,17 @@ pub fn create(conn: &mut DbConnection, user: &UserName, ttl: Duration) -> QueryR
             sessions::expires_at.eq(until),
         ))
         .execute(conn)?;
+    // A user keeps their newest sessions only: signing in again and again cannot grow
+    // the table without bound.
+    let beyond: Vec<String> = sessions::table
+        .filter(sessions::user_name.eq(user.as_str()))
+        .order(sessions::created_at.desc())
+        .select(sessions::id)
+        .offset(MAX_SESSIONS_PER_USER)
+        .load(conn)?;
+    if !beyond.is_empty() {
+        diesel::delete(sessions::table.filter(sessions::id.eq_any(beyond))).execute(conn)?;
+    }
     Ok(id)
 }
 

@@ -845,3 +845,65 @@ async fn a_second_request_head_on_a_connection_cannot_trickle_forever() {
         "the connection stayed open {closed_after:?} for a trickling second head"
     );
 }
+
+#[actix_web::test]
+async fn a_user_keeps_only_their_newest_sessions() {
+    let app = guarded(|_| {}).await;
+    add_user(&app, "ada", Role::Member);
+    let limit = roster::models::session::MAX_SESSIONS_PER_USER;
+    for _ in 0..limit + 5 {
+        assert_eq!(
+            sign_in(&app, "ada", "Juniper-ochre tidal 42 lantern").await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    use diesel::prelude::*;
+    let kept: i64 = roster::schema::sessions::table
+        .count()
+        .get_result(&mut *app.pool.get().unwrap())
+        .unwrap();
+    assert_eq!(kept, limit);
+}
+
+#[actix_web::test]
+async fn a_rotated_admin_password_ends_the_old_one_s_sessions_and_tokens_and_an_unchanged_one_nothing(
+) {
+    let first = "Cobalt fennel 31 aqueduct";
+    let app = guarded(|s| s.admin_password = Some(first.into())).await;
+    let token = roster::models::token::create(
+        &mut app.pool.get().unwrap(),
+        &roster::domain::user::UserName::parse("admin").unwrap(),
+        "script",
+    )
+    .unwrap()
+    .1;
+    let restart = |password: &str| {
+        let mut settings = app.settings.clone();
+        settings.admin_password = Some(password.into());
+        roster::access::Access::start(&settings, &app.pool, false).unwrap();
+    };
+    // A restart with the same password changes nothing.
+    restart(first);
+    assert_eq!(
+        app.call(Some(&token), Method::GET, "/api/users", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A restart with another one ends what the old one made.
+    restart("Vermilion lattice 77 osprey");
+    assert_eq!(
+        app.call(Some(&token), Method::GET, "/api/users", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sign_in(&app, "admin", first).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sign_in(&app, "admin", "Vermilion lattice 77 osprey").await,
+        StatusCode::NO_CONTENT
+    );
+}
