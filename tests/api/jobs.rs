@@ -202,8 +202,10 @@ both_deployments!(
         if double_click.status == StatusCode::OK {
             assert_eq!(double_click.json()["id"], first["id"]);
         } else {
-            // The first one had already ended: then this is a new one.
+            // The first one had already ended: then this is a new one, which must end
+            // too before the next request can be new.
             assert_eq!(double_click.status, StatusCode::ACCEPTED);
+            app.wait_until_ended(id(&double_click.json())).await;
         }
         app.wait_until_ended(id(&first)).await;
         let later = app.post("/api/exports", json!({"min_age": 149})).await;

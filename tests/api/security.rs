@@ -28,6 +28,13 @@ async fn guarded(configure: impl FnOnce(&mut roster::config::Settings)) -> TestA
     .unwrap()
 }
 
+/// The embedded deployment with every default: access control off on loopback.
+async fn embedded() -> TestApp {
+    spawn_with(Deployment::Embedded, |_| {}, Default::default())
+        .await
+        .unwrap()
+}
+
 async fn sign_in(app: &TestApp, name: &str, password: &str) -> StatusCode {
     app.post(
         "/api/session",
@@ -362,9 +369,7 @@ async fn session_ids_are_kept_hashed_so_the_database_holds_no_cookie() {
 
 #[actix_web::test]
 async fn personal_data_is_never_stored_by_caches_nor_sniffed() {
-    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
-        .await
-        .unwrap();
+    let app = embedded().await;
     for path in [
         "/api/students",
         "/api/jobs",
@@ -621,9 +626,7 @@ async fn input_the_database_cannot_hold_is_refused_not_failed() {
 #[actix_web::test]
 async fn the_database_and_the_files_of_students_data_are_its_owner_s_only() {
     use std::os::unix::fs::PermissionsExt;
-    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
-        .await
-        .unwrap();
+    let app = embedded().await;
     app.seed(10);
     let job = app.start_export(json!({})).await;
     app.wait_until_ended(job["id"].as_str().unwrap()).await;
@@ -669,9 +672,7 @@ async fn a_token_s_reads_never_wait_for_sqlite_s_writer() {
 
 #[actix_web::test]
 async fn a_csv_record_spanning_lines_past_a_mebibyte_is_refused_at_upload() {
-    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
-        .await
-        .unwrap();
+    let app = embedded().await;
     let field: String = (0..20_000)
         .map(|_| format!("{}\n", "x".repeat(99)))
         .collect();
@@ -766,9 +767,7 @@ async fn an_upload_that_says_it_is_larger_than_the_free_space_is_refused_before_
 #[actix_web::test]
 async fn an_import_s_upload_is_removed_once_it_succeeded_and_kept_for_a_retry_otherwise() {
     use roster::jobs::maintenance::{Housekeeping, SweepFiles};
-    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
-        .await
-        .unwrap();
+    let app = embedded().await;
     let good = app
         .import("", "text/csv", "name,age\nAda,36\n")
         .await
@@ -805,9 +804,7 @@ async fn an_import_s_upload_is_removed_once_it_succeeded_and_kept_for_a_retry_ot
 
 #[actix_web::test]
 async fn a_second_request_head_on_a_connection_cannot_trickle_forever() {
-    let app = spawn_with(Deployment::Embedded, |_| {}, Default::default())
-        .await
-        .unwrap();
+    let app = embedded().await;
     let port = app.address.rsplit(':').next().unwrap().to_owned();
     let closed_after = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
