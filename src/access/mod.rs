@@ -30,7 +30,7 @@ use crate::db::Pool;
 use crate::domain::user::{Password, Role, UserName};
 use crate::error::ApiError;
 use crate::models::user::User;
-use crate::models::{revocation, session, token, user};
+use crate::models::{revocation, session, setting, token, user};
 use throttle::Throttle;
 
 /// The cookie of a signed-in browser.
@@ -146,7 +146,7 @@ impl Access {
         }
         let secret = match &settings.secret_key {
             Some(key) => key.clone(),
-            None => session::setting_or_insert(&mut conn, "session_key", || {
+            None => setting::setting_or_insert(&mut conn, "session_key", || {
                 (0..4)
                     .map(|_| uuid::Uuid::new_v4().simple().to_string())
                     .collect()

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::export_copy;
+pub use super::rows::{neutralise_formula, starts_formula, Batch};
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::domain::fields::{self as input, Fields};
@@ -145,28 +146,6 @@ impl<W: Write> Write for Digesting<W> {
     }
 }
 
-/// A CSV cell that a spreadsheet would take for a formula gets a leading `'`.
-pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
-    match starts_formula(cell) {
-        true => format!("'{cell}").into(),
-        false => cell.into(),
-    }
-}
-
-/// Characters spreadsheets skip before a formula: zero-width spaces and joiners, the BOM.
-const INVISIBLE: [char; 5] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'];
-
-/// Whether a spreadsheet would take `text`, read from its start, for a formula: its first
-/// visible character is one that opens one, in ASCII or full width (`＝` is a formula to
-/// some spreadsheets).
-pub fn starts_formula(text: &str) -> bool {
-    let first = text.chars().find(|c| !INVISIBLE.contains(c));
-    matches!(
-        first,
-        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '＝' | '＋' | '－' | '＠')
-    )
-}
-
 enum RowWriter<W: Write> {
     Csv(Box<csv::Writer<W>>),
     Jsonl(W),
@@ -261,21 +240,6 @@ fn unexpected(what: &str) -> JobError {
     JobError::Retry(anyhow::anyhow!(
         "internal error: the export's writer got {what}"
     ))
-}
-
-/// What the reading thread hands to the writing one.
-pub enum Batch {
-    /// How many rows the export will have after its start: first, except on the COPY
-    /// path, where it may follow some rows.
-    Total(u64),
-    Rows(Vec<ExportRow>),
-    /// Whole CSV rows, encoded as the file holds them (by PostgreSQL's COPY).
-    Encoded {
-        bytes: Vec<u8>,
-        rows: u64,
-        /// The (age, id) of the last of them.
-        last: (i32, i64),
-    },
 }
 
 /// Reads the count and every row in (age, id) order after `after` into `tx`, inside one
@@ -641,29 +605,5 @@ mod tests {
         let a = |n| Some(Age::new(n).unwrap());
         assert!(ExportParams::new(FileFormat::Csv, a(30), a(20)).is_err());
         assert!(ExportParams::new(FileFormat::Csv, a(20), a(20)).is_ok());
-    }
-
-    #[test]
-    fn formula_cells_are_neutralised() {
-        for cell in [
-            "=1+1",
-            "+1",
-            "-1",
-            "@SUM(A1)",
-            "\tx",
-            "\rx",
-            "＝1+1",
-            "＋1",
-            "－1",
-            "＠x",
-            "\u{200B}=1",
-            "\u{FEFF}=1",
-            "\u{200D}\u{2060}+1",
-        ] {
-            assert_eq!(neutralise_formula(cell), format!("'{cell}"));
-        }
-        for cell in ["Ada", "1+1", "", "é=x", "\u{200B}", "\u{FEFF}Ada"] {
-            assert_eq!(neutralise_formula(cell), cell);
-        }
     }
 }

@@ -20,7 +20,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use diesel::PgConnection;
 
-use super::export::{starts_formula, Batch};
+use super::rows::{starts_formula, Batch};
 use crate::db::{DbConnection, Pool, PooledConn};
 use crate::jobs::worker::JobError;
 use crate::models::student::{self, CopyPlan, StudentFilter};
@@ -345,7 +345,7 @@ impl CopyRows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::export::neutralise_formula;
+    use crate::kinds::rows::neutralise_formula;
 
     fn take(rows: &mut CopyRows, out: &mut Vec<u8>) -> (String, u64, (i32, i64)) {
         match rows.take(out) {

@@ -7,6 +7,7 @@ pub mod export;
 pub mod export_copy;
 pub mod import;
 pub mod noop;
+pub mod rows;
 
 use crate::config::Settings;
 use crate::jobs::Registry;

@@ -60,7 +60,7 @@ pub fn revoked(conn: &mut DbConnection) -> QueryResult<()> {
         .set(settings::value.eq(&mark))
         .execute(conn)?;
     if updated == 0 {
-        super::session::setting_or_insert(conn, REVOCATIONS, || mark)?;
+        super::setting::setting_or_insert(conn, REVOCATIONS, || mark)?;
     }
     Ok(())
 }

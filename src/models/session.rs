@@ -8,11 +8,11 @@ use std::time::Duration;
 use diesel::prelude::*;
 
 use super::clock;
-use super::token::digest;
+use super::secret::digest;
 use super::user::User;
 use crate::db::DbConnection;
 use crate::domain::user::UserName;
-use crate::schema::{sessions, settings, users};
+use crate::schema::{sessions, users};
 
 /// Signed-in browsers one user keeps at once; signing in past it ends the oldest.
 pub const MAX_SESSIONS_PER_USER: i64 = 20;
@@ -78,36 +78,4 @@ pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
     diesel::delete(sessions::table.find(digest(id))).execute(conn)?;
     super::revocation::revoked(conn)
-}
-
-/// The value of setting `key`, made by `make` and stored the first time it is asked for
-/// (by whichever process asks first: the others read it).
-pub fn setting_or_insert(
-    conn: &mut DbConnection,
-    key: &str,
-    make: impl FnOnce() -> String,
-) -> QueryResult<String> {
-    let read = |conn: &mut DbConnection| {
-        settings::table
-            .find(key)
-            .select(settings::value)
-            .first::<String>(conn)
-            .optional()
-    };
-    if let Some(value) = read(conn)? {
-        return Ok(value);
-    }
-    let inserted = diesel::insert_into(settings::table)
-        .values((settings::key.eq(key), settings::value.eq(make())))
-        .execute(conn);
-    match inserted {
-        Ok(_) => {}
-        // Another process stored it first: theirs is the one.
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {}
-        Err(e) => return Err(e),
-    }
-    read(conn)?.ok_or(diesel::result::Error::NotFound)
 }

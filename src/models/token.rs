@@ -4,9 +4,9 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::clock;
+use super::secret::digest;
 use super::user::User;
 use crate::db::DbConnection;
 use crate::domain::user::UserName;
@@ -22,12 +22,6 @@ pub struct TokenView {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
-}
-
-/// What is kept of a secret handed to a client (a token, a session id): its sha256, so
-/// that a copy of the database cannot be turned back into a credential.
-pub(super) fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Makes a token for `user`; returns it and its secret (the only time it is seen).
