@@ -402,8 +402,12 @@ class Checker:
                 data = (self.stack.exports / name).read_bytes()
                 if hashlib.sha256(data).hexdigest() != upload.sha256:
                     problems.append(f"upload {name} is not the file sent")
+            except FileNotFoundError as e:
+                # Removed once its import succeeded; kept for a retry otherwise.
+                if row.get("status") != "succeeded":
+                    problems.append(f"upload gone while its job may still need it: {e}")
             except OSError as e:
-                problems.append(f"upload gone while its job exists: {e}")
+                problems.append(f"upload unreadable: {e}")
         report = result.get("file")
         if report is not None:
             named.add(report)
