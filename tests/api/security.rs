@@ -28,6 +28,17 @@ async fn guarded(configure: impl FnOnce(&mut roster::config::Settings)) -> TestA
     .unwrap()
 }
 
+/// Asks, as `who`, for a schedule of an export named `name` ticking on `cron`.
+async fn make_schedule(app: &TestApp, who: &str, name: &str, cron: &str) -> crate::helpers::Reply {
+    app.call(
+        Some(who),
+        Method::POST,
+        "/api/schedules",
+        Some(json!({"name": name, "cron": cron, "kind": "students_by_age"})),
+    )
+    .await
+}
+
 /// The embedded deployment with every default: access control off on loopback.
 async fn embedded() -> TestApp {
     spawn_with(Deployment::Embedded, |_| {}, Default::default())
@@ -483,27 +494,18 @@ async fn a_member_s_schedules_tick_at_most_once_a_minute_and_are_few() {
     let app = guarded(|s| s.max_schedules_per_user = 2).await;
     let admin = add_user(&app, "root", Role::Admin);
     let ada = add_user(&app, "ada", Role::Member);
-    async fn make(app: &TestApp, who: &str, name: &str, cron: &str) -> crate::helpers::Reply {
-        app.call(
-            Some(who),
-            Method::POST,
-            "/api/schedules",
-            Some(json!({"name": name, "cron": cron, "kind": "students_by_age"})),
-        )
-        .await
-    }
-    let every_second = make(&app, &ada, "flood", "* * * * * *").await;
+    let every_second = make_schedule(&app, &ada, "flood", "* * * * * *").await;
     assert_eq!(every_second.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(every_second.json()["error"]["fields"]["cron"].is_string());
     assert_eq!(
-        make(&app, &ada, "a", "* * * * *").await.status,
+        make_schedule(&app, &ada, "a", "* * * * *").await.status,
         StatusCode::CREATED
     );
     assert_eq!(
-        make(&app, &ada, "b", "0 * * * *").await.status,
+        make_schedule(&app, &ada, "b", "0 * * * *").await.status,
         StatusCode::CREATED
     );
-    let third = make(&app, &ada, "c", "0 2 * * *").await;
+    let third = make_schedule(&app, &ada, "c", "0 2 * * *").await;
     assert_eq!(third.status, StatusCode::CONFLICT, "{}", third.json());
     // Changing a schedule's cron is held to the same interval.
     let mine = app
@@ -522,7 +524,9 @@ async fn a_member_s_schedules_tick_at_most_once_a_minute_and_are_few() {
     assert_eq!(faster.status, StatusCode::UNPROCESSABLE_ENTITY);
     // An admin's schedule may tick as often as its cron says.
     assert_eq!(
-        make(&app, &admin, "probe", "*/10 * * * * *").await.status,
+        make_schedule(&app, &admin, "probe", "*/10 * * * * *")
+            .await
+            .status,
         StatusCode::CREATED
     );
 }
@@ -533,28 +537,14 @@ async fn schedule_names_belong_to_their_owner_and_each_lists_only_their_own() {
     let ada = add_user(&app, "ada", Role::Member);
     let bob = add_user(&app, "bob", Role::Member);
     for who in [&ada, &bob] {
-        let made = app
-            .call(
-                Some(who),
-                Method::POST,
-                "/api/schedules",
-                Some(json!({"name": "nightly", "cron": "0 2 * * *", "kind": "students_by_age"})),
-            )
-            .await;
+        let made = make_schedule(&app, who, "nightly", "0 2 * * *").await;
         assert_eq!(
             made.status,
             StatusCode::CREATED,
             "a name another owner uses is free"
         );
     }
-    let again = app
-        .call(
-            Some(&ada),
-            Method::POST,
-            "/api/schedules",
-            Some(json!({"name": "nightly", "cron": "0 3 * * *", "kind": "students_by_age"})),
-        )
-        .await;
+    let again = make_schedule(&app, &ada, "nightly", "0 3 * * *").await;
     assert_eq!(
         again.status,
         StatusCode::CONFLICT,
