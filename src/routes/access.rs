@@ -109,9 +109,7 @@ pub async fn change_password(
         unreachable!("required fields are checked");
     };
     if new.expose() == current {
-        let mut same = crate::error::FieldErrors::new();
-        same.insert("new".into(), "is your current password".into());
-        return Err(ApiError::Invalid(same));
+        return Err(ApiError::invalid("new", "is your current password"));
     }
     let address = state.access.client_address(&req);
     state.access.sign_in_allowed(&name, address)?;
@@ -130,9 +128,7 @@ pub async fn change_password(
     let Some(id) = changed else {
         // A wrong current password counts as a failed sign-in.
         state.access.sign_in_failed(&name, address);
-        let mut wrong = crate::error::FieldErrors::new();
-        wrong.insert("current".into(), "is not your password".into());
-        return Err(ApiError::Invalid(wrong));
+        return Err(ApiError::invalid("current", "is not your password"));
     };
     let secure = req.connection_info().scheme() == "https";
     Ok(HttpResponse::NoContent()
