@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::domain::job::JobKind;
+use crate::domain::queue::QueueName;
 use crate::domain::schedule::TimeZone;
 
 /// Everything a roster process can be configured with. In `--help` these stand under
@@ -37,14 +39,37 @@ pub struct Settings {
     )]
     pub bind: SocketAddr,
 
-    /// Queue name: processes with the same queue share its jobs.
+    /// The one queue this process serves, and where jobs accepted here go unless they name
+    /// one (the one-queue spelling of `ROSTER_QUEUES`).
     #[arg(long, env = "ROSTER_QUEUE", global = true, default_value = "default", value_parser = parse_queue)]
     pub queue: String,
 
-    /// Number of export workers in this process.
+    /// Workers of that queue in this process.
     #[arg(long, env = "ROSTER_CONCURRENCY", global = true, default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+
+    /// The queues this process serves, each with its workers: `default:8,imports:2`. Jobs
+    /// accepted here that name no queue go to the first. Set, it replaces `ROSTER_QUEUE`
+    /// and `ROSTER_CONCURRENCY`.
+    #[arg(long, env = "ROSTER_QUEUES", global = true, value_parser = QueueSpec::parse)]
+    pub queues: Option<QueueSpec>,
+
+    /// Jobs of one user that may run at once, across every process; the rest wait in the
+    /// queue (the 429 cap is `ROSTER_MAX_ACTIVE_JOBS`).
+    #[arg(long, env = "ROSTER_MAX_RUNNING_PER_USER", global = true, default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_running_per_user: u32,
+
+    /// Jobs of a kind that may run at once across every process: `students_import:2,…`.
+    #[arg(long, env = "ROSTER_KIND_CONCURRENCY", global = true, value_parser = KindCaps::parse)]
+    pub kind_concurrency: Option<KindCaps>,
+
+    /// A worker process that has not beaten for this long is dead: its jobs are due again
+    /// at once instead of at their lease's end.
+    #[arg(long, env = "ROSTER_DEAD_AFTER_SECS", global = true, default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(3..=86_400))]
+    pub dead_after_secs: u64,
 
     /// Directory where finished exports are kept.
     #[arg(
@@ -248,9 +273,35 @@ impl Settings {
         Duration::from_secs(self.body_timeout_secs)
     }
 
+    pub fn dead_after(&self) -> Duration {
+        Duration::from_secs(self.dead_after_secs)
+    }
+
+    /// The queues this process serves, each with its workers; the first is where jobs
+    /// accepted here go unless they say.
+    pub fn served_queues(&self) -> Vec<(QueueName, u16)> {
+        match &self.queues {
+            Some(spec) => spec.0.clone(),
+            None => vec![(
+                self.queue.parse().expect("ROSTER_QUEUE was checked"),
+                self.concurrency,
+            )],
+        }
+    }
+
+    /// Where a job accepted here goes when neither it nor its kind names a queue.
+    pub fn home_queue(&self) -> QueueName {
+        self.served_queues().remove(0).0
+    }
+
+    /// Workers in this process, over every queue it serves.
+    pub fn total_workers(&self) -> u32 {
+        self.served_queues().iter().map(|(_, n)| u32::from(*n)).sum()
+    }
+
     /// Connections: two per worker (the export's read and its progress writes) plus the web's.
     pub fn db_pool_size(&self) -> u32 {
-        u32::from(self.concurrency) * 2 + 10
+        self.total_workers() * 2 + 10
     }
 
     /// Settings with every default, for tests and embedding.
@@ -413,15 +464,56 @@ impl fmt::Display for BrokerUrl {
 }
 
 fn parse_queue(raw: &str) -> Result<String, String> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 64
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err("1 to 64 letters, digits, '-', '_' or '.'".to_owned())
+    raw.parse::<QueueName>().map(|q| q.as_str().to_owned())
+}
+
+/// `ROSTER_QUEUES`: the queues a process serves, each with its workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec(pub Vec<(QueueName, u16)>);
+
+impl QueueSpec {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut queues: Vec<(QueueName, u16)> = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, n) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("{entry:?}: expected name:workers, as in default:8"))?;
+            let name: QueueName = name.trim().parse().map_err(|e| format!("{name:?}: {e}"))?;
+            let n: u16 = match n.trim().parse() {
+                Ok(n) if (1..=256).contains(&n) => n,
+                _ => return Err(format!("{entry:?}: workers must be from 1 to 256")),
+            };
+            if queues.iter().any(|(q, _)| *q == name) {
+                return Err(format!("{name} is named twice"));
+            }
+            queues.push((name, n));
+        }
+        if queues.is_empty() {
+            return Err("name at least one queue, as in default:8".into());
+        }
+        Ok(Self(queues))
+    }
+}
+
+/// `ROSTER_KIND_CONCURRENCY`: how many jobs of a kind may run at once, across processes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KindCaps(pub Vec<(JobKind, u32)>);
+
+impl KindCaps {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut caps = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (kind, n) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("{entry:?}: expected kind:count, as in students_import:2"))?;
+            let kind: JobKind = kind.trim().parse()?;
+            let n: u32 = match n.trim().parse() {
+                Ok(n) if n >= 1 => n,
+                _ => return Err(format!("{entry:?}: the count must be 1 or more")),
+            };
+            caps.push((kind, n));
+        }
+        Ok(Self(caps))
     }
 }
 

@@ -87,11 +87,11 @@ impl Metrics {
             ),
             queue_waiting: register(
                 &r,
-                IntGauge::new("queue_waiting", "Jobs published and not yet delivered").unwrap(),
+                IntGauge::new("queue_waiting", "Queued jobs due now, over every queue").unwrap(),
             ),
             queue_pending: register(
                 &r,
-                IntGauge::new("queue_pending", "Jobs delivered and not yet acknowledged").unwrap(),
+                IntGauge::new("queue_pending", "Queued jobs due later (delayed, or backing off), over every queue").unwrap(),
             ),
             ws_sessions: register(
                 &r,

@@ -55,12 +55,14 @@ diesel::table! {
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
         checkpoint -> Nullable<Text>,
-        published_at -> Nullable<Timestamp>,
         created_by -> Nullable<Text>,
         idempotency_key -> Nullable<Text>,
         dedup_key -> Nullable<Text>,
         schedule_id -> Nullable<Text>,
         fire_at -> Nullable<Timestamp>,
+        queue -> Text,
+        priority -> Int4,
+        turn -> Int8,
     }
 }
 
@@ -78,6 +80,8 @@ diesel::table! {
         created_by -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        queue -> Nullable<Text>,
+        priority -> Int4,
     }
 }
 
@@ -136,11 +140,20 @@ diesel::joinable!(api_tokens -> users (user_name));
 diesel::joinable!(job_attempts -> jobs (job_id));
 diesel::joinable!(sessions -> users (user_name));
 
+diesel::table! {
+    queue_pauses (queue) {
+        queue -> Text,
+        paused_at -> Timestamp,
+        paused_by -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     import_rows,
     job_attempts,
     jobs,
+    queue_pauses,
     schedules,
     sessions,
     settings,

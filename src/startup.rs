@@ -18,17 +18,17 @@ use crate::db::{self, Pool};
 use crate::events::registry::RedisLink;
 use crate::events::Events;
 use crate::jobs::accept::Acceptor;
-use crate::jobs::consumer::{InFlight, JobConsumer, StopConsuming};
-use crate::jobs::heartbeat::{Heartbeat, Leave};
+use crate::jobs::consumer::{ClaimSettings, InFlight, JobConsumer, StopConsuming};
+use crate::jobs::heartbeat::{BeatHealth, Heartbeat, Leave};
 use crate::jobs::maintenance::{
-    DiscardStaged, ForgetWorkers, LeaseRecovery, Maintenance, PurgeSessions, Reconciler, Retention,
-    SweepFiles,
+    DiscardStaged, ForgetWorkers, LeaseRecovery, Maintenance, PurgeSessions, Retention, SweepFiles,
 };
 use crate::jobs::scheduler::Scheduler;
 use crate::jobs::store::FileStore;
 use crate::jobs::worker::{JobWorker, WorkerContext};
 use crate::jobs::{JobHandler, Registry, Shutdown};
 use crate::metrics::METRICS;
+use crate::models::job::ClaimLimits;
 use crate::models::worker;
 use crate::routes::{self, input, AppState};
 
@@ -61,7 +61,7 @@ pub struct Services {
     pub events: Events,
     pub node: String,
     pub jobs: Acceptor,
-    consumer: Option<Addr<JobConsumer>>,
+    consumers: Vec<Addr<JobConsumer>>,
     /// Says in the `workers` table that this process runs workers, and what runs.
     heartbeat: Option<Addr<Heartbeat>>,
     shutdown: Shutdown,
@@ -104,28 +104,33 @@ impl Services {
             settings.database_url.backend(),
             settings.database_url
         );
-        let (broker, channel) = broker::connect(&settings, &pool, &node).await?;
-        let link = event_link(channel, &node);
-        match &settings.broker_url {
-            Some(url) => log::info!(
-                "broker: redis stream {} on {url}",
-                broker::redis::Keys::for_queue(&settings.queue).stream,
-            ),
-            None => log::info!("broker: in-process (the jobs table)"),
+        let (broker, channel) = broker::connect(&settings, &pool).await?;
+        match (&settings.broker_url, &channel) {
+            (Some(url), Some(channel)) => {
+                log::info!("broker: redis on {url}, events on {}", channel.channel)
+            }
+            _ => log::info!("broker: in-process"),
         }
+        let link = event_link(channel, &node);
         let broker = match hooks.wrap_broker {
             Some(wrap) => wrap(broker),
             None => broker,
         };
         let events = Events::start(link);
         let store = FileStore::new(settings.export_dir.clone(), settings.export_ttl());
+        let health = BeatHealth::default();
+        let recovery = LeaseRecovery::new(
+            pool.clone(),
+            events.clone(),
+            crate::jobs::retry::RetryPolicy::from_settings(&settings),
+        );
+        // Only a process that beats itself can tell that another stopped beating.
+        let recovery = match workers {
+            true => recovery.judging_dead(settings.dead_after(), health.clone()),
+            false => recovery,
+        };
         Maintenance::new(
-            LeaseRecovery::new(
-                pool.clone(),
-                events.clone(),
-                crate::jobs::retry::RetryPolicy::from_settings(&settings),
-            ),
-            Reconciler::new(pool.clone(), broker.clone(), settings.redeliver()),
+            recovery,
             vec![
                 Box::new(Retention::new(
                     pool.clone(),
@@ -150,12 +155,13 @@ impl Services {
             kinds.clone(),
             settings.max_attempts,
         )
-        .with_limits(crate::jobs::accept::AcceptLimits::from_settings(&settings));
+        .with_limits(crate::jobs::accept::AcceptLimits::from_settings(&settings))
+        .with_home_queue(settings.home_queue());
         // Every process fires schedules; one job per tick however many do.
         Scheduler::new(pool.clone(), jobs.clone()).start();
         let shutdown = Shutdown::default();
-        let (consumer, heartbeat) = match workers {
-            false => (None, None),
+        let (consumers, heartbeat) = match workers {
+            false => (Vec::new(), None),
             true => {
                 let ctx = Arc::new(WorkerContext::new(
                     &settings,
@@ -165,19 +171,47 @@ impl Services {
                     shutdown.clone(),
                     node.clone(),
                 ));
+                let served = settings.served_queues();
                 let me = worker::Process {
                     id: uuid::Uuid::new_v4().to_string(),
                     node: hostname(),
                     name: node.clone(),
                     pid: std::process::id() as i32,
-                    queue: settings.queue.clone(),
-                    concurrency: i32::from(settings.concurrency),
+                    queue: served
+                        .iter()
+                        .map(|(q, _)| q.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    concurrency: settings.total_workers() as i32,
                 };
-                let heartbeat = Heartbeat::new(pool.clone(), me, ctx.running.clone()).start();
-                let n = usize::from(settings.concurrency);
-                let workers = JobWorker::start_pool(n, ctx);
-                let consumer = JobConsumer::new(broker.clone(), workers, pool.clone(), n).start();
-                (Some(consumer), Some(heartbeat))
+                let heartbeat =
+                    Heartbeat::new(pool.clone(), me, ctx.running.clone(), health).start();
+                let limits = ClaimLimits {
+                    per_owner: Some(settings.max_running_per_user as usize),
+                    per_kind: settings
+                        .kind_concurrency
+                        .iter()
+                        .flat_map(|caps| caps.0.iter())
+                        .map(|(kind, n)| (*kind, *n as usize))
+                        .collect(),
+                };
+                // Each queue its own workers, so that one queue's long jobs never take
+                // another's slots.
+                let consumers = served
+                    .into_iter()
+                    .map(|(queue, n)| {
+                        let n = usize::from(n);
+                        let workers = JobWorker::start_pool(n, ctx.clone());
+                        let claim = ClaimSettings {
+                            queue,
+                            node: node.clone(),
+                            lease: settings.lease(),
+                            limits: limits.clone(),
+                        };
+                        JobConsumer::new(broker.clone(), workers, pool.clone(), claim, n).start()
+                    })
+                    .collect();
+                (consumers, Some(heartbeat))
             }
         };
         Ok(Self {
@@ -187,7 +221,7 @@ impl Services {
             events,
             node,
             jobs,
-            consumer,
+            consumers,
             heartbeat,
             shutdown,
         })
@@ -211,16 +245,18 @@ impl Services {
     /// back those still running so that they run again on the next start; the process
     /// then leaves the `workers` table.
     pub async fn shutdown(&self) {
-        let Some(consumer) = &self.consumer else {
+        if self.consumers.is_empty() {
             return;
-        };
+        }
         let grace = self.settings.shutdown_grace();
         log::info!("shutting down: no new jobs; {grace:?} for running ones to finish");
-        let _ = consumer.send(StopConsuming).await;
-        if !drained(consumer, grace).await {
+        for consumer in &self.consumers {
+            let _ = consumer.send(StopConsuming).await;
+        }
+        if !drained(&self.consumers, grace).await {
             log::warn!("grace period over: handing running jobs back to the queue");
             self.shutdown.abort_running_jobs();
-            drained(consumer, Duration::from_secs(10)).await;
+            drained(&self.consumers, Duration::from_secs(10)).await;
         }
         if let Some(heartbeat) = &self.heartbeat {
             let _ = heartbeat.send(Leave).await;
@@ -228,14 +264,18 @@ impl Services {
     }
 }
 
-/// Waits until the consumer holds no job, up to `limit`.
-async fn drained(consumer: &Addr<JobConsumer>, limit: Duration) -> bool {
+/// Waits until the consumers hold no job, up to `limit`.
+async fn drained(consumers: &[Addr<JobConsumer>], limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        match consumer.send(InFlight).await {
-            Ok(0) | Err(_) => return true,
-            Ok(_) if Instant::now() >= deadline => return false,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        let mut holding = 0;
+        for consumer in consumers {
+            holding += consumer.send(InFlight).await.unwrap_or(0);
+        }
+        match holding {
+            0 => return true,
+            _ if Instant::now() >= deadline => return false,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
@@ -325,6 +365,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(crate::live::sse::follow_job)),
             )
             .service(web::resource("/workers").route(web::get().to(routes::workers::list)))
+            .service(web::resource("/queues").route(web::get().to(routes::queues::list)))
+            .service(
+                web::resource("/queues/{name}/pause").route(web::post().to(routes::queues::pause)),
+            )
+            .service(
+                web::resource("/queues/{name}/resume")
+                    .route(web::post().to(routes::queues::resume)),
+            )
             .service(web::resource("/stats").route(web::get().to(routes::stats::get))),
     )
     .service(web::resource("/").route(web::get().to(routes::page::index)))

@@ -1,67 +1,25 @@
-//! The in-process broker of the embedded default: the jobs table is the queue.
-//!
-//! Publishing only wakes the consumer; receiving reads the oldest due queued jobs that
-//! are not already handed out. Nothing lives only in memory, so a restart loses nothing,
-//! and a delivery that is never acknowledged (a claim that failed) only holds its job
-//! back for the redelivery interval.
+//! The in-process broker of the embedded default: one notification per queue. The jobs
+//! table is the queue; a wake-up only saves a consumer the rest of its poll interval.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Broker, BrokerError, Delivery, QueueStats};
-use crate::db::Pool;
-use crate::domain::job::JobId;
-use crate::models::job;
+use super::{Broker, BrokerError};
+use crate::domain::queue::QueueName;
 
-/// How long `receive` waits for a wake-up before it looks at the table again (due retries).
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
-
+#[derive(Default)]
 pub struct LocalBroker {
-    pool: Pool,
-    wake: Notify,
-    /// Job ids delivered and not yet acknowledged, with when: a delivery older than
-    /// `redeliver` no longer holds its job back.
-    handed_out: Mutex<HashMap<String, Instant>>,
-    redeliver: Duration,
+    queues: Mutex<HashMap<QueueName, Arc<Notify>>>,
 }
 
 impl LocalBroker {
-    pub fn new(pool: Pool, redeliver: Duration) -> Self {
-        Self {
-            pool,
-            wake: Notify::new(),
-            handed_out: Mutex::new(HashMap::new()),
-            redeliver,
-        }
-    }
-
-    async fn due(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
-        let exclude: Vec<String> = {
-            let mut handed_out = self.handed_out.lock().unwrap();
-            handed_out.retain(|_, at| at.elapsed() < self.redeliver);
-            handed_out.keys().cloned().collect()
-        };
-        let pool = self.pool.clone();
-        let ids = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<JobId>> {
-            let mut conn = pool.get()?;
-            Ok(job::next_due(&mut conn, &exclude, max as i64)?)
-        })
-        .await
-        .map_err(anyhow::Error::from)??;
-        let mut handed_out = self.handed_out.lock().unwrap();
-        let now = Instant::now();
-        Ok(ids
-            .into_iter()
-            .filter(|id| handed_out.insert(id.to_string(), now).is_none())
-            .map(|id| Delivery {
-                job_id: Some(id),
-                tag: id.to_string(),
-            })
-            .collect())
+    fn of(&self, queue: &QueueName) -> Arc<Notify> {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.entry(queue.clone()).or_default().clone()
     }
 }
 
@@ -71,41 +29,24 @@ impl Broker for LocalBroker {
         "in-process"
     }
 
-    async fn publish(&self, _job: &JobId) -> Result<(), BrokerError> {
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    async fn receive(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
-        let found = self.due(max).await?;
-        if !found.is_empty() {
-            return Ok(found);
-        }
-        let _ = tokio::time::timeout(POLL_INTERVAL, self.wake.notified()).await;
-        self.due(max).await
-    }
-
-    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), BrokerError> {
-        let mut handed_out = self.handed_out.lock().unwrap();
-        for delivery in deliveries {
-            handed_out.remove(&delivery.tag);
+    async fn announce(&self, queue: &QueueName) -> Result<(), BrokerError> {
+        // Only queues a consumer here waits on have an entry: names that clients make up
+        // leave nothing behind. Stored when the consumer is busy: its next wait returns
+        // at once.
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = queues.get(queue) {
+            notify.notify_one();
         }
         Ok(())
     }
 
-    /// The jobs table is the queue: every queued job is held.
-    async fn holds(&self, jobs: &[JobId]) -> Result<HashSet<JobId>, BrokerError> {
-        Ok(jobs.iter().copied().collect())
+    async fn wait(&self, queue: &QueueName, timeout: Duration) -> Result<(), BrokerError> {
+        let notify = self.of(queue);
+        let _ = tokio::time::timeout(timeout, notify.notified()).await;
+        Ok(())
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
         Ok(())
-    }
-
-    async fn stats(&self) -> anyhow::Result<QueueStats> {
-        Ok(QueueStats {
-            waiting: 0,
-            pending: self.handed_out.lock().unwrap().len() as u64,
-        })
     }
 }

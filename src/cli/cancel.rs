@@ -28,7 +28,7 @@ fn announce(settings: &Settings, pool: &Pool, changed: &Job) -> anyhow::Result<(
         return Ok(());
     }
     actix_web::rt::System::new().block_on(async {
-        let (_, channel) = crate::broker::connect(settings, pool, "roster-cli").await?;
+        let (_, channel) = crate::broker::connect(settings, pool).await?;
         if let Some(link) = crate::startup::event_link(channel, "roster-cli") {
             link.publish_now(JobEvent::status(changed)).await?;
         }

@@ -29,6 +29,8 @@ pub struct Opts {
     /// Once it succeeds, copy the file to FILE (replacing it); implies --wait.
     #[arg(long, value_name = "FILE", value_parser = super::follow::output_file)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub dispatch: super::queue::DispatchOpts,
 }
 
 fn parse_age(raw: &str) -> Result<Age, String> {
@@ -46,6 +48,7 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
     };
     let request = JobRequest {
         dedupe: true,
+        dispatch: opts.dispatch.dispatch(),
         ..JobRequest::new(JobKind::StudentsByAge, params)
     };
     let (pool, accepted) = super::submit(&settings, request)?;

@@ -49,7 +49,7 @@ pub fn follow(
             screen.leave();
             return on_interrupt(settings, pool, id);
         }
-        let (job, waiting) = read(settings, pool, &id)?;
+        let (job, waiting) = read(pool, &id)?;
         screen.show(&job, waiting);
         if job.status.is_terminal() {
             screen.leave();
@@ -71,13 +71,13 @@ pub enum Waiting {
 }
 
 /// The job, and why it waits if it is queued.
-fn read(settings: &Settings, pool: &Pool, id: &JobId) -> anyhow::Result<(Job, Waiting)> {
+fn read(pool: &Pool, id: &JobId) -> anyhow::Result<(Job, Waiting)> {
     let mut conn = pool.get()?;
     let Some(job) = job::find(&mut conn, id)? else {
         anyhow::bail!("no job {id} (never made, or deleted since)");
     };
     let waiting = match queued_for(&mut conn, &job)? {
-        Some(waited) if waited >= NO_WORKER_AFTER => match live_workers_for(settings, &mut conn)? {
+        Some(waited) if waited >= NO_WORKER_AFTER => match live_workers_for(&job, &mut conn)? {
             0 => Waiting::NoWorker,
             workers => Waiting::Busy { workers },
         },
@@ -96,12 +96,11 @@ fn queued_for(conn: &mut DbConnection, job: &Job) -> diesel::QueryResult<Option<
 }
 
 /// How many live worker processes (a heartbeat within [`worker::LIVE_AFTER`]) could take
-/// a job accepted with `settings`: with Redis, those of its queue; with the in-process
-/// broker, every worker on the database, since they all read the one jobs table.
-fn live_workers_for(settings: &Settings, conn: &mut DbConnection) -> diesel::QueryResult<usize> {
+/// `job`: those that serve its queue.
+fn live_workers_for(job: &Job, conn: &mut DbConnection) -> diesel::QueryResult<usize> {
     let live = worker::live(conn)?;
     let could_take = |w: &&worker::WorkerView| {
-        settings.broker_url.is_none() || w.process.queue == settings.queue
+        w.process.queue.split(',').any(|q| q == job.queue.as_str())
     };
     Ok(live.iter().filter(could_take).count())
 }

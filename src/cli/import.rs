@@ -28,6 +28,8 @@ pub struct Opts {
     /// Follow the job until it ends, with a progress bar.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub dispatch: super::queue::DispatchOpts,
 }
 
 pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
@@ -79,6 +81,7 @@ pub fn run(settings: Settings, opts: Opts) -> anyhow::Result<i32> {
     };
     let request = JobRequest {
         id: Some(id),
+        dispatch: opts.dispatch.dispatch(),
         ..JobRequest::new(JobKind::StudentsImport, params)
     };
     let (pool, accepted) = match super::submit(&settings, request) {

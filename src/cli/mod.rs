@@ -10,6 +10,7 @@ pub mod export;
 pub mod follow;
 pub mod import;
 pub mod job;
+pub mod queue;
 pub mod schedule;
 pub mod seed;
 pub mod serve;
@@ -63,6 +64,8 @@ pub enum Command {
     User(user::UserOpts),
     /// API tokens for scripts.
     Token(user::TokenOpts),
+    /// The queues: list them, pause and resume one.
+    Queue(queue::Opts),
 }
 
 /// The settings (by field name) each command reads; its `--help` shows only those, under
@@ -77,6 +80,10 @@ const SETTINGS_READ_BY: &[(&str, &[&str])] = &[
             "broker_url",
             "queue",
             "concurrency",
+            "queues",
+            "max_running_per_user",
+            "kind_concurrency",
+            "dead_after_secs",
             "export_dir",
             "max_attempts",
             "lease_secs",
@@ -105,6 +112,7 @@ const SETTINGS_READ_BY: &[(&str, &[&str])] = &[
     ("schedule", &["database_url", "timezone"]),
     ("user", &["database_url"]),
     ("token", &["database_url"]),
+    ("queue", &["database_url"]),
 ];
 
 /// What a command that accepts a job reads (`export`, `import`).
@@ -112,6 +120,7 @@ const ACCEPTING: &[&str] = &[
     "database_url",
     "broker_url",
     "queue",
+    "queues",
     "export_dir",
     "export_ttl_secs",
     "max_attempts",
@@ -231,7 +240,7 @@ pub fn submit(settings: &Settings, request: JobRequest) -> anyhow::Result<(Pool,
     let pool = db::connect(&settings.database_url, 1)?;
     db::migrate(&pool)?;
     let accepted = actix_web::rt::System::new().block_on(async {
-        let (broker, channel) = crate::broker::connect(settings, &pool, "roster-cli").await?;
+        let (broker, channel) = crate::broker::connect(settings, &pool).await?;
         let link = crate::startup::event_link(channel, "roster-cli");
         let jobs = Acceptor::new(
             pool.clone(),
@@ -266,6 +275,7 @@ pub fn run() -> i32 {
         Some(Command::Schedule(opts)) => schedule::run(cli.settings, opts),
         Some(Command::User(opts)) => user::run_user(cli.settings, opts),
         Some(Command::Token(opts)) => user::run_token(cli.settings, opts),
+        Some(Command::Queue(opts)) => queue::run(cli.settings, opts),
     };
     result.unwrap_or_else(|e| report(&e))
 }

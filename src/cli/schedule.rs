@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::domain::job::JobKind;
+use crate::domain::queue::{Priority, QueueName};
 use crate::domain::schedule::{CronExpr, ScheduleName};
 use crate::jobs::schedule::{self as rules, JobTemplate, ScheduleError, ScheduleSpec};
 use crate::models::schedule::{self, Schedule};
@@ -53,6 +54,12 @@ pub struct AddOpts {
     /// Add it switched off.
     #[arg(long)]
     pub disabled: bool,
+    /// The queue its jobs go to [default: the firing process's first queue].
+    #[arg(long = "to-queue", value_name = "NAME", value_parser = |s: &str| s.parse::<QueueName>())]
+    pub to_queue: Option<QueueName>,
+    /// Its jobs' priority: 0 runs first, 9 last.
+    #[arg(long, default_value = "5", value_parser = super::queue::parse_priority)]
+    pub priority: Priority,
 }
 
 fn parse_params(raw: &str) -> Result<Map<String, Value>, String> {
@@ -99,6 +106,8 @@ fn add(conn: &mut DbConnection, settings: &Settings, add: AddOpts) -> anyhow::Re
         created_by: None,
         // The command line acts with the database's own rights, as an admin.
         limits: None,
+        queue: add.to_queue,
+        priority: add.priority,
     };
     let created = rules::create(conn, spec).map_err(|e| match e {
         ScheduleError::Invalid(fields) => super::field_errors(&fields),

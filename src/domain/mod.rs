@@ -2,6 +2,7 @@
 
 pub mod fields;
 pub mod job;
+pub mod queue;
 pub mod schedule;
 pub mod student;
 pub mod user;

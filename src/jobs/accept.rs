@@ -2,10 +2,11 @@
 //! and the scheduler alike.
 //!
 //! The kind checks the parameters; the row is committed (durable accept) before anything
-//! else happens, in one commit that also marks it published; then the job is announced as
-//! an event and published to the broker. If publishing fails the job is marked unpublished
-//! and the maintenance reconciler publishes it; if the process dies before publishing, the
-//! reconciler finds the broker without the job within `ROSTER_REDELIVER_SECS`.
+//! else happens; then the job is announced as an event and its queue's consumers are
+//! woken. The row is all a job needs: consumers claim from the table, so a wake-up that
+//! is lost (Redis away, the process dead before it) delays the job by a consumer's poll
+//! interval at most. A job goes to the queue it names, else to this process's first
+//! queue; it runs only where that queue is served.
 //!
 //! Unique jobs: an `Idempotency-Key` returns the job first created with it by the same
 //! creator within [`IDEMPOTENCY_WINDOW`] (the same key with other parameters is refused),
@@ -33,6 +34,7 @@ use crate::broker::Broker;
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool};
 use crate::domain::job::{JobId, JobKind};
+use crate::domain::queue::{Dispatch, QueueName};
 use crate::error::FieldErrors;
 use crate::events::Events;
 use crate::models::job::{self, Job, NewJob, RetryOutcome};
@@ -62,6 +64,8 @@ pub struct JobRequest {
     pub dedupe: bool,
     /// The schedule and tick this job is for (one job per tick).
     pub tick: Option<(String, NaiveDateTime)>,
+    /// Its queue, priority and due time, as asked.
+    pub dispatch: Dispatch,
 }
 
 impl JobRequest {
@@ -74,6 +78,7 @@ impl JobRequest {
             idempotency_key: None,
             dedupe: false,
             tick: None,
+            dispatch: Dispatch::default(),
         }
     }
 }
@@ -276,6 +281,8 @@ pub struct Acceptor {
     kinds: Registry,
     max_attempts: i32,
     limits: AcceptLimits,
+    /// Where jobs go that name no queue.
+    home_queue: QueueName,
 }
 
 impl Acceptor {
@@ -293,7 +300,18 @@ impl Acceptor {
             kinds,
             max_attempts: i32::from(max_attempts),
             limits: AcceptLimits::none(),
+            home_queue: QueueName::default_queue(),
         }
+    }
+
+    /// This acceptor, sending jobs that name no queue to `queue`.
+    pub fn with_home_queue(mut self, queue: QueueName) -> Self {
+        self.home_queue = queue;
+        self
+    }
+
+    pub fn home_queue(&self) -> &QueueName {
+        &self.home_queue
     }
 
     /// This acceptor, refusing new jobs beyond `limits`.
@@ -316,8 +334,8 @@ impl Acceptor {
         handler.accept(params).map_err(AcceptError::Invalid)
     }
 
-    /// Accepts `request`: commits its job, announces it and publishes it; or returns the
-    /// job it repeats.
+    /// Accepts `request`: commits its job, announces it as an event and wakes its queue's
+    /// consumers; or returns the job it repeats.
     pub async fn accept(&self, request: JobRequest) -> Result<Accepted, AcceptError> {
         let params = self.check(request.kind, &request.params)?;
         if request.tick.is_some()
@@ -329,6 +347,12 @@ impl Acceptor {
             return Err(AcceptError::NotSchedulable(request.kind));
         }
         let creator = request.created_by.as_deref().unwrap_or("-");
+        let queue = request
+            .dispatch
+            .queue
+            .clone()
+            .unwrap_or_else(|| self.home_queue.clone());
+        let run_at = request.dispatch.run_at;
         let new = NewJob {
             id: request.id.unwrap_or_default(),
             kind: request.kind,
@@ -337,13 +361,21 @@ impl Acceptor {
                 .as_ref()
                 .map(|key| format!("{creator}/{key}")),
             dedup_key: request.dedupe.then(|| {
-                let identity = format!("{creator}/{}/{params}", request.kind);
+                // The same work in the same queue at the same time: a delayed copy of a
+                // job is another job.
+                let when = run_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+                let identity = format!("{creator}/{}/{params}/{queue}/{when}", request.kind);
                 hex::encode(Sha256::digest(identity.as_bytes()))
             }),
             params,
             max_attempts: self.max_attempts,
             created_by: request.created_by,
             tick: request.tick,
+            queue,
+            priority: request.dispatch.priority,
+            delay: run_at
+                .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+                .unwrap_or_default(),
         };
         let pool = self.pool.clone();
         let limits = self.limits.clone();
@@ -360,30 +392,16 @@ impl Acceptor {
                 job.params
             );
             self.events.status(job);
-            self.publish(job).await;
+            self.wake(&job.queue).await;
         }
         Ok(accepted)
     }
 
-    /// Tells the broker about a committed job (inserted as published). If that fails,
-    /// the job is marked unpublished for the reconciler's next sweep to publish.
-    pub async fn publish(&self, created: &Job) {
-        let id = created.id;
-        let Err(e) = self.broker.publish(&id).await else {
-            return;
-        };
-        log::warn!("job {id}: could not publish it now ({e}); the reconciler will");
-        let pool = self.pool.clone();
-        let unmarked = actix_web::web::block(move || -> anyhow::Result<usize> {
-            Ok(job::unpublish_queued(&mut *pool.get()?, Some(&[id]))?)
-        })
-        .await;
-        // Still marked, the job is published again once the reconciler finds the broker
-        // without it: later, but not lost.
-        match unmarked {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => log::warn!("job {id}: could not mark it unpublished: {e:#}"),
-            Err(e) => log::warn!("job {id}: could not mark it unpublished: {e}"),
+    /// Wakes the consumers of `queue`: a job there may be due. A wake-up that fails only
+    /// costs the job the rest of a consumer's poll interval.
+    pub async fn wake(&self, queue: &QueueName) {
+        if let Err(e) = self.broker.announce(queue).await {
+            log::debug!("could not wake the consumers of queue {queue} ({e}); they will look soon");
         }
     }
 }
@@ -443,7 +461,7 @@ impl Acceptor {
         if let RetryOutcome::Queued(job) = &outcome {
             log::info!("job {} retried: back in the queue", job.id);
             self.events.status(job);
-            self.publish(job).await;
+            self.wake(&job.queue).await;
         }
         Ok(outcome)
     }

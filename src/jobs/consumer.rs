@@ -1,10 +1,11 @@
-//! The JobConsumer actor (DESIGN's RedisConsumer; it drives the in-process broker too):
-//! asks the broker for no more jobs than there are idle workers, hands each to the
-//! worker pool, and acknowledges a delivery once the worker is done with it (the jobs
-//! table, not the broker, keeps a job that did not end: see `jobs::maintenance`). Acknowledgements
-//! go out one request at a time, each carrying all that finished meanwhile: under load a
-//! round trip acknowledges many jobs, and idle it costs no wait. When the broker is
-//! unreachable it backs off and tries again.
+//! The JobConsumer actor (DESIGN's RedisConsumer; it drives the in-process broker too), one
+//! per queue a process serves: when it has idle workers it claims up to that many due jobs
+//! from the table in one statement (priority, owners' turns, pauses and caps are the
+//! claim's: see `models::job::queue`) and hands each to its worker pool. While nothing is
+//! due it waits for a wake-up from the broker, or [`POLL_INTERVAL`] at most, and looks
+//! again. A claim that came back full is followed by another as soon as a worker is free.
+//!
+//! The broker only shortens the wait: with Redis down, jobs still start, at the next look.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,30 +13,37 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::worker::{AttemptOutcome, JobWorker, RunJob};
-use crate::broker::{Broker, BrokerError, Delivery};
+use crate::broker::{Broker, POLL_INTERVAL};
 use crate::db::Pool;
-use crate::domain::job::JobId;
-use crate::models::job;
+use crate::domain::queue::QueueName;
+use crate::models::job::{self, AttemptToken, ClaimLimits, Job};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// Short: jobs wait for the first read after the broker comes back, and a read of a
-/// broker that is down costs a refused connection. (With 10 s, Redis back after 7 s
-/// was read from again only 5-6 s later.)
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What a consumer claims with.
+#[derive(Clone)]
+pub struct ClaimSettings {
+    pub queue: QueueName,
+    /// This process, in lease owners.
+    pub node: String,
+    pub lease: Duration,
+    pub limits: ClaimLimits,
+}
 
 pub struct JobConsumer {
     broker: Arc<dyn Broker>,
     workers: Addr<JobWorker>,
     pool: Pool,
+    claim: Arc<ClaimSettings>,
     capacity: usize,
     in_flight: usize,
-    receiving: bool,
+    claiming: bool,
+    waiting: bool,
     stopping: bool,
     backoff: Duration,
-    /// Deliveries done with and not yet acknowledged.
-    unacked: Vec<Delivery>,
-    /// An acknowledgement is out.
-    acking: bool,
+    /// The broker's last wait failed (and that was logged).
+    broker_failing: bool,
 }
 
 /// Stop taking jobs (shutdown); the ones running go on.
@@ -53,154 +61,124 @@ impl JobConsumer {
         broker: Arc<dyn Broker>,
         workers: Addr<JobWorker>,
         pool: Pool,
+        claim: ClaimSettings,
         capacity: usize,
     ) -> Self {
         Self {
             broker,
             workers,
             pool,
+            claim: Arc::new(claim),
             capacity,
             in_flight: 0,
-            receiving: false,
+            claiming: false,
+            waiting: false,
             stopping: false,
             backoff: MIN_BACKOFF,
-            unacked: Vec::new(),
-            acking: false,
+            broker_failing: false,
         }
     }
 
-    /// Asks for as many jobs as there are idle workers, unless a request is out already.
-    fn receive(&mut self, ctx: &mut Context<Self>) {
+    /// Claims as many due jobs as there are idle workers, unless a claim is out already.
+    fn fill(&mut self, ctx: &mut Context<Self>) {
         let idle = self.capacity - self.in_flight;
-        if self.stopping || self.receiving || idle == 0 {
+        if self.stopping || self.claiming || idle == 0 {
             return;
         }
-        self.receiving = true;
-        let broker = self.broker.clone();
-        async move { broker.receive(idle).await }
+        self.claiming = true;
+        let (pool, claim) = (self.pool.clone(), self.claim.clone());
+        actix_web::web::block(move || -> anyhow::Result<Vec<(Job, AttemptToken)>> {
+            let mut conn = pool.get()?;
+            Ok(job::claim_due(
+                &mut conn,
+                &claim.queue,
+                &claim.node,
+                claim.lease,
+                idle,
+                &claim.limits,
+            )?)
+        })
+        .into_actor(self)
+        .map(move |claimed, act, ctx| {
+            act.claiming = false;
+            match claimed.map_err(anyhow::Error::from).and_then(|c| c) {
+                Ok(claimed) => {
+                    act.backoff = MIN_BACKOFF;
+                    let full = claimed.len() == idle;
+                    // Claimed jobs run even when a shutdown began meanwhile: they are this
+                    // process's now, and the shutdown's grace covers them.
+                    for (job, token) in claimed {
+                        act.dispatch(job, token, ctx);
+                    }
+                    match full {
+                        true => act.fill(ctx),
+                        false => act.listen(ctx),
+                    }
+                }
+                Err(e) => {
+                    log::warn!(
+                        "queue {}: could not claim jobs ({e:#}); trying again in {:?}",
+                        act.claim.queue,
+                        act.backoff
+                    );
+                    ctx.run_later(act.backoff, |act, ctx| act.fill(ctx));
+                    act.backoff = (act.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        })
+        .spawn(ctx);
+    }
+
+    /// Waits for a wake-up (or the poll interval), then looks at the table again.
+    fn listen(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || self.waiting {
+            return;
+        }
+        self.waiting = true;
+        let (broker, queue) = (self.broker.clone(), self.claim.queue.clone());
+        let started = std::time::Instant::now();
+        async move { broker.wait(&queue, POLL_INTERVAL).await }
             .into_actor(self)
-            .map(|received, act, ctx| {
-                act.receiving = false;
-                match received {
-                    Ok(deliveries) if act.stopping => act.give_back(deliveries, ctx),
-                    Ok(deliveries) => {
-                        act.backoff = MIN_BACKOFF;
-                        for delivery in deliveries {
-                            act.dispatch(delivery, ctx);
+            .map(move |waited, act, ctx| {
+                act.waiting = false;
+                match waited {
+                    Ok(()) => {
+                        if act.broker_failing {
+                            log::info!("broker answers again");
+                            act.broker_failing = false;
                         }
-                        act.receive(ctx);
+                        act.fill(ctx);
                     }
-                    Err(BrokerError::QueueLost) => {
-                        act.republish_all(ctx);
-                        act.retry_later(ctx);
-                    }
-                    Err(BrokerError::Unavailable(e)) => {
-                        log::warn!("broker unavailable ({e:#}); retrying in {:?}", act.backoff);
-                        act.retry_later(ctx);
+                    Err(e) => {
+                        if !act.broker_failing {
+                            log::warn!("broker unavailable ({e:#}); looking at the table every {POLL_INTERVAL:?}");
+                            act.broker_failing = true;
+                        }
+                        // A broker that fails at once must not make this a busy loop.
+                        let rest = POLL_INTERVAL.saturating_sub(started.elapsed());
+                        ctx.run_later(rest, |act, ctx| act.fill(ctx));
                     }
                 }
             })
             .spawn(ctx);
     }
 
-    fn retry_later(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_later(self.backoff, |act, ctx| act.receive(ctx));
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-    }
-
-    /// Deliveries that arrived after shutdown began go back to the queue untouched: the
-    /// jobs are marked unpublished (so the reconciler publishes them again) and the
-    /// messages acknowledged.
-    fn give_back(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
-        if deliveries.is_empty() {
-            return;
-        }
-        let pool = self.pool.clone();
-        let broker = self.broker.clone();
-        let ids: Vec<JobId> = deliveries.iter().filter_map(|d| d.job_id).collect();
-        async move {
-            let unpublished = actix_web::web::block(move || -> anyhow::Result<usize> {
-                Ok(job::unpublish_queued(&mut *pool.get()?, Some(&ids))?)
-            })
-            .await;
-            if matches!(unpublished, Ok(Ok(_))) {
-                let _ = broker.ack(&deliveries).await;
-            }
-        }
-        .into_actor(self)
-        .spawn(ctx);
-    }
-
-    /// The broker forgot its queue: mark every queued job unpublished, and the
-    /// reconciler publishes them again.
-    fn republish_all(&mut self, ctx: &mut Context<Self>) {
-        let pool = self.pool.clone();
-        actix_web::web::block(move || -> anyhow::Result<usize> {
-            Ok(job::unpublish_queued(&mut *pool.get()?, None)?)
-        })
-        .into_actor(self)
-        .map(|res, _, _| match res {
-            Ok(Ok(n)) => log::warn!("broker lost its queue: {n} queued job(s) will be republished"),
-            Ok(Err(e)) => log::error!("could not mark queued jobs for republishing: {e:#}"),
-            Err(e) => log::error!("could not mark queued jobs for republishing: {e}"),
-        })
-        .spawn(ctx);
-    }
-
-    fn dispatch(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
-        let Some(job_id) = delivery.job_id else {
-            log::warn!(
-                "dropping a broker message without a job id ({})",
-                delivery.tag
-            );
-            self.ack(delivery, ctx);
-            return;
-        };
+    fn dispatch(&mut self, job: Job, token: AttemptToken, ctx: &mut Context<Self>) {
         self.in_flight += 1;
+        let job_id = job.id;
         self.workers
-            .send(RunJob { job_id })
+            .send(RunJob { job, token })
             .into_actor(self)
             .map(move |outcome, act, ctx| {
                 act.in_flight -= 1;
                 if matches!(outcome, Ok(AttemptOutcome::Crashed) | Err(_)) {
-                    // The claim or the ending was not recorded. The table decides what
-                    // happens next: a job still queued is delivered again by the
-                    // reconciler, a running one when its lease expires.
-                    log::warn!("job {job_id}: attempt crashed; the table will redeliver it");
+                    // The ending was not recorded: the job is running under a lease
+                    // nobody renews, and lease recovery takes it back.
+                    log::warn!("job {job_id}: attempt crashed; lease recovery will take it back");
                 }
-                act.ack(delivery, ctx);
-                act.receive(ctx);
+                act.fill(ctx);
             })
             .spawn(ctx);
-    }
-
-    fn ack(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
-        self.unacked.push(delivery);
-        self.send_acks(ctx);
-    }
-
-    /// Acknowledges every delivery done with, unless an acknowledgement is out (those
-    /// done meanwhile go when it is back).
-    fn send_acks(&mut self, ctx: &mut Context<Self>) {
-        if self.acking || self.unacked.is_empty() {
-            return;
-        }
-        self.acking = true;
-        let deliveries = std::mem::take(&mut self.unacked);
-        let broker = self.broker.clone();
-        async move {
-            if let Err(e) = broker.ack(&deliveries).await {
-                // Unacknowledged, they are delivered again; the jobs' status makes the
-                // second delivery a no-op.
-                log::warn!("could not acknowledge {} deliveries: {e}", deliveries.len());
-            }
-        }
-        .into_actor(self)
-        .map(|(), act, ctx| {
-            act.acking = false;
-            act.send_acks(ctx);
-        })
-        .spawn(ctx);
     }
 }
 
@@ -209,11 +187,13 @@ impl Actor for JobConsumer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::info!(
-            "consumer started: {} broker, {} workers",
+            "consumer of queue {} started: {} broker, {} workers",
+            self.claim.queue,
             self.broker.name(),
             self.capacity
         );
-        self.receive(ctx);
+        self.fill(ctx);
+        self.listen(ctx);
     }
 }
 

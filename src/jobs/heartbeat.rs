@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -56,6 +56,29 @@ impl Drop for RunningGuard {
     }
 }
 
+/// Whether this process's beats go through, and since when: a process judges others dead
+/// only while its own beats have gone through for as long (see `maintenance`).
+#[derive(Clone, Default)]
+pub struct BeatHealth(Arc<Mutex<Option<Instant>>>);
+
+impl BeatHealth {
+    fn record(&self, ok: bool) {
+        let mut since = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match ok {
+            true => {
+                since.get_or_insert_with(Instant::now);
+            }
+            false => *since = None,
+        }
+    }
+
+    /// How long the beats have gone through without a failure (zero while failing).
+    pub fn healthy_for(&self) -> Duration {
+        let since = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        since.map_or(Duration::ZERO, |at| at.elapsed())
+    }
+}
+
 /// The process stops: delete its row (after its running jobs are done with). Answered
 /// once the row is gone or the delete failed.
 #[derive(Message)]
@@ -67,17 +90,19 @@ pub struct Heartbeat {
     /// Who this process is.
     me: Process,
     running: RunningJobs,
+    health: BeatHealth,
     /// The last beat failed (and that was logged).
     failing: bool,
     leaving: bool,
 }
 
 impl Heartbeat {
-    pub fn new(pool: Pool, me: Process, running: RunningJobs) -> Self {
+    pub fn new(pool: Pool, me: Process, running: RunningJobs, health: BeatHealth) -> Self {
         Self {
             pool,
             me,
             running,
+            health,
             failing: false,
             leaving: false,
         }
@@ -101,15 +126,20 @@ impl Heartbeat {
         .map(
             |result, act, _ctx| match result.map_err(anyhow::Error::from).and_then(|r| r) {
                 Ok(()) if act.failing => {
+                    act.health.record(true);
                     log::info!("worker heartbeat recorded again");
                     act.failing = false;
                 }
-                Ok(()) => {}
+                Ok(()) => act.health.record(true),
                 Err(e) if !act.failing => {
+                    act.health.record(false);
                     log::warn!("could not record the worker heartbeat ({e:#}); will keep trying");
                     act.failing = true;
                 }
-                Err(e) => log::debug!("worker heartbeat failed again: {e:#}"),
+                Err(e) => {
+                    act.health.record(false);
+                    log::debug!("worker heartbeat failed again: {e:#}")
+                }
             },
         )
         .wait(ctx);

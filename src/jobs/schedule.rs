@@ -20,6 +20,7 @@ use super::kind::Registry;
 use crate::config::Settings;
 use crate::db::DbConnection;
 use crate::domain::job::JobKind;
+use crate::domain::queue::{Priority, QueueName};
 use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
 use crate::error::FieldErrors;
 use crate::models::schedule::{self, NewSchedule, Schedule, ScheduleChanges};
@@ -168,6 +169,9 @@ pub struct ScheduleSpec {
     pub created_by: Option<String>,
     /// What a member's schedule is held to; `None` for an admin's or the command line's.
     pub limits: Option<ScheduleLimits>,
+    /// Where its jobs go (`None`: the firing process's first queue) and their priority.
+    pub queue: Option<QueueName>,
+    pub priority: Priority,
 }
 
 /// Records a new schedule, due at its first tick from now.
@@ -191,6 +195,8 @@ pub fn create(conn: &mut DbConnection, spec: ScheduleSpec) -> Result<Schedule, S
         enabled: spec.enabled,
         next_fire_at,
         created_by: spec.created_by,
+        queue: spec.queue,
+        priority: spec.priority,
     };
     schedule::insert(conn, &new).map_err(|e| ScheduleError::from_write(e, Some(&new.name)))
 }
@@ -205,6 +211,9 @@ pub struct ScheduleEdit {
     /// Checked by the schedule's kind.
     pub params: Option<Map<String, Value>>,
     pub enabled: Option<bool>,
+    /// `Some(None)`: back to the firing process's first queue.
+    pub queue: Option<Option<QueueName>>,
+    pub priority: Option<Priority>,
 }
 
 /// Applies `edit` to the schedule `id`, held to `limits` (a member's); the schedule as it
@@ -237,6 +246,11 @@ pub fn change(
         changes = changes.timezone(zone);
     }
     changes.enabled = edit.enabled;
+    changes.queue = edit
+        .queue
+        .as_ref()
+        .map(|q| q.as_ref().map(|q| q.as_str().to_owned()));
+    changes.priority = edit.priority.map(Priority::get);
     let switched_on = edit.enabled == Some(true) && !current.enabled;
     if edit.cron.is_some() || edit.timezone.is_some() || switched_on {
         let cron = edit.cron.as_ref().unwrap_or(&current.cron);

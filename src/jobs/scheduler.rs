@@ -22,6 +22,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::accept::{AcceptError, Accepted, Acceptor, JobRequest};
+use crate::domain::queue::Dispatch;
 use crate::db::Pool;
 use crate::domain::schedule::{CronExpr, ScheduleId, TimeZone};
 use crate::models::schedule::{self, Schedule};
@@ -144,6 +145,11 @@ async fn fire(jobs: &Acceptor, schedule: &Schedule) -> anyhow::Result<bool> {
     let request = JobRequest {
         created_by: schedule.created_by.clone(),
         tick: Some((schedule.id.to_string(), tick)),
+        dispatch: Dispatch {
+            queue: schedule.queue.clone(),
+            priority: schedule.priority,
+            run_at: None,
+        },
         ..JobRequest::new(schedule.kind, schedule.params.clone())
     };
     match jobs.accept(request).await {

@@ -1,6 +1,5 @@
-//! The JobWorker pool: a SyncArbiter of blocking workers. A worker claims the job it is
-//! given (a conditional update that takes a lease and hands the attempt its fencing
-//! token), runs it while a keeper thread renews the lease on a timer, records progress
+//! The JobWorker pool: a SyncArbiter of blocking workers. A worker is given a job its
+//! consumer claimed (under a lease, with the attempt's fencing token), runs it while a keeper thread renews the lease on a timer, records progress
 //! and checkpoints as it goes (each write fenced, each one an event), notices
 //! cancellation, a lost lease, the time limit and shutdown, then records how the attempt
 //! ended. A panic in a job is caught and fails that attempt; the files an attempt made
@@ -22,7 +21,7 @@ use super::retry::{Retry, RetryPolicy};
 use super::store::FileStore;
 use crate::config::Settings;
 use crate::db::{DbConnection, Pool, PooledConn};
-use crate::domain::job::{JobId, JobStatus};
+use crate::domain::job::JobStatus;
 use crate::events::Events;
 use crate::metrics::METRICS;
 use crate::models::attempt;
@@ -377,18 +376,17 @@ impl Attempt<'_> {
     }
 }
 
-/// Run one attempt of this job.
+/// Run the attempt a claim began.
 #[derive(Message)]
 #[rtype(result = "AttemptOutcome")]
 pub struct RunJob {
-    pub job_id: JobId,
+    pub job: Job,
+    pub token: AttemptToken,
 }
 
-/// What became of a delivery.
+/// What became of an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// The job was not there to run (running elsewhere, finished, not due).
-    NotClaimed,
     /// The attempt ran and the job is now in this status.
     Ended(JobStatus),
     /// The lease was lost; whoever holds the job now records its end.
@@ -421,22 +419,23 @@ impl Handler<RunJob> for JobWorker {
     type Result = MessageResult<RunJob>;
 
     fn handle(&mut self, msg: RunJob, ctx: &mut SyncContext<Self>) -> Self::Result {
+        let id = msg.job.id;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let keeper = match self.keeper.take() {
                 Some(keeper) => keeper,
                 None => LeaseKeeper::start(self.ctx.clone())
                     .context("starting the worker's lease keeper")?,
             };
-            run(&self.ctx, self.keeper.insert(keeper), msg.job_id)
+            run(&self.ctx, self.keeper.insert(keeper), msg.job, msg.token)
         }));
         MessageResult(match outcome {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
-                log::error!("job {}: attempt could not be recorded: {e:#}", msg.job_id);
+                log::error!("job {id}: attempt could not be recorded: {e:#}");
                 AttemptOutcome::Crashed
             }
             Err(_) => {
-                log::error!("job {}: worker panicked outside the job", msg.job_id);
+                log::error!("job {id}: worker panicked outside the job");
                 // Start afresh from the factory: whatever state the panic left is gone.
                 ctx.stop();
                 AttemptOutcome::Crashed
@@ -457,12 +456,14 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// lease keeper.
 const ATTEMPT_CONN: &str = "an attempt's connection is there until the attempt ends";
 
-fn run(ctx: &WorkerContext, keeper: &LeaseKeeper, id: JobId) -> anyhow::Result<AttemptOutcome> {
-    let mut conn = ctx.pool.get()?;
-    let Some((job, token)) = job::claim(&mut conn, &id, &ctx.node, ctx.lease)? else {
-        log::debug!("job {id}: delivered but not claimable; dropped");
-        return Ok(AttemptOutcome::NotClaimed);
-    };
+fn run(
+    ctx: &WorkerContext,
+    keeper: &LeaseKeeper,
+    job: Job,
+    token: AttemptToken,
+) -> anyhow::Result<AttemptOutcome> {
+    let id = job.id;
+    let conn = ctx.pool.get()?;
     log::info!(
         "job {id} started: kind={} attempt={}/{}",
         job.kind.as_str(),

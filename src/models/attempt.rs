@@ -10,7 +10,7 @@ use super::clock;
 use super::prepared::Prepared;
 use crate::db::DbConnection;
 pub use crate::domain::job::Outcome;
-use crate::domain::job::{AttemptToken, JobId, JobStatus};
+use crate::domain::job::{AttemptToken, JobId, JobStatus, LeaseOwner};
 use crate::on_backend;
 use crate::schema::{job_attempts, jobs};
 
@@ -38,15 +38,32 @@ struct AttemptRow {
     resumed_from: Option<i64>,
 }
 
-/// Records that the attempt `token` started (with the claim that started it).
-pub(super) fn begin(conn: &mut DbConnection, token: &AttemptToken) -> QueryResult<()> {
-    let now = clock::now(conn);
+/// Records the attempts a claim began (`owner`'s, on `jobs`), in one statement: each
+/// from its job's row as the claim left it.
+pub(super) fn begin_all(
+    conn: &mut DbConnection,
+    owner: &LeaseOwner,
+    jobs_: &[JobId],
+) -> QueryResult<()> {
+    if jobs_.is_empty() {
+        return Ok(());
+    }
+    let claimed = jobs::table
+        .filter(jobs::id.eq_any(jobs_.iter().map(JobId::to_string).collect::<Vec<_>>()))
+        .filter(jobs::lease_owner.eq(owner.as_str()))
+        .select((
+            jobs::id,
+            jobs::lease_owner.assume_not_null(),
+            jobs::attempts,
+            jobs::started_at.assume_not_null(),
+        ));
     diesel::insert_into(job_attempts::table)
-        .values((
-            job_attempts::job_id.eq(token.job.to_string()),
-            job_attempts::worker.eq(token.owner.as_str()),
-            job_attempts::number.eq(token.number),
-            job_attempts::started_at.eq(now),
+        .values(claimed)
+        .into_columns((
+            job_attempts::job_id,
+            job_attempts::worker,
+            job_attempts::number,
+            job_attempts::started_at,
         ))
         .execute(conn)
         .map(drop)

@@ -29,6 +29,7 @@ use super::prepared::Prepared;
 use crate::db::DbConnection;
 pub use crate::domain::job::AttemptToken;
 use crate::domain::job::{JobId, JobKind, JobStatus, LeaseOwner};
+use crate::domain::queue::{Priority, QueueName};
 use crate::on_backend;
 use crate::schema::jobs;
 
@@ -57,7 +58,6 @@ struct JobRow {
     started_at: Option<NaiveDateTime>,
     finished_at: Option<NaiveDateTime>,
     checkpoint: Option<String>,
-    published_at: Option<NaiveDateTime>,
     created_by: Option<String>,
     // Only the unique indexes read these two.
     #[allow(dead_code)]
@@ -66,6 +66,11 @@ struct JobRow {
     dedup_key: Option<String>,
     schedule_id: Option<String>,
     fire_at: Option<NaiveDateTime>,
+    queue: String,
+    priority: i32,
+    // Only claims read it, in their ORDER BY.
+    #[allow(dead_code)]
+    turn: i64,
 }
 
 /// A job, read into typed fields.
@@ -87,7 +92,6 @@ pub struct Job {
     /// How far the last attempt got (the kind's own JSON), for the next one to resume.
     pub checkpoint: Option<serde_json::Value>,
     pub run_after: NaiveDateTime,
-    pub published_at: Option<NaiveDateTime>,
     pub seq: i64,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
@@ -97,6 +101,8 @@ pub struct Job {
     /// The schedule that fired it, and for which tick.
     pub schedule_id: Option<String>,
     pub fire_at: Option<NaiveDateTime>,
+    pub queue: QueueName,
+    pub priority: Priority,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> diesel::result::Error {
@@ -137,7 +143,6 @@ impl TryFrom<JobRow> for Job {
                 .map(|c| json("checkpoint", c))
                 .transpose()?,
             run_after: row.run_after,
-            published_at: row.published_at,
             seq: row.seq,
             created_at: row.created_at,
             started_at: row.started_at,
@@ -145,6 +150,8 @@ impl TryFrom<JobRow> for Job {
             created_by: row.created_by,
             schedule_id: row.schedule_id,
             fire_at: row.fire_at,
+            queue: row.queue.parse().map_err(|e| corrupt("queue", e))?,
+            priority: Priority::new(row.priority.into()).map_err(|e| corrupt("priority", e))?,
         })
     }
 }
@@ -177,6 +184,8 @@ impl Job {
             finished_at: self.finished_at.map(|t| t.and_utc()),
             created_by: self.created_by.clone(),
             schedule_id: self.schedule_id.clone(),
+            queue: self.queue.clone(),
+            priority: self.priority,
         }
     }
 }
@@ -203,6 +212,11 @@ pub struct JobView {
     pub created_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
+    /// Where it runs, and before whom (0 first). `run_after` says when it is due.
+    #[serde(default = "QueueName::default_queue")]
+    pub queue: QueueName,
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -282,9 +296,11 @@ struct JobInsert<'a> {
     dedup_key: Option<&'a str>,
     schedule_id: Option<&'a str>,
     fire_at: Option<NaiveDateTime>,
+    queue: &'a str,
+    priority: i32,
 }
 
-/// A job to record, queued and due now.
+/// A job to record, queued.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: JobId,
@@ -299,6 +315,11 @@ pub struct NewJob {
     pub dedup_key: Option<String>,
     /// The schedule and tick that fired it: at most one job per tick.
     pub tick: Option<(String, NaiveDateTime)>,
+    pub queue: QueueName,
+    pub priority: Priority,
+    /// Not due for this long (zero: due now). A delay, not a time: it is added to the
+    /// database's clock, as every due time is.
+    pub delay: Duration,
 }
 
 /// The host's clock, for what only people read (students' timestamps).
@@ -321,23 +342,47 @@ pub fn insert(conn: &mut DbConnection, new: &NewJob) -> QueryResult<Job> {
         dedup_key: new.dedup_key.as_deref(),
         schedule_id: new.tick.as_ref().map(|(s, _)| s.as_str()),
         fire_at: new.tick.as_ref().map(|(_, at)| *at),
+        queue: new.queue.as_str(),
+        priority: new.priority.get(),
     };
-    let (now, published) = (clock::now(conn), clock::now_nullable(conn));
-    // Marked published as it is inserted: the accepting handler publishes it next, and
-    // one commit per accepted job is half the cost of two. If that publish fails, the
-    // handler unmarks it ([`unpublish_queued`]); if the process dies first, the
-    // reconciler finds the broker without it within `ROSTER_REDELIVER_SECS`
-    // ([`stale_published`]) and publishes it then.
+    let (now, due) = (clock::now(conn), clock::after(conn, new.delay));
+    let turn = turn_for(conn, new)?;
     let row: JobRow = on_backend!(conn, |c| diesel::insert_into(jobs::table)
         .values((
             &row,
-            jobs::run_after.eq(now),
+            jobs::run_after.eq(due),
             jobs::created_at.eq(now),
-            jobs::published_at.eq(published)
+            jobs::turn.eq(turn),
         ))
         .returning(jobs::all_columns)
         .get_result(c))?;
     Job::try_from(row)
+}
+
+/// Where a new job stands among its queue's jobs of its priority: one turn past its
+/// owner's last queued job, and never before the oldest turn still queued. So owners take
+/// turns: a user's thousandth queued job comes after another user's first. Jobs without
+/// an owner (access control off) all share the oldest turn, and run in the order they
+/// became due.
+fn turn_for(conn: &mut DbConnection, new: &NewJob) -> QueryResult<i64> {
+    let queued = || {
+        jobs::status
+            .eq(JobStatus::Queued.as_str())
+            .and(jobs::queue.eq(new.queue.as_str().to_owned()))
+            .and(jobs::priority.eq(new.priority.get()))
+    };
+    let oldest: Option<i64> = on_backend!(conn, |c| jobs::table
+        .filter(queued())
+        .select(diesel::dsl::min(jobs::turn))
+        .first(c))?;
+    let Some(owner) = &new.created_by else {
+        return Ok(oldest.unwrap_or(0));
+    };
+    let last: Option<i64> = on_backend!(conn, |c| jobs::table
+        .filter(queued().and(jobs::created_by.eq(owner)))
+        .select(diesel::dsl::max(jobs::turn))
+        .first(c))?;
+    Ok(oldest.unwrap_or(0).max(last.map_or(0, |t| t + 1)))
 }
 
 /// The job created with this (scoped) idempotency key within `window`; an older holder
@@ -424,6 +469,7 @@ pub fn find_many(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<Job>
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub kind: Option<JobKind>,
+    pub queue: Option<QueueName>,
     /// A prefix of the id.
     pub id_prefix: Option<String>,
     /// Only jobs this user created.
@@ -488,6 +534,9 @@ pub fn list(
     let mut query = jobs::table.into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(jobs::status.eq(status.as_str()));
+    }
+    if let Some(queue) = &filter.queue {
+        query = query.filter(jobs::queue.eq(queue.as_str().to_owned()));
     }
     if let Some(kind) = filter.kind {
         query = query.filter(jobs::kind.eq(kind.as_str()));

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::clock;
 use crate::db::DbConnection;
 use crate::domain::job::JobKind;
+use crate::domain::queue::{Priority, QueueName};
 use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
 use crate::on_backend;
 use crate::schema::schedules;
@@ -33,6 +34,8 @@ struct ScheduleRow {
     created_by: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    queue: Option<String>,
+    priority: i32,
 }
 
 /// A schedule, read into typed fields. Times are UTC.
@@ -53,6 +56,9 @@ pub struct Schedule {
     pub created_by: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Where its jobs go (`None`: the firing process's first queue) and their priority.
+    pub queue: Option<QueueName>,
+    pub priority: Priority,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> diesel::result::Error {
@@ -81,6 +87,11 @@ impl TryFrom<ScheduleRow> for Schedule {
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            queue: row
+                .queue
+                .map(|q| q.parse().map_err(|e| corrupt("queue", e)))
+                .transpose()?,
+            priority: Priority::new(row.priority.into()).map_err(|e| corrupt("priority", e))?,
         })
     }
 }
@@ -105,6 +116,8 @@ pub struct NewSchedule {
     pub enabled: bool,
     pub next_fire_at: NaiveDateTime,
     pub created_by: Option<String>,
+    pub queue: Option<QueueName>,
+    pub priority: Priority,
 }
 
 #[derive(Insertable)]
@@ -119,6 +132,8 @@ struct ScheduleInsert<'a> {
     enabled: bool,
     next_fire_at: NaiveDateTime,
     created_by: Option<&'a str>,
+    queue: Option<&'a str>,
+    priority: i32,
 }
 
 /// The database's time now: the clock every tick is compared with.
@@ -138,6 +153,8 @@ pub fn insert(conn: &mut DbConnection, new: &NewSchedule) -> QueryResult<Schedul
         enabled: new.enabled,
         next_fire_at: new.next_fire_at,
         created_by: new.created_by.as_deref(),
+        queue: new.queue.as_ref().map(QueueName::as_str),
+        priority: new.priority.get(),
     };
     let now = clock::now(conn);
     let row: ScheduleRow = on_backend!(conn, |c| diesel::insert_into(schedules::table)
@@ -207,6 +224,9 @@ pub struct ScheduleChanges {
     pub params: Option<String>,
     pub enabled: Option<bool>,
     pub next_fire_at: Option<NaiveDateTime>,
+    /// `Some(None)` sets it back to the firing process's first queue.
+    pub queue: Option<Option<String>>,
+    pub priority: Option<i32>,
 }
 
 impl ScheduleChanges {
@@ -325,6 +345,8 @@ impl Schedule {
             created_by: self.created_by.clone(),
             created_at: self.created_at.and_utc(),
             updated_at: self.updated_at.and_utc(),
+            queue: self.queue.clone(),
+            priority: self.priority,
         }
     }
 }
@@ -344,4 +366,6 @@ pub struct ScheduleView {
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub queue: Option<QueueName>,
+    pub priority: Priority,
 }

@@ -37,3 +37,12 @@ pub fn setting_or_insert(
     }
     read(conn)?.ok_or(diesel::result::Error::NotFound)
 }
+
+/// The name of the deployment: the processes that share this database. It scopes what
+/// they share elsewhere (Redis keys and channels), so that two deployments on one Redis
+/// never see each other's wake-ups or events.
+pub fn deployment(conn: &mut DbConnection) -> QueryResult<String> {
+    setting_or_insert(conn, "deployment", || {
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+    })
+}

@@ -132,6 +132,16 @@ pub fn forget_stale(conn: &mut DbConnection, older_than: Duration) -> QueryResul
     diesel::delete(workers::table.filter(workers::last_seen.lt(before))).execute(conn)
 }
 
+/// The names of the processes whose last beat is older than `after`, on the database's
+/// clock: their attempts' leases are ended at the next lease recovery.
+pub fn dead(conn: &mut DbConnection, after: Duration) -> QueryResult<Vec<String>> {
+    let before = clock::before(conn, after);
+    workers::table
+        .filter(workers::last_seen.lt(before))
+        .select(workers::name)
+        .load(conn)
+}
+
 /// The live workers (seen within [`LIVE_AFTER`]), by node, then oldest first.
 pub fn live(conn: &mut DbConnection) -> QueryResult<Vec<WorkerView>> {
     let since = clock::before(conn, LIVE_AFTER);

@@ -12,6 +12,7 @@ use super::jobs::{accepted_response, idempotency_key};
 use crate::access::Caller;
 use crate::domain::job::{FileFormat, JobId, JobKind};
 use crate::error::ApiError;
+use crate::domain::queue::{Dispatch, DISPATCH_FIELDS};
 use crate::jobs::accept::{Accepted, JobRequest};
 use crate::jobs::store::TempFile;
 use crate::kinds::import::{ImportMode, UploadCheck, UploadError};
@@ -47,7 +48,8 @@ impl From<UploadError> for ApiError {
     }
 }
 
-/// `POST /api/imports?mode=all_or_nothing|skip_invalid`, the file as the body.
+/// `POST /api/imports?mode=all_or_nothing|skip_invalid&queue=&priority=&run_at=&run_in=`,
+/// the file as the body.
 pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
@@ -56,11 +58,24 @@ pub async fn create(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
-    fields.only_params(&query, &["mode"]);
+    let mut known = vec!["mode"];
+    known.extend(DISPATCH_FIELDS);
+    fields.only_params(&query, &known);
     let mode = query
         .get("mode")
         .and_then(|m| fields.check("mode", m.parse::<ImportMode>()))
         .unwrap_or_default();
+    let mut asked: Map<String, serde_json::Value> = query
+        .iter()
+        .filter(|(k, _)| DISPATCH_FIELDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let dispatch = Dispatch::take(&mut asked, chrono::Utc::now()).unwrap_or_else(|errors| {
+        for (field, message) in errors {
+            fields.fail(&field, message);
+        }
+        Dispatch::default()
+    });
     fields.finish()?;
     let key = idempotency_key(&req)?;
     let format = upload_format(&req)?;
@@ -115,6 +130,7 @@ pub async fn create(
         id: Some(id),
         created_by: caller.created_by(),
         idempotency_key: key,
+        dispatch,
         ..JobRequest::new(JobKind::StudentsImport, to_map(params))
     };
     let accepted = state.jobs.accept(request).await;

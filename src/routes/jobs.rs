@@ -12,6 +12,7 @@ use super::with_conn;
 use crate::access::Caller;
 use crate::domain::job::{JobId, JobKind, JobStatus};
 use crate::error::ApiError;
+use crate::domain::queue::{Dispatch, QueueName};
 use crate::jobs::accept::{Accepted, JobRequest, MAX_IDEMPOTENCY_KEY};
 use crate::jobs::store::ResultFile;
 use crate::models::attempt;
@@ -90,7 +91,8 @@ pub fn accepted_response(accepted: &Accepted) -> HttpResponse {
         .json(job.view())
 }
 
-/// `POST /api/exports` `{kind?, format?, min_age?, max_age?}`.
+/// `POST /api/exports` `{kind?, format?, min_age?, max_age?, queue?, priority?, run_at?,
+/// run_in?}`.
 pub async fn create_export(
     caller: Caller,
     state: web::Data<AppState>,
@@ -112,18 +114,21 @@ pub async fn create_export(
             })
             .map_err(|e| ApiError::invalid("kind", e))?,
     };
+    let dispatch = Dispatch::take(&mut params, chrono::Utc::now())?;
     let request = JobRequest {
         created_by: caller.created_by(),
         // A client that names its requests says itself which ones are the same.
         dedupe: key.is_none(),
         idempotency_key: key,
+        dispatch,
         ..JobRequest::new(kind, params)
     };
     let accepted = state.jobs.accept(request).await?;
     Ok(accepted_response(&accepted))
 }
 
-/// `GET /api/jobs?status=&kind=&q=&mine=&limit=&cursor=`: newest first, a page at a time.
+/// `GET /api/jobs?status=&kind=&queue=&q=&mine=&limit=&cursor=`: newest first, a page at
+/// a time.
 /// `mine=true` narrows an admin's listing to the jobs they made themselves (a member only
 /// ever sees their own).
 pub async fn list(
@@ -132,7 +137,13 @@ pub async fn list(
     query: Query,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
-    fields.only_params(&query, &["status", "kind", "q", "mine", "limit", "cursor"]);
+    fields.only_params(
+        &query,
+        &["status", "kind", "queue", "q", "mine", "limit", "cursor"],
+    );
+    let queue = query
+        .get("queue")
+        .and_then(|q| fields.check("queue", q.parse::<QueueName>()));
     let status = query
         .get("status")
         .and_then(|s| fields.check("status", s.parse::<JobStatus>()));
@@ -173,6 +184,7 @@ pub async fn list(
     let filter = JobFilter {
         status,
         kind,
+        queue,
         id_prefix,
         created_by: match mine {
             true => caller.created_by(),

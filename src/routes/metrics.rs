@@ -12,10 +12,11 @@ use crate::metrics::METRICS;
 /// `GET /metrics`: Prometheus text.
 pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let m = &*METRICS;
-    let (counts, workers) = with_conn(&state, |conn| {
+    let (counts, workers, queues) = with_conn(&state, |conn| {
         Ok((
             crate::models::job::count_by_kind_and_status(conn)?,
             crate::models::worker::live_count(conn)?,
+            crate::models::job::queues(conn, &[])?,
         ))
     })
     .await?;
@@ -24,13 +25,9 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     for (kind, status, n) in counts {
         m.jobs.with_label_values(&[&kind, &status]).set(n);
     }
-    match state.broker.stats().await {
-        Ok(stats) => {
-            m.queue_waiting.set(stats.waiting as i64);
-            m.queue_pending.set(stats.pending as i64);
-        }
-        Err(e) => log::warn!("metrics: broker stats unavailable: {e:#}"),
-    }
+    // Totals, not a label per queue: queue names come from clients.
+    m.queue_waiting.set(queues.iter().map(|q| q.due).sum());
+    m.queue_pending.set(queues.iter().map(|q| q.delayed).sum());
     if let Ok(sessions) = state.events.registry().send(SessionCount).await {
         m.ws_sessions.set(sessions as i64);
     }

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod page;
+pub mod queues;
 pub mod refusals;
 pub mod schedules;
 pub mod stats;

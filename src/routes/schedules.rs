@@ -8,6 +8,7 @@ use super::input::{self, Body, Fields};
 use super::with_conn;
 use crate::access::Caller;
 use crate::domain::job::JobKind;
+use crate::domain::queue::{Dispatch, Priority, QueueName};
 use crate::domain::schedule::{CronExpr, ScheduleId, ScheduleName, TimeZone};
 use crate::error::ApiError;
 use crate::jobs::schedule::{
@@ -34,6 +35,9 @@ struct Given {
     kind: Option<JobKind>,
     params: Option<Map<String, Value>>,
     enabled: Option<bool>,
+    /// `Some(None)`: `null`, the firing process's first queue.
+    queue: Option<Option<QueueName>>,
+    priority: Option<Priority>,
 }
 
 /// A string field of `body`, parsed into its type if present.
@@ -63,7 +67,23 @@ fn given(fields: &mut Fields, body: &Map<String, Value>) -> Given {
                 .ok_or_else(|| "must be true or false".to_owned()),
         )
     });
+    // Queue and priority as a job request's, by the same rules.
+    let mut dispatch_fields = body.clone();
+    dispatch_fields.retain(|k, _| k == "queue" || k == "priority");
+    let dispatch = Dispatch::take(&mut dispatch_fields, chrono::Utc::now()).unwrap_or_else(|errors| {
+        for (field, message) in errors {
+            fields.fail(&field, message);
+        }
+        Dispatch::default()
+    });
+    let queue = match body.get("queue") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(_) => dispatch.queue.map(Some),
+    };
     Given {
+        queue,
+        priority: body.contains_key("priority").then_some(dispatch.priority),
         name: text(fields, body, "name", ScheduleName::parse),
         cron: text(fields, body, "cron", CronExpr::parse),
         timezone: text(fields, body, "timezone", TimeZone::parse),
@@ -102,7 +122,7 @@ fn limits(caller: &Caller, state: &AppState) -> Option<ScheduleLimits> {
     (!caller.sees_all()).then(|| ScheduleLimits::from_settings(&state.settings))
 }
 
-/// `POST /api/schedules` `{name, cron, timezone?, kind, params?, enabled?}`.
+/// `POST /api/schedules` `{name, cron, timezone?, kind, params?, enabled?, queue?, priority?}`.
 pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
@@ -111,7 +131,7 @@ pub async fn create(
     let mut fields = Fields::default();
     fields.only(
         &body,
-        &["name", "cron", "timezone", "kind", "params", "enabled"],
+        &["name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority"],
     );
     let given = given(&mut fields, &body);
     let name = fields.require("name", given.name);
@@ -141,6 +161,8 @@ pub async fn create(
         enabled: given.enabled.unwrap_or(true),
         created_by: caller.created_by(),
         limits: limits(&caller, &state),
+        queue: given.queue.flatten(),
+        priority: given.priority.unwrap_or_default(),
     };
     let created = with_conn(&state, move |conn| Ok(rules::create(conn, spec)?)).await?;
     Ok(HttpResponse::Created()
@@ -157,7 +179,8 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(found.view()))
 }
 
-/// `PATCH /api/schedules/{id}` with any of `{name, cron, timezone, params, enabled}`.
+/// `PATCH /api/schedules/{id}` with any of `{name, cron, timezone, params, enabled, queue,
+/// priority}`.
 pub async fn patch(
     caller: Caller,
     state: web::Data<AppState>,
@@ -168,7 +191,7 @@ pub async fn patch(
     let mut fields = Fields::default();
     fields.only(
         &body,
-        &["name", "cron", "timezone", "kind", "params", "enabled"],
+        &["name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority"],
     );
     let given = given(&mut fields, &body);
     if body.contains_key("kind") {
@@ -184,6 +207,8 @@ pub async fn patch(
         timezone: given.timezone,
         params: given.params,
         enabled: given.enabled,
+        queue: given.queue,
+        priority: given.priority,
     };
     let kinds = state.jobs.kinds().clone();
     let limits = limits(&caller, &state);

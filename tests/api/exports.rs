@@ -2,13 +2,13 @@
 //! of DESIGN.md on both deployments (3, crash recovery, is in `crash`).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
 use async_trait::async_trait;
-use roster::broker::{Broker, BrokerError, Delivery, QueueStats};
+use roster::broker::{Broker, BrokerError};
+use roster::domain::queue::QueueName;
 use roster::domain::job::JobKind;
 use roster::domain::job::{JobId, JobStatus};
 use roster::jobs::{Attempt, JobError, JobHandler};
@@ -305,197 +305,93 @@ both_deployments!(
     }
 );
 
-/// A broker whose first `failures` publishes fail, as if Redis had gone away; `silent`:
-/// they answer Ok and the message is lost, as when the process dies between its commit
-/// and its publish. `asked` collects the jobs the reconciler asked it about.
-struct FailingPublishes {
+/// A broker whose wake-ups all fail (`silent`: are lost without an error), as when Redis
+/// is away or the accepting process dies between its commit and its announcement.
+struct LostWakeUps {
     inner: Arc<dyn Broker>,
-    failures: AtomicUsize,
     silent: bool,
-    asked: Arc<std::sync::Mutex<Vec<JobId>>>,
 }
 
 #[async_trait]
-impl Broker for FailingPublishes {
+impl Broker for LostWakeUps {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    async fn publish(&self, job: &JobId) -> Result<(), BrokerError> {
-        if self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            if self.silent {
-                return Ok(());
-            }
-            return Err(BrokerError::Unavailable(anyhow::anyhow!(
-                "injected publish failure"
-            )));
+    async fn announce(&self, _queue: &QueueName) -> Result<(), BrokerError> {
+        match self.silent {
+            true => Ok(()),
+            false => Err(BrokerError::Unavailable(anyhow::anyhow!(
+                "injected announce failure"
+            ))),
         }
-        self.inner.publish(job).await
     }
-    async fn receive(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
-        self.inner.receive(max).await
-    }
-    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), BrokerError> {
-        self.inner.ack(deliveries).await
-    }
-    async fn holds(&self, jobs: &[JobId]) -> Result<HashSet<JobId>, BrokerError> {
-        self.asked.lock().unwrap().extend_from_slice(jobs);
-        self.inner.holds(jobs).await
+    async fn wait(&self, _queue: &QueueName, timeout: Duration) -> Result<(), BrokerError> {
+        // Nothing is ever announced: every wake-up is the consumer's own poll.
+        actix_web::rt::time::sleep(timeout).await;
+        Ok(())
     }
     async fn ping(&self) -> anyhow::Result<()> {
         self.inner.ping().await
     }
-    async fn stats(&self) -> anyhow::Result<QueueStats> {
-        self.inner.stats().await
-    }
 }
 
-#[actix_web::test]
-async fn a_job_whose_publish_failed_is_published_by_the_reconciler() {
-    let app = with_lost_publishes(false).await;
-    let Some(app) = app else { return };
+/// The table is the queue: a job whose wake-up failed or was lost still starts, at a
+/// consumer's next look (every `broker::POLL_INTERVAL`), and only once.
+async fn a_job_runs_without_its_wake_up(deployment: Deployment, silent: bool) {
+    let hooks = Hooks {
+        wrap_broker: Some(Box::new(move |inner| {
+            Arc::new(LostWakeUps { inner, silent })
+        })),
+        ..Hooks::default()
+    };
+    let Some(app) = spawn_with(deployment, |_| {}, hooks).await else {
+        return;
+    };
     let started = Instant::now();
     let job = app.start_export(json!({})).await;
     let done = app.wait_until_ended(id(&job)).await;
-    assert_eq!(
-        done["status"], "succeeded",
-        "published later, by the reconciler"
-    );
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1);
     assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "marked unpublished at once, so published by the next sweeps, not only once the \
-         redelivery interval has passed: {:?}",
+        started.elapsed() < Duration::from_secs(5),
+        "found by the next poll, not after a redelivery interval: {:?}",
         started.elapsed()
     );
 }
 
 #[actix_web::test]
-async fn a_job_whose_publish_was_lost_without_an_error_still_runs() {
-    // A job is committed already marked published: one commit per accept. A publish that
-    // never reached the broker (the process died after its commit) is found by the
-    // reconciler asking the broker what it holds.
-    let Some(app) = with_lost_publishes(true).await else {
-        return;
-    };
-    let job = app.start_export(json!({})).await;
-    let done = app.wait_until_ended(id(&job)).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    assert_eq!(done["attempts"], 1);
+async fn a_job_whose_wake_up_failed_still_runs() {
+    a_job_runs_without_its_wake_up(Deployment::Embedded, false).await;
+    a_job_runs_without_its_wake_up(Deployment::Production, false).await;
 }
 
-/// The reconciler asks the broker which queued jobs it still holds; a job it holds is
-/// left as it is, so that a backlog costs the database reads, not a write per job.
 #[actix_web::test]
-async fn the_reconciler_checks_a_queued_job_the_broker_holds_without_writing_it() {
-    use diesel::prelude::*;
-    use roster::schema::jobs;
-
-    let Some(sandbox) = helpers::Sandbox::new(Deployment::Production) else {
-        return;
-    };
-    let mut settings = sandbox.settings();
-    settings.redeliver_secs = 1;
-    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let hooks = Hooks {
-        wrap_broker: Some(Box::new({
-            let asked = asked.clone();
-            move |inner| {
-                Arc::new(FailingPublishes {
-                    inner,
-                    failures: AtomicUsize::new(0),
-                    silent: false,
-                    asked,
-                })
-            }
-        })),
-        ..Hooks::default()
-    };
-    // No workers: the job stays queued, held by the broker, through several checks.
-    let app = helpers::start_in(sandbox, settings, hooks, false).await;
-    let job = app.start_export(json!({})).await;
-    let job_id: JobId = id(&job).parse().unwrap();
-    let published_at = || -> Option<chrono::NaiveDateTime> {
-        jobs::table
-            .find(id(&job))
-            .select(jobs::published_at)
-            .first(&mut *app.pool.get().unwrap())
-            .unwrap()
-    };
-    let first = published_at();
-    assert!(first.is_some(), "marked published as it was accepted");
-    let checks = || {
-        asked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|j| **j == job_id)
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while checks() < 2 && Instant::now() < deadline {
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(checks() >= 2, "the broker was asked about the job twice");
-    assert_eq!(published_at(), first, "checked, not rewritten");
-    let now = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
-    assert_eq!(now["status"], "queued", "{now}");
-}
-
-/// The production deployment with a broker whose first publish fails (`silent`: is lost).
-async fn with_lost_publishes(silent: bool) -> Option<TestApp> {
-    let hooks = Hooks {
-        wrap_broker: Some(Box::new(move |inner| {
-            Arc::new(FailingPublishes {
-                inner,
-                failures: AtomicUsize::new(1),
-                silent,
-                asked: Arc::default(),
-            })
-        })),
-        ..Hooks::default()
-    };
-    spawn_with(
-        Deployment::Production,
-        |s| {
-            // A lost publish is found once the redelivery interval has passed; a failed
-            // one must not wait for it (the default, 10 s).
-            if silent {
-                s.redeliver_secs = 2;
-            }
-        },
-        hooks,
-    )
-    .await
+async fn a_job_whose_wake_up_was_lost_without_an_error_still_runs() {
+    a_job_runs_without_its_wake_up(Deployment::Production, true).await;
 }
 
 // Guarantee 2: at-least-once delivery, one completion.
 
 both_deployments!(
-    a_second_delivery_of_a_finished_job_is_dropped,
+    more_wake_ups_after_a_job_finished_change_nothing,
     |app| async move {
         app.seed(50);
         let job = app.start_export(json!({})).await;
         let done = app.wait_until_ended(id(&job)).await;
-        let job_id: JobId = id(&job).parse().unwrap();
         let broker = app.broker();
         for _ in 0..3 {
-            broker.publish(&job_id).await.unwrap();
+            broker.announce(&app.settings.home_queue()).await.unwrap();
         }
         actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
         let after = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
         assert_eq!(after["attempts"], 1, "ran once");
         assert_eq!(after["seq"], done["seq"], "nothing changed");
         assert_eq!(after["finished_at"], done["finished_at"]);
-        let stats = broker.stats().await.unwrap();
-        assert_eq!(stats.pending, 0, "the duplicates were acknowledged");
     }
 );
 
 both_deployments!(
-    many_jobs_published_twice_to_two_processes_each_run_exactly_once,
+    many_jobs_announced_twice_to_two_processes_each_run_exactly_once,
     |app| async move {
         app.seed(20);
         // A second process with workers on the same database and queue.
@@ -508,7 +404,7 @@ both_deployments!(
                 .start_export(json!({"min_age": 5, "max_age": 10 + i}))
                 .await;
             app.broker()
-                .publish(&id(&job).parse().unwrap())
+                .announce(&app.settings.home_queue())
                 .await
                 .unwrap();
             ids.push(id(&job).to_owned());
@@ -723,11 +619,14 @@ async fn the_consumer_holds_no_more_jobs_than_idle_workers() {
         app.start_export(json!({ "max_age": 150 - i })).await;
     }
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-    let stats = app.broker().stats().await.unwrap();
-    assert_eq!(stats.pending, 2, "one delivery per worker");
-    assert_eq!(stats.waiting, 8, "the rest wait in Redis, not in memory");
     let running = app.get("/api/jobs?status=running").await.json();
-    assert_eq!(running["items"].as_array().unwrap().len(), 2);
+    assert_eq!(running["items"].as_array().unwrap().len(), 2, "one per worker");
+    let queued = app.get("/api/jobs?status=queued").await.json();
+    assert_eq!(
+        queued["items"].as_array().unwrap().len(),
+        8,
+        "the rest wait in the table, not in memory"
+    );
 }
 
 #[actix_web::test]
@@ -764,8 +663,8 @@ both_deployments!(a_job_can_be_claimed_only_once, |app| async move {
     let mut conn = web_only.pool.get().unwrap();
     let lease = std::time::Duration::from_secs(30);
     // The app's own workers may take it first; then both hand claims must fail.
-    let first = roster::models::job::claim(&mut conn, &job_id, "a", lease).unwrap();
-    let second = roster::models::job::claim(&mut conn, &job_id, "b", lease).unwrap();
+    let first = crate::helpers::claim(&mut conn, &job_id, "a", lease).unwrap();
+    let second = crate::helpers::claim(&mut conn, &job_id, "b", lease).unwrap();
     assert!(second.is_none(), "a second claim must fail");
     if let Some((claimed, token)) = first {
         assert_eq!(claimed.status, JobStatus::Running);

@@ -174,6 +174,12 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // The deployment's Redis keys are named after it, which its database holds.
+        let deployment = self.pg_database.as_ref().and_then(|_| {
+            let pool = roster::db::connect(&self.database_url, 1).ok()?;
+            let mut conn = pool.get().ok()?;
+            roster::models::setting::deployment(&mut conn).ok()
+        });
         if let Some(name) = &self.pg_database {
             use diesel::{Connection, RunQueryDsl};
             if let Ok(mut admin) = diesel::PgConnection::establish(&postgres_admin_url()) {
@@ -181,11 +187,11 @@ impl Drop for Sandbox {
                     .execute(&mut admin);
             }
         }
-        if self.broker_url.is_some() && self.pg_database.is_some() {
+        if let (Some(_), Some(deployment)) = (&self.broker_url, deployment) {
             if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
             {
                 let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("roster:{}:*", self.queue))
+                    .arg(roster::broker::redis::Keys::for_deployment(&deployment).pattern())
                     .query(&mut conn)
                     .unwrap_or_default();
                 for key in keys {
@@ -545,5 +551,21 @@ pub fn new_job(kind: JobKind, max_attempts: i32) -> NewJob {
         idempotency_key: None,
         dedup_key: None,
         tick: None,
+        queue: roster::domain::queue::QueueName::default_queue(),
+        priority: roster::domain::queue::Priority::default(),
+        delay: Duration::ZERO,
     }
+}
+
+/// Claims job `id` by hand, as a worker of `node` would; `None` when it is not there to
+/// take (not queued, not due, cancelled).
+pub fn claim(
+    conn: &mut roster::db::DbConnection,
+    id: &roster::domain::job::JobId,
+    node: &str,
+    lease: Duration,
+) -> diesel::QueryResult<Option<(Job, roster::models::job::AttemptToken)>> {
+    Ok(roster::models::job::claim(conn, std::slice::from_ref(id), node, lease)?
+        .into_iter()
+        .next())
 }

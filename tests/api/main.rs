@@ -9,6 +9,7 @@ mod exports;
 mod faults;
 mod health;
 pub mod helpers;
+mod dispatch;
 mod imports;
 mod jobs;
 mod limits;

@@ -248,7 +248,7 @@ fn total(stats: &Value, field: &str) -> i64 {
 /// Claims a queued job by hand (the test plays the worker).
 fn claim(app: &TestApp, job: &Value) -> job::AttemptToken {
     let mut conn = app.pool.get().unwrap();
-    job::claim(
+    crate::helpers::claim(
         &mut conn,
         &id(job).parse().unwrap(),
         "test",

@@ -24,7 +24,7 @@ fn a_jobs_claim_progress_and_success_are_prepared_once_per_connection() {
         let id = job::insert(&mut conn, &helpers::new_job(JobKind::Noop, 1))
             .unwrap()
             .id;
-        let (_, token) = job::claim(&mut conn, &id, "test", Duration::from_secs(30))
+        let (_, token) = crate::helpers::claim(&mut conn, &id, "test", Duration::from_secs(30))
             .unwrap()
             .unwrap();
         let beat = Beat {

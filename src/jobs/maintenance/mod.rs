@@ -2,23 +2,21 @@
 //! service per repair (as River's `internal/maintenance`), each with a `run_once` that
 //! tests call directly:
 //!
-//! - [`LeaseRecovery`]: running jobs whose lease expired on the database's clock go back to
-//!   the queue through the retry policy, or end as the state machine says;
-//! - [`Reconciler`]: due jobs never published are published; jobs the broker lost are
-//!   published again;
+//! - [`LeaseRecovery`]: running jobs whose lease expired on the database's clock, or whose
+//!   process is dead, go back to the queue through the retry policy, or end as the state
+//!   machine says;
 //! - [`Retention`]: ended jobs past `ROSTER_JOB_RETENTION_DAYS` are deleted with their files;
 //! - [`ForgetWorkers`]: worker processes not seen for an hour are forgotten;
 //! - [`PurgeSessions`]: expired browser sessions are deleted;
 //! - [`DiscardStaged`]: rows staged by imports that no longer run are discarded;
 //! - [`SweepFiles`]: expired files and files no attempt can own are removed.
 //!
-//! The [`Maintenance`] actor runs them: recovery then reconciliation every second (so the
-//! jobs just requeued are published in the same pass), the housekeeping every ten. Every
-//! process runs one; each repair's updates are conditional, so two at once is fine.
+//! The [`Maintenance`] actor runs them: recovery every second, the housekeeping every ten.
+//! Every process runs one; each repair's updates are conditional, so two at once is fine.
+//! (Nothing republishes: consumers claim from the table, the broker only wakes them.)
 
 mod files;
 mod lease_recovery;
-mod reconciler;
 mod retention;
 mod staging;
 mod workers;
@@ -30,12 +28,11 @@ use actix::prelude::*;
 
 pub use files::SweepFiles;
 pub use lease_recovery::LeaseRecovery;
-pub use reconciler::Reconciler;
 pub use retention::Retention;
 pub use staging::DiscardStaged;
 pub use workers::{ForgetWorkers, PurgeSessions};
 
-/// How often leases are recovered and the queue reconciled with the broker.
+/// How often leases are recovered.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the housekeeping repairs run.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
@@ -50,7 +47,6 @@ pub trait Housekeeping: Send + Sync + 'static {
 /// Runs every repair on its interval.
 pub struct Maintenance {
     recovery: Arc<LeaseRecovery>,
-    reconciler: Arc<Reconciler>,
     housekeeping: Arc<Vec<Box<dyn Housekeeping>>>,
     busy: bool,
 }
@@ -58,12 +54,10 @@ pub struct Maintenance {
 impl Maintenance {
     pub fn new(
         recovery: LeaseRecovery,
-        reconciler: Reconciler,
         housekeeping: Vec<Box<dyn Housekeeping>>,
     ) -> Self {
         Self {
             recovery: Arc::new(recovery),
-            reconciler: Arc::new(reconciler),
             housekeeping: Arc::new(housekeeping),
             busy: false,
         }
@@ -74,13 +68,10 @@ impl Maintenance {
             return;
         }
         self.busy = true;
-        let (recovery, reconciler) = (self.recovery.clone(), self.reconciler.clone());
+        let recovery = self.recovery.clone();
         async move {
             if let Err(e) = recovery.run_once().await {
                 log::warn!("lease recovery failed: {e:#}");
-            }
-            if let Err(e) = reconciler.run_once().await {
-                log::warn!("reconciling the queue failed: {e:#}");
             }
         }
         .into_actor(self)

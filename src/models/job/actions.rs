@@ -36,7 +36,6 @@ pub fn retry(
             jobs::result.eq(None::<String>),
             jobs::finished_at.eq(None::<NaiveDateTime>),
             jobs::run_after.eq(now),
-            jobs::published_at.eq(None::<NaiveDateTime>),
         )
     )?;
     Ok(match retried.into_iter().next() {

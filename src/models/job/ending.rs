@@ -156,7 +156,6 @@ fn end_unless_cancelled(
                     released,
                     jobs::error.eq(Some(error.as_str())),
                     jobs::run_after.eq(run_after),
-                    jobs::published_at.eq(None::<NaiveDateTime>),
                 )
             )
         }
@@ -170,7 +169,6 @@ fn end_unless_cancelled(
                     released,
                     jobs::attempts.eq(jobs::attempts - 1),
                     jobs::run_after.eq(now),
-                    jobs::published_at.eq(None::<NaiveDateTime>),
                 )
             )
         }

@@ -1,68 +1,8 @@
-//! Leases: a claim takes a due job under a fresh lease for a new attempt, renewals keep
-//! it (recording progress and checkpoints), and recovery takes back the jobs whose lease
-//! ran out.
+//! Leases: renewals keep a claimed job (recording progress and checkpoints), and recovery
+//! takes back the jobs whose lease ran out or whose process is dead. (Claims are in
+//! `queue`.)
 
 use super::*;
-
-/// Moves a due queued job to running under a fresh lease owned by a new attempt of
-/// `node`. `None` when the job is not there to take: running elsewhere, ended, or not
-/// yet due.
-pub fn claim(
-    conn: &mut DbConnection,
-    id: &JobId,
-    node: &str,
-    lease: Duration,
-) -> QueryResult<Option<(Job, AttemptToken)>> {
-    let owner = LeaseOwner::new_attempt(node);
-    match conn {
-        DbConnection::Pg(c) => Ok(typed_one(pg::claim(c, id, owner.as_str(), lease)?)?.map(
-            |job| {
-                let token = token_of_claim(&job, owner);
-                (job, token)
-            },
-        )),
-        DbConnection::Sqlite(_) => claim_in_transaction(conn, id, owner, lease),
-    }
-}
-
-/// [`claim`] as diesel writes it: the job's transition, then its attempt's record.
-fn claim_in_transaction(
-    conn: &mut DbConnection,
-    id: &JobId,
-    owner: LeaseOwner,
-    lease: Duration,
-) -> QueryResult<Option<(Job, AttemptToken)>> {
-    conn.write_transaction(|conn| {
-        let (now, started, until) = (
-            clock::now(conn),
-            clock::now_nullable(conn),
-            clock::after_nullable(conn, lease),
-        );
-        let claimed = transition!(
-            conn,
-            JobStatus::Running,
-            BoolExpressionMethods::and(
-                jobs::id
-                    .eq(id.to_string())
-                    .and(jobs::cancel_requested.eq(false)),
-                jobs::run_after.le(now)
-            ),
-            (
-                jobs::lease_owner.eq(owner.as_str()),
-                jobs::lease_expires_at.eq(until),
-                jobs::attempts.eq(jobs::attempts + 1),
-                jobs::started_at.eq(started),
-                jobs::published_at.eq(None::<NaiveDateTime>),
-            )
-        )?;
-        let Some(job) = claimed.into_iter().next() else {
-            return Ok(None);
-        };
-        let token = token_of_claim(&job, owner);
-        attempt::begin(conn, &token)?;
-        Ok(Some((job, token)))
-    })
-}
 
 /// What an attempt records as it goes.
 #[derive(Debug, Clone, Default)]
@@ -125,11 +65,57 @@ pub fn renew(
 /// a sweeping process paused inside it would otherwise hold every expired job it locked
 /// from the other processes' sweeps for as long as it is paused (the chaos run saw jobs
 /// back in the queue 9 s after their worker's kill, behind a sweeper under SIGSTOP).
+///
+/// The attempts of `dead` processes (named as in their lease owners) lose their lease
+/// first, in the same transaction: a dead process's jobs are due again without waiting
+/// for their leases, and a process that was only paused finds, when it wakes, that its
+/// attempts no longer hold their jobs.
 pub fn recover_expired(
     conn: &mut DbConnection,
+    dead: &[String],
     retry_delay: impl Fn(i32) -> Duration,
 ) -> QueryResult<Vec<Job>> {
-    conn.transaction(|conn| match conn {
+    conn.transaction(|conn| {
+        for process in dead {
+            end_leases_of(conn, process)?;
+        }
+        recover_expired_in(conn, &retry_delay)
+    })
+}
+
+/// Ends the leases of the running attempts of `process` (a lease owner is
+/// `process/attempt`). On PostgreSQL, a row another transaction holds is left for the
+/// next pass, as in [`lock_expired`].
+fn end_leases_of(conn: &mut DbConnection, process: &str) -> QueryResult<usize> {
+    // Process names are made of letters, digits, '-' and '.': nothing LIKE reads.
+    let pattern = format!("{process}/%");
+    match conn {
+        DbConnection::Pg(c) => diesel::sql_query(
+            "UPDATE jobs SET lease_expires_at = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') \
+             - INTERVAL '1 millisecond' WHERE id IN (SELECT id FROM jobs \
+             WHERE status = $1 AND lease_owner LIKE $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<diesel::sql_types::Text, _>(JobStatus::Running.as_str())
+        .bind::<diesel::sql_types::Text, _>(pattern)
+        .execute(c),
+        DbConnection::Sqlite(_) => {
+            let ended = clock::before_nullable(conn, Duration::from_millis(1));
+            diesel::update(
+                jobs::table
+                    .filter(jobs::status.eq(JobStatus::Running.as_str()))
+                    .filter(jobs::lease_owner.like(pattern)),
+            )
+            .set(jobs::lease_expires_at.eq(ended))
+            .execute(conn)
+        }
+    }
+}
+
+fn recover_expired_in(
+    conn: &mut DbConnection,
+    retry_delay: &dyn Fn(i32) -> Duration,
+) -> QueryResult<Vec<Job>> {
+    match conn {
         DbConnection::Pg(_) => {
             let expired = lock_expired(conn)?;
             if expired.is_empty() {
@@ -138,14 +124,14 @@ pub fn recover_expired(
             let (ids, owners): (Vec<String>, Vec<Option<String>>) = expired.into_iter().unzip();
             let owners: Vec<String> = owners.into_iter().flatten().collect();
             attempt::end_lost(conn, &ids, &owners)?;
-            recover_expired_jobs(conn, Expired::Locked(&ids), &retry_delay)
+            recover_expired_jobs(conn, Expired::Locked(&ids), retry_delay)
         }
         // One writer at a time: nothing to skip, and the write lock is taken first.
         DbConnection::Sqlite(_) => {
             attempt::end_expired(conn)?;
-            recover_expired_jobs(conn, Expired::All, &retry_delay)
+            recover_expired_jobs(conn, Expired::All, retry_delay)
         }
-    })
+    }
 }
 
 /// Locks the running jobs whose lease ran out and no other transaction holds (on
@@ -236,7 +222,6 @@ fn recover_expired_jobs(
                 released(),
                 jobs::error.eq("the worker running it was lost (lease expired)"),
                 jobs::run_after.eq(run_after),
-                jobs::published_at.eq(None::<NaiveDateTime>),
             )
         )?);
     }
