@@ -1,7 +1,9 @@
-"""The checks at the end of the run: the `Checker` reads the jobs table, the files, the
-logs and what the workload and the watchers saw, and collects the findings of each check
-(lost jobs, stalls, double completions, files, imports, endings, subscribers, events that
-describe no committed state, cancels of imports mid-batch, slow stops)."""
+"""The checks at the end of the run: the `Checker` reads the jobs table, the attempts, the
+files, the logs and what the workload, the watchers, the monitor and the queue pauses saw,
+and collects the findings of each check (lost jobs, stalls, double completions, files,
+imports, endings, subscribers, events that describe no committed state, cancels of
+imports mid-batch, slow stops, jobs started before they were due, attempts on a process
+not serving the job's queue, jobs started while their queue was paused)."""
 
 import asyncio
 import bisect
@@ -13,9 +15,11 @@ import multiprocessing
 import re
 import time
 
+from .common import owner_pid
 from .files import verify_file, verify_report
 from .watchers import meaning
-from .settings import (CHECKS, IMPORT_PREFIX, SUCCEEDED_LINE, TERMINAL, UPLOAD_GRACE_SECS,
+from .settings import (CHECKS, DELAY_SLACK_SECS, IMPORT_PREFIX, PAUSE_SLACK_SECS,
+                       SUCCEEDED_LINE, TERMINAL, TIME_ROUNDING_SECS, UPLOAD_GRACE_SECS,
                        UPLOAD_NAME, UUID)
 
 
@@ -34,6 +38,11 @@ class Checker:
         self.imported = {}  # import number -> its row numbers in students -> how many times
         self.frames_checked = 0  # (job, seq) pairs the watchers were told of, all checked
         self.mid_batch = collections.Counter()  # (mode, "planned" | "landed" | ending) -> n
+        self.attempts = []  # (job id, worker, number, started: epoch seconds, job's queue)
+        self.early_checked = 0  # jobs whose first start was compared with their run_after
+        self.delayed_checked = 0  # of them, delayed ones (run_in or run_at)
+        self.delayed_unknown = 0  # delayed jobs whose run_after as accepted is not known
+        self.windows_checked = 0  # pause windows whose both ends are known
         self.found = {check: [] for check in CHECKS}
         self.logs = {p: p.read_text(errors="replace").splitlines()
                      for p in sorted(stack.logs.glob("*.log"))}
@@ -56,7 +65,8 @@ class Checker:
             "SELECT row_to_json(j) FROM (SELECT id, kind, status, error, params, result, "
             "extract(epoch FROM finished_at) AS finished, attempts, seq, progress_done, "
             "progress_total, cancel_requested, "
-            "extract(epoch FROM run_after - now()) AS due_in, "
+            "extract(epoch FROM run_after - (now() AT TIME ZONE 'UTC')) AS due_in, "
+            "queue, priority, (queue IN (SELECT queue FROM queue_pauses)) AS paused, "
             "extract(epoch FROM finished_at - started_at) AS took FROM jobs) j")
         db = {}
         for job in (json.loads(r[0]) for r in rows):
@@ -77,9 +87,17 @@ class Checker:
         self.mid_batch_cancels(db)
         for job_id, (waited, began, idle) in sorted(self.chaos.monitor.stalls.items()):
             self.add("stalls", job_id, f"due in the queue {waited:.1f}s from {began:.1f}s "
-                     f"while {idle} worker slot(s) stood idle")
+                     f"while {idle} stood idle")
         for name, detail in self.chaos.slow_stops:
             self.add("slow stops", name, detail)
+        self.attempts = [
+            (r[0], r[1], int(r[2]), float(r[3]), r[4]) for r in self.stack.pg.sql_now(
+                "SELECT a.job_id, a.worker, a.number, extract(epoch FROM a.started_at), "
+                "j.queue FROM job_attempts a JOIN jobs j ON j.id = a.job_id "
+                "ORDER BY a.job_id, a.number")]
+        self.ran_early()
+        self.wrong_queue(db)
+        self.ran_while_paused()
         return self.found
 
     def endings(self, db):
@@ -90,6 +108,8 @@ class Checker:
             if status not in TERMINAL:
                 due = (f", due in {row['due_in']:.1f}s" if row and status == "queued"
                        else "")
+                if row and row.get("paused"):
+                    due += f", its queue {row['queue']} still paused"
                 tried = f" after {row['attempts']} attempts" if row else ""
                 self.add("lost", job.id, f"{what}{status}{tried}{due}; cancels: "
                          f"{job.cancels or 'none'}")
@@ -351,6 +371,99 @@ class Checker:
                 self.add("mid-batch cancels", f"{mode} imports",
                          f"{planned[mode]} planned to be cancelled mid-batch, none was "
                          "(no cancel answered 202 while rows were done and left)")
+
+    def first_starts(self):
+        """job id -> when its first attempt started (epoch seconds, the database's clock)."""
+        first = {}
+        for job_id, _, _, started, _ in self.attempts:
+            first[job_id] = min(started, first.get(job_id, started))
+        return first
+
+    def ran_early(self):
+        """No job started before its run_after as first accepted: the accept's answer's
+        (the row as committed, before any attempt), else the monitor's first sight of the
+        row queued before any attempt; both, and the attempts' starts, on the database's
+        clock. So that a runtime that dropped the delay cannot pass: a delayed job's
+        accepted run_after is no earlier than asked (the first request's send time +
+        run_in, or run_at; this host's clock is the database's)."""
+        first, monitor = self.first_starts(), self.chaos.monitor
+        for job in self.workload.jobs.values():
+            due = job.accepted_due
+            source = "the accept's answer"
+            if due is None:
+                due, source = monitor.first_due.get(job.id), "first seen"
+            if due is None:
+                self.delayed_unknown += job.asked_due is not None
+                continue
+            if job.asked_due is not None and due < job.asked_due - DELAY_SLACK_SECS:
+                self.add("ran early", job.id,
+                         f"accepted due {job.asked_due - due:.3f}s before asked "
+                         f"({job.dispatch}; run_after as {source})")
+            started = first.get(job.id)
+            if started is None:
+                continue
+            self.early_checked += 1
+            self.delayed_checked += job.asked_due is not None
+            if started < due - TIME_ROUNDING_SECS:
+                self.add("ran early", job.id,
+                         f"first attempt started {due - started:.3f}s before its run_after "
+                         f"as accepted ({source}; {job.dispatch or 'not delayed'})")
+
+    def wrong_queue(self, db):
+        """Every job is in the queue it named (or the web process's, when it named none),
+        and every attempt of every job ran on a worker process serving its queue: the
+        process named in the attempt's `worker` (`<name>/<tag>`, the name holding the pid)
+        was started by the harness with that queue in its environment, and says it serves
+        it in the workers table (when the monitor saw its row). And every process's row
+        names the queues it was started with."""
+        for job in self.workload.jobs.values():
+            row = db.get(job.id) or {}
+            wrong = [f"{queue} ({where})" for where, queue in (
+                ("the table", row.get("queue")), ("the accept's answer", job.accepted_queue))
+                if queue is not None and queue != job.queue]
+            if wrong:
+                self.add("wrong queue", job.id, f"in queue {' and '.join(wrong)}; it asked "
+                         f"for {job.dispatch.get('queue') or 'none: ' + job.queue}")
+        given_to = self.stack.pid_queues
+        declared = self.chaos.monitor.process_queues
+        for job_id, worker, number, _, queue in self.attempts:
+            name, pid = worker.rsplit("/", 1)[0], owner_pid(worker)
+            given = given_to.get(pid, [])
+            if not given:
+                self.add("wrong queue", job_id, f"attempt {number} ran on {worker}, no "
+                         f"worker process the harness started (queue {queue})")
+            elif not any(queue in queues for _, queues in given):
+                procs = "; ".join(f"{proc} serving {','.join(queues)}"
+                                  for proc, queues in given)
+                self.add("wrong queue", job_id, f"attempt {number} of a job of queue {queue} "
+                         f"ran on {worker} ({procs})")
+            if name in declared and queue not in declared[name]:
+                self.add("wrong queue", job_id, f"attempt {number} of a job of queue {queue} "
+                         f"ran on {name}, which says it serves {','.join(sorted(declared[name]))}")
+        for name, queues in sorted(declared.items()):
+            given = given_to.get(owner_pid(name), [])
+            if not any(set(q) == queues for _, q in given):
+                self.add("wrong queue", name, f"says it serves {','.join(sorted(queues))}; "
+                         "started with " + ("; ".join(",".join(q) for _, q in given)
+                                            or "nothing the harness knows"))
+
+    def ran_while_paused(self):
+        """No job started while its queue was paused: no attempt of a job of a queue began
+        within a pause window of that queue (from its paused_at, as written, to the
+        database's clock just before the resume was sent), beyond PAUSE_SLACK_SECS after
+        its start (a claim whose transaction began just before the pause committed)."""
+        windows = collections.defaultdict(list)
+        for window in self.chaos.pause_windows:
+            if window.start is not None and window.end is not None:
+                windows[window.queue].append(window)
+                self.windows_checked += 1
+        for job_id, worker, number, started, queue in self.attempts:
+            for window in windows.get(queue, ()):
+                if window.holds(started, PAUSE_SLACK_SECS):
+                    self.add("ran while paused", job_id,
+                             f"attempt {number} on {worker} started {started - window.start:.2f}s "
+                             f"into a pause of queue {queue} that lasted at least "
+                             f"{window.end - window.start:.2f}s")
 
     def import_job(self, number):
         return next((job.id for job in self.workload.jobs.values()

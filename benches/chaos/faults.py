@@ -1,18 +1,42 @@
 """The faults: each kind (kill -9, SIGSTOP, SIGTERM of a worker, Redis killed and
 restarted with or without its data, PostgreSQL restarted, the jobs table locked, the pool
 exhausted, a cancel racing a kill, the web process killed), planned at random and injected
-one or two at a time."""
+one or two at a time; and, beside them at random moments of their own, queue pauses (a
+queue paused for 1-6 s, then resumed), each one's window recorded on the database's clock.
+Every queue is resumed before the final phase."""
 
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import signal
 import time
 
-from .common import say
-from .monitor import outage
-from .settings import (FAULTS, FIRST_TERM_LIMIT_SECS, LEASE_SECS, POLL_SECS,
+from .common import epoch, say
+from .monitor import PAUSES, outage
+from .settings import (FAULTS, FIRST_TERM_LIMIT_SECS, LEASE_SECS, PAUSE_INTERVAL_SECS,
+                       PAUSE_SECS, POLL_SECS, QUEUES, RESUME_ALL_SECS,
                        SECOND_TERM_LIMIT_SECS)
+
+
+@dataclasses.dataclass
+class PauseWindow:
+    """A pause of `queue` the harness made. `start`: its paused_at (epoch seconds, the
+    database's clock: the moment the pause was written); `end`: the database's clock read
+    just before the resume was sent, so that [start, end] lies within the time the queue
+    was paused (None: not known, the window is not checked)."""
+    queue: str
+    mono_start: float
+    start: float | None = None
+    end: float | None = None
+    mono_end: float | None = None
+    resumed: bool = False
+
+    def holds(self, at, slack):
+        """Whether `at` (the database's clock) lies in the window, beyond `slack` seconds
+        after its start."""
+        return (self.start is not None and self.end is not None
+                and self.start + slack < at < self.end)
 
 
 class Chaos:
@@ -26,6 +50,9 @@ class Chaos:
         self.counts = collections.Counter()
         self.skipped = collections.Counter()
         self.slow_stops = []  # (worker, what happened)
+        self.pause_windows = []  # every PauseWindow, in order
+        self.still_paused = []  # queues the table still showed paused after resume_all
+        self.unsure_resumes = set()  # queues whose last resume was never answered
 
     def plan(self, count):
         """One of each kind (when there is room), the rest drawn by weight, in random
@@ -49,6 +76,86 @@ class Chaos:
             await asyncio.sleep(self.rng.uniform(0.25, 1.75) * mean)
             faults += [asyncio.create_task(self.inject(kind)) for kind in event]
         await asyncio.gather(*faults)
+
+    async def pauses(self, duration):
+        """Pauses a queue at random moments until `duration` is over (on average one every
+        PAUSE_INTERVAL_SECS), whatever fault is under way; waits for the last to resume."""
+        start, pauses = time.monotonic(), []
+        while True:
+            await asyncio.sleep(self.rng.uniform(0.25, 1.75) * PAUSE_INTERVAL_SECS)
+            if time.monotonic() - start >= duration:
+                break
+            pauses.append(asyncio.create_task(self.pause_queue(self.rng.choice(QUEUES))))
+        await asyncio.gather(*pauses)
+
+    async def db_now(self):
+        """The database's clock now (epoch seconds); this host's when the database does not
+        answer (it runs on this host: the same clock)."""
+        rows = await self.stack.pg.sql("SELECT extract(epoch FROM now())")
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            return float(rows[0][0])
+        return time.time()
+
+    async def queue_call(self, queue, action, seconds):
+        """POST /api/queues/{queue}/{action} until it is answered 200 with the queue paused
+        (pause) or not (resume), for up to `seconds`; the queue's view, or None."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            reply = await self.api.call("POST", f"/api/queues/{queue}/{action}")
+            view = reply.json() if reply.status == 200 else None
+            if isinstance(view, dict) and view.get("paused") == (action == "pause"):
+                return view
+            await asyncio.sleep(0.5)
+        return None
+
+    async def pause_queue(self, queue):
+        """Pauses `queue` for PAUSE_SECS, then resumes it; records the window."""
+        async with self.locks[f"queue {queue}"]:
+            seconds = self.rng.uniform(*PAUSE_SECS)
+            window = PauseWindow(queue, time.monotonic())
+            self.pause_windows.append(window)
+            # A resume of this queue never answered might still land now: until one is
+            # answered, its windows say nothing (left unchecked).
+            unsure = queue in self.unsure_resumes
+            view = await self.queue_call(queue, "pause", 60)
+            window.start = None if unsure else epoch((view or {}).get("paused_at"))
+            if window.start is None and not unsure:  # not answered: the table says
+                rows = await self.stack.pg.sql("SELECT extract(epoch FROM paused_at) FROM "
+                                               f"queue_pauses WHERE queue = '{queue}'")
+                with contextlib.suppress(TypeError, ValueError, IndexError):
+                    window.start = float(rows[0][0])
+            say(f"pause queue {queue} for {seconds:.1f}s"
+                + ("" if view else " (pause not answered)"))
+            await asyncio.sleep(seconds)
+            window.end = await self.db_now()
+            view = await self.queue_call(queue, "resume", RESUME_ALL_SECS)
+            window.mono_end = time.monotonic()
+            window.resumed = view is not None
+            if window.resumed:
+                self.unsure_resumes.discard(queue)
+            else:
+                self.unsure_resumes.add(queue)
+            PAUSES.append((queue, window.mono_start, window.mono_end))
+            self.counts["pause_queue"] += 1
+            say(f"resume queue {queue}" + ("" if view else ": NOT ANSWERED"))
+
+    async def resume_all(self):
+        """Resumes every queue the table shows paused (each queue the run knows when the
+        table does not answer), until it shows none paused; the queues still paused."""
+        deadline = time.monotonic() + RESUME_ALL_SECS
+        paused = set(QUEUES)
+        while time.monotonic() < deadline:
+            rows = await self.stack.pg.sql("SELECT queue FROM queue_pauses")
+            if rows is not None:
+                paused = {r[0] for r in rows if r and r[0]}
+                if not paused:
+                    return []
+            for queue in sorted(paused if rows is not None else set(QUEUES) | paused):
+                await self.api.call("POST", f"/api/queues/{queue}/resume")
+            await asyncio.sleep(0.5)
+        self.still_paused = sorted(paused)
+        say(f"queues still paused after {RESUME_ALL_SECS}s of resuming: {self.still_paused}")
+        return self.still_paused
 
     async def inject(self, kind):
         if await getattr(self, kind)() is False:
@@ -119,7 +226,7 @@ class Chaos:
 
     async def backlog(self, seconds, jobs=2):
         """Waits up to `seconds` for `jobs` queued jobs: a Redis fault matters most when
-        its stream holds messages no worker has read yet."""
+        jobs wait whose wake-ups it may lose (consumers must find them in the table)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if sum(status == "queued" for status, _ in self.monitor.rows.values()) >= jobs:

@@ -1,6 +1,6 @@
-"""The run from start to end: the command line, the stack set up, the workload and the
-faults run together, the wait for every job to end, the checks, the report, and the exit
-status (0 only when every count is 0)."""
+"""The run from start to end: the command line, the stack set up, the workload, the
+faults and the queue pauses run together, every queue resumed, the wait for every job to
+end, the checks, the report, and the exit status (0 only when every count is 0)."""
 
 import argparse
 import asyncio
@@ -60,9 +60,13 @@ async def chaos_run(args, stack):
     duration = args.faults * FAULT_INTERVAL_SECS
     say(f"{args.jobs} jobs and {args.faults} faults over about {duration:.0f}s "
         f"({stack.batch_rows} rows per export batch, {IMPORT_BATCH_ROWS} per import batch)")
-    await asyncio.gather(workload.run(args.jobs, duration * 0.9), chaos.run(args.faults, duration))
-    say("faults over; restoring anything down")
+    await asyncio.gather(workload.run(args.jobs, duration * 0.9), chaos.run(args.faults, duration),
+                         chaos.pauses(duration))
+    say("faults over; restoring anything down, resuming every queue")
     await stack.restore()
+    # Each pause resumed its queue; this makes sure (a resume never answered, say): the
+    # final phase waits for every job, and a paused queue starts none.
+    await chaos.resume_all()
     waiting = time.monotonic()
     ended = await wait_for_endings(monitor, list(workload.jobs))
     took = time.monotonic() - waiting

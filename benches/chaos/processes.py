@@ -1,7 +1,9 @@
 """The processes the harness starts and owns: a private PostgreSQL cluster, a private
 Redis, and the roster processes (one `serve --no-workers`, the workers) in a temporary
 directory; their start, restart, supervision (a process that exits by itself is
-restarted and reported) and teardown."""
+restarted and reported) and teardown. Each worker process serves the queues its
+`Proc.queues` names (given it as ROSTER_QUEUES, or ROSTER_QUEUE + ROSTER_CONCURRENCY for
+one queue); the Stack remembers which queues every pid it started was given."""
 
 import asyncio
 import contextlib
@@ -18,7 +20,20 @@ from pathlib import Path
 
 from .common import free_port, run, say
 from .settings import (HARNESS_PGOPTIONS, IMPORT_BATCH_ROWS, PG_BIN, SETTINGS,
-                       STUDENTS_PER_BATCH_ROW, WORKERS)
+                       STUDENTS_PER_BATCH_ROW, WORKER_QUEUES)
+
+
+def queue_env(queues):
+    """The environment that makes a worker serve `queues` (name -> workers): the one-queue
+    spelling for one queue, ROSTER_QUEUES for several."""
+    if len(queues) == 1:
+        (name, n), = queues.items()
+        return {"ROSTER_QUEUE": name, "ROSTER_CONCURRENCY": str(n)}
+    return {"ROSTER_QUEUES": ",".join(f"{name}:{n}" for name, n in queues.items())}
+
+
+def queue_spec(queues):
+    return ",".join(f"{name}:{n}" for name, n in queues.items())
 
 
 class Proc:
@@ -26,8 +41,13 @@ class Proc:
 
     `wanted` says whether the supervisor should keep it running."""
 
-    def __init__(self, name, argv, log, env=None):
+    def __init__(self, name, argv, log, env=None, queues=None, started=None):
         self.name, self.argv, self.log, self.env = name, argv, log, env
+        # A worker's queues (name -> its workers there), as its environment gives them;
+        # None for a process that runs no workers.
+        self.queues = queues
+        # Called with this Proc at each start (the Stack records the pid's queues).
+        self.on_start = started
         self.popen = None
         self.wanted = False
         self.paused = False  # SIGSTOPped by the harness
@@ -48,6 +68,8 @@ class Proc:
             )
         self.wanted = True
         self.started_at = time.monotonic()
+        if self.on_start:
+            self.on_start(self)
 
     @property
     def pid(self):
@@ -200,8 +222,11 @@ class Stack:
         self.pg = Postgres(self.root, free_port())
         self.redis = Redis(self.root, free_port(), self.logs)
         self.port = free_port()
+        # The web process's and the CLI's environment: no queue variable, so a job that
+        # names no queue goes to `default` (HOME_QUEUE).
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items()
+               if k not in ("ROSTER_QUEUE", "ROSTER_QUEUES", "ROSTER_CONCURRENCY")},
             **SETTINGS,
             "DATABASE_URL": self.pg.url,
             "BROKER_URL": self.redis.url,
@@ -214,10 +239,17 @@ class Stack:
         }
         self.serve = Proc("serve", [roster, "serve", "--no-workers"],
                           self.logs / "serve.log", self.env)
+        # Every pid a worker had -> [(its Proc's name, the queues it was given)]: a list,
+        # should the system hand one pid to two of them in turn.
+        self.pid_queues = {}
         self.workers = [Proc(f"worker-{i}", [roster, "worker"], self.logs / f"worker-{i}.log",
-                             self.env) for i in range(1, WORKERS + 1)]
+                             {**self.env, **queue_env(queues)}, dict(queues), self.started)
+                        for i, queues in enumerate(WORKER_QUEUES, 1)]
         self.unexpected_exits = []
         self._torn_down = False
+
+    def started(self, proc):
+        self.pid_queues.setdefault(proc.pid, []).append((proc.name, dict(proc.queues)))
 
     @property
     def rosters(self):

@@ -1,6 +1,6 @@
-"""The report: the summary printed at the end (faults, jobs, imports, subscribers,
-recovery times, every check's count and its first findings with log evidence) and the
-Markdown section `--report` appends."""
+"""The report: the summary printed at the end (faults and queue pauses, jobs, their
+queues, priorities and delays, imports, subscribers, recovery times, every check's count
+and its first findings with log evidence) and the Markdown section `--report` appends."""
 
 import collections
 import datetime
@@ -11,8 +11,12 @@ from pathlib import Path
 
 from .common import T0
 from .monitor import overlaps_outage
+from .processes import queue_spec
 from .settings import (CHECKS, FAULTS, IMPORT_BATCH_ROWS, LEASE_SECS, UPLOAD_GRACE_SECS,
-                       UUID, WORKERS)
+                       UUID, WORKER_QUEUES)
+
+# The rows of the faults table: the faults, then the queue pauses beside them.
+ACTIONS = [*FAULTS, "pause_queue"]
 
 
 def percentile(values, p):
@@ -36,12 +40,15 @@ def recovery_summary(recoveries):
         return [f"no kill -9 / SIGSTOP hit a running job{never}"]
     clean = [r for r in recoveries if not overlaps_outage(r)]
     clean_released = [r.released for r in clean if r.released is not None]
-    clean_times = [r.elapsed for r in clean if r.elapsed is not None]
+    # Running again waits for a pause of the job's queue to end, too.
+    clean_times = [r.elapsed for r in recoveries
+                   if r.elapsed is not None and not overlaps_outage(r, pauses=True)]
     goal = LEASE_SECS + 5
     lines = [
         f"back in the queue: {len(released)} jobs: {spread(released)}",
         f"running again: {len(times)} jobs: {spread(times)}{never} (includes waiting for a "
-        "free worker slot; the stalls check says none stood idle meanwhile)",
+        "free worker slot of the job's queue, or for its queue to be resumed; the stalls "
+        "check says no slot stood idle meanwhile)",
     ]
     if clean_released:
         met = "met" if percentile(clean_released, 99) <= goal else "MISSED"
@@ -49,8 +56,8 @@ def recovery_summary(recoveries):
                      f"{len(clean_released)} jobs: {spread(clean_released)}; "
                      f"goal p99 <= {goal}s {met}")
     if clean_times:
-        lines.append(f"running again, no database/Redis fault meanwhile: {len(clean_times)} "
-                     f"jobs: {spread(clean_times)}")
+        lines.append(f"running again, no database/Redis fault nor pause of its queue "
+                     f"meanwhile: {len(clean_times)} jobs: {spread(clean_times)}")
     return lines
 
 
@@ -89,10 +96,51 @@ def import_summary(checker):
     return lines
 
 
+def workers_shape():
+    return "; ".join(queue_spec(queues) for queues in WORKER_QUEUES)
+
+
+def dispatch_summary(checker):
+    """Lines: where and when the jobs were asked to run, the pauses, and what the checks
+    of delays, queues and pauses covered."""
+    jobs = list(checker.workload.jobs.values())
+    queues = collections.Counter(
+        (j.queue, "named" if j.dispatch.get("queue") else "unnamed") for j in jobs)
+    delayed = collections.Counter(
+        "run_at" if "run_at" in j.dispatch else "run_in" for j in jobs
+        if "run_at" in j.dispatch or "run_in" in j.dispatch)
+    priorities = collections.Counter(j.dispatch.get("priority", 5) for j in jobs)
+    windows = checker.chaos.pause_windows
+    paused = collections.Counter(w.queue for w in windows)
+    seconds = collections.defaultdict(float)
+    for w in windows:
+        if w.mono_end is not None:
+            seconds[w.queue] += w.mono_end - w.mono_start
+    lines = [
+        f"worker processes (queue:workers): {workers_shape()}",
+        "queues: " + ", ".join(f"{queue} {n} ({how})"
+                               for (queue, how), n in sorted(queues.items()))
+        + "; priorities: " + ", ".join(f"{p}: {n}" for p, n in sorted(priorities.items()))
+        + "; delayed: " + (", ".join(f"{how} {n}" for how, n in sorted(delayed.items()))
+                           or "none"),
+        "queue pauses: " + (", ".join(f"{queue} {n} ({seconds[queue]:.0f}s in all)"
+                                      for queue, n in sorted(paused.items())) or "none")
+        + f"; {checker.windows_checked} windows with both ends known, checked against "
+        f"{len(checker.attempts)} attempts"
+        + (f"; still paused after resuming all: {checker.chaos.still_paused}"
+           if checker.chaos.still_paused else ""),
+        f"started no earlier than due: {checker.early_checked} jobs compared "
+        f"({checker.delayed_checked} delayed)"
+        + (f"; {checker.delayed_unknown} delayed jobs' run_after as accepted not known"
+           if checker.delayed_unknown else ""),
+    ]
+    return lines
+
+
 def print_summary(checker, recoveries):
     found, chaos, workload, stack = checker.found, checker.chaos, checker.workload, checker.stack
     print("\n== faults ==")
-    for kind in FAULTS:
+    for kind in ACTIONS:
         skipped = f" (skipped {chaos.skipped[kind]})" if chaos.skipped[kind] else ""
         print(f"  {kind:<16}{chaos.counts[kind]:>5}{skipped}")
     jobs = workload.jobs.values()
@@ -100,7 +148,7 @@ def print_summary(checker, recoveries):
           f"{sum('accepted' in j.cancels for j in jobs)}, 409 for "
           f"{sum('conflict' in j.cancels for j in jobs)}; submissions retried {workload.retried}, "
           f"never accepted {workload.not_accepted}")
-    for line in import_summary(checker):
+    for line in dispatch_summary(checker) + import_summary(checker):
         print(f"  {line}")
     if stack.unexpected_exits:
         exits = collections.Counter((name, code) for name, code, _ in stack.unexpected_exits)
@@ -153,14 +201,14 @@ def write_report(path, args, stack, checker, recoveries, elapsed):
         f"- binary: `{args.roster}` ({version or 'unknown version'})",
         f"- parameters: jobs {args.jobs}, faults {args.faults}, seed {args.seed}, "
         f"students {args.students}{', quick' if args.quick else ''}; lease {LEASE_SECS}s, "
-        f"{WORKERS} workers x 2, {stack.batch_rows} rows per export batch, "
+        f"workers {workers_shape()}, {stack.batch_rows} rows per export batch, "
         f"{IMPORT_BATCH_ROWS} per import batch",
         f"- took {elapsed:.0f}s; {len(workload.jobs)} jobs accepted",
-        *(f"- {line}" for line in import_summary(checker)),
+        *(f"- {line}" for line in dispatch_summary(checker) + import_summary(checker)),
         "",
         "| fault | count |",
         "|---|---:|",
-        *(f"| {kind} | {chaos.counts[kind]} |" for kind in FAULTS),
+        *(f"| {kind} | {chaos.counts[kind]} |" for kind in ACTIONS),
         "",
         "| check | count |",
         "|---|---:|",

@@ -1,7 +1,8 @@
-"""The run's fixed settings: the production shape it starts (workers, concurrency,
-lease, retries, grace), the sizes and shares of the job mix, the fault kinds and their
-weights, the names of the checks (the rows of the final report), and the patterns that
-read roster's names and logs."""
+"""The run's fixed settings: the production shape it starts (workers, the queues each
+serves and their concurrency, lease, retries, grace), the sizes and shares of the job mix
+(queues, priorities, delays), the fault kinds and their weights, the queue pauses, the
+names of the checks (the rows of the final report), and the patterns that read roster's
+names and logs."""
 
 import re
 from pathlib import Path
@@ -11,8 +12,20 @@ from pathlib import Path
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
              key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
              default=Path("/usr/lib/postgresql/15/bin"))
-WORKERS = 3
-CONCURRENCY = 2
+# The queues each worker process serves, with its workers in each: two processes serve
+# both queues (ROSTER_QUEUES), one serves `default` alone in the one-queue spelling
+# (ROSTER_QUEUE + ROSTER_CONCURRENCY). 6 slots in all, as before queues: 4 of `default`, 2
+# of `imports`. A job runs only in a process serving its queue. The web process
+# (`serve --no-workers`, neither variable set) accepts jobs that name no queue into
+# `default`.
+WORKER_QUEUES = [
+    {"default": 1, "imports": 1},
+    {"default": 2},
+    {"default": 1, "imports": 1},
+]
+WORKERS = len(WORKER_QUEUES)
+QUEUES = ["default", "imports"]
+HOME_QUEUE = "default"  # where the web process puts a job that names no queue
 LEASE_SECS = 3
 REDELIVER_SECS = 3
 # Faults fail attempts often (a job may see ten): retries back off briefly and for at
@@ -21,7 +34,6 @@ RETRY_BACKOFF_MS = 250
 RETRY_BACKOFF_MAX_SECS = 5
 GRACE_SECS = 5
 SETTINGS = {
-    "ROSTER_CONCURRENCY": str(CONCURRENCY),
     "ROSTER_LEASE_SECS": str(LEASE_SECS),
     "ROSTER_REDELIVER_SECS": str(REDELIVER_SECS),
     "ROSTER_MAX_ATTEMPTS": "25",
@@ -58,6 +70,37 @@ SETTLE_SECS = 15
 SECOND_TERM_LIMIT_SECS = 3
 FIRST_TERM_LIMIT_SECS = GRACE_SECS + 15
 CANCEL_SHARE = 0.15
+# Where a job is sent: (queue named in the request or None, its share), by kind. Those
+# that name none go to HOME_QUEUE. Exports go to `imports` too, so that both queues hold
+# both kinds.
+EXPORT_QUEUES = [(None, 0.50), ("default", 0.35), ("imports", 0.15)]
+IMPORT_QUEUES = [(None, 0.20), ("default", 0.20), ("imports", 0.60)]
+PRIORITY_SHARE = 0.6  # of the jobs: an explicit priority 0-9 (the others: the default 5)
+# Of the jobs: delayed by `run_in` 1-5 s (a quarter of those by `run_at`, an RFC 3339
+# time as far ahead, instead).
+DELAY_SHARE = 0.25
+DELAY_SECS = (1, 5)
+RUN_AT_SHARE = 0.25
+# The accepted run_after must be no earlier than asked (the request's send time + run_in,
+# or run_at): the harness's clock is the database's (PostgreSQL runs on this host); the
+# slack covers roster's delay kept to the millisecond and timestamps to the microsecond.
+DELAY_SLACK_SECS = 0.01
+# Two times of the database's clock read by two paths (an answer's RFC 3339, psql's
+# epoch) may differ by this much in float rounding; a start earlier than a run_after by
+# more is a start before it.
+TIME_ROUNDING_SECS = 0.0001
+# Queue pauses, at random moments during the faults (on average one every this many
+# seconds), each of one queue for PAUSE_SECS, then resumed; independent of the faults, so
+# they meet them in any combination.
+PAUSE_INTERVAL_SECS = 10.0
+PAUSE_SECS = (1, 6)
+# A claim whose transaction began just before a pause committed may start a job just
+# after its paused_at: not counted as running while paused within this much of it.
+PAUSE_SLACK_SECS = 1.0
+# Resuming every queue before the final phase: retried for at most this long.
+RESUME_ALL_SECS = 120
+# How often the monitor reads the workers table (process name -> the queues it serves).
+WORKERS_POLL_SECS = 1.0
 # Of the imports beyond the first six (of which two, one of each mode, always are):
 # cancelled mid-batch, once their progress shows rows done.
 MID_BATCH_SHARE = 0.25
@@ -129,4 +172,7 @@ CHECKS = [
     "uncommitted events",
     "mid-batch cancels",
     "slow stops",
+    "ran early",
+    "wrong queue",
+    "ran while paused",
 ]

@@ -1,16 +1,21 @@
 """The job mix and its submission: exports and imports (their CSV files, valid or with
-invalid rows) submitted in bursts with idempotency keys, a follower for each accepted job,
-and the cancels: at once, while running, later, or of an import mid-batch (once its
-progress shows rows done)."""
+invalid rows) submitted in bursts with idempotency keys, each sent to a queue (named, or
+none: the web process's `default`), a share with a priority 0-9 and a share delayed
+(`run_in` or `run_at` a few seconds ahead); a follower for each accepted job, and the
+cancels: at once, while running, later, or of an import mid-batch (once its progress
+shows rows done)."""
 
 import asyncio
 import collections
 import dataclasses
 import hashlib
 import time
+import urllib.parse
 
-from .common import say
-from .settings import (CANCEL_SHARE, IMPORT_BATCHES, IMPORT_PREFIX, IMPORT_ROWS,
+from .common import epoch, rfc3339, say
+from .settings import (CANCEL_SHARE, DELAY_SECS, DELAY_SHARE, EXPORT_QUEUES, HOME_QUEUE,
+                       IMPORT_QUEUES, PRIORITY_SHARE, RUN_AT_SHARE,
+                       IMPORT_BATCHES, IMPORT_PREFIX, IMPORT_ROWS,
                        IMPORT_SHARE, INVALID_FILE_SHARE, INVALID_ROWS, MAX_FOLLOWERS,
                        MID_BATCH_MAX_ROWS, MID_BATCH_POLL_SECS, MID_BATCH_ROWS_FACTOR,
                        MID_BATCH_AGAIN_SECS, MID_BATCH_DELAY_SECS, MID_BATCH_SHARE,
@@ -68,6 +73,21 @@ class Job:
     # The job as each cancel answered 202 showed it (its seq, status and progress then).
     cancel_views: list = dataclasses.field(default_factory=list)
     mid_batch: bool = False  # an import planned to be cancelled once rows are done
+    # Where and when it was asked to run: the request's `queue`, `priority`, `run_in` or
+    # `run_at` (none of them: the defaults).
+    dispatch: dict = dataclasses.field(default_factory=dict)
+    # The earliest it may be due as asked (epoch seconds: the first request's send time +
+    # run_in, or run_at; this host's clock, the database's too), None when not delayed.
+    asked_due: float | None = None
+    # Its run_after as accepted (the answer's, when it showed the job before any attempt;
+    # the database's clock), and the queue the answer showed.
+    accepted_due: float | None = None
+    accepted_queue: str | None = None
+
+    @property
+    def queue(self):
+        """The queue it must be in: the one it named, else the web process's."""
+        return self.dispatch.get("queue") or HOME_QUEUE
 
     def cancelled_mid_batch(self):
         """The progress (done) with which a cancel of this import was answered 202 while
@@ -119,9 +139,28 @@ class Workload:
             params["max_age"] = high
         return params
 
+    def random_dispatch(self, is_import):
+        """The dispatch fields of a request: a queue (or none) by the kind's shares, a
+        priority 0-9 for a share, a delay of 1-5 s (`run_in`, or `run_at` as far ahead)
+        for a share. `run_at` is filled in when the request is sent."""
+        dispatch = {}
+        shares = IMPORT_QUEUES if is_import else EXPORT_QUEUES
+        queue = self.rng.choices([q for q, _ in shares], weights=[w for _, w in shares])[0]
+        if queue:
+            dispatch["queue"] = queue
+        if self.rng.random() < PRIORITY_SHARE:
+            dispatch["priority"] = self.rng.randint(0, 9)
+        if self.rng.random() < DELAY_SHARE:
+            seconds = self.rng.randint(*DELAY_SECS)
+            if self.rng.random() < RUN_AT_SHARE:
+                dispatch["run_at"] = seconds  # seconds ahead of the first send, for now
+            else:
+                dispatch["run_in"] = seconds
+        return dispatch
+
     def bursts(self, count, duration):
         """Submission times: bursts of 1-8 jobs (up to more than the 6 workers take at
-        once, so that jobs wait in the queue) at random moments."""
+        once, so that jobs wait in their queue) at random moments."""
         times = []
         while len(times) < count:
             at = self.rng.uniform(0, duration)
@@ -170,28 +209,41 @@ class Workload:
             plan = None
             if self.rng.random() < CANCEL_SHARE:
                 plan = self.rng.choice(["now", "running", "later"])
+            dispatch = self.random_dispatch(is_import)
             if is_import:
                 mode, invalid, mid_batch = imports.pop()
                 submission = self.submit(None, "mid_batch" if mid_batch else plan,
-                                         upload=self.random_import(mode, invalid, mid_batch))
+                                         upload=self.random_import(mode, invalid, mid_batch),
+                                         dispatch=dispatch)
             else:
-                submission = self.submit(self.random_params(), plan)
+                submission = self.submit(self.random_params(), plan, dispatch=dispatch)
             submissions.append(asyncio.create_task(submission))
         await asyncio.gather(*submissions)
 
-    async def submit(self, params, cancel_plan, upload=None, tries=MID_BATCH_TRIES):
-        """Submits an export of `params`, or the import of `upload` (an ImportFile);
-        `tries`: of an import to cancel mid-batch, how many more may be submitted in its
-        stead if this one is not caught with rows done and left."""
+    async def submit(self, params, cancel_plan, upload=None, tries=MID_BATCH_TRIES,
+                     dispatch=None):
+        """Submits an export of `params`, or the import of `upload` (an ImportFile), with
+        the dispatch fields `dispatch` (queue, priority, run_in; run_at: seconds ahead,
+        made a time here); `tries`: of an import to cancel mid-batch, how many more may be
+        submitted in its stead if this one is not caught with rows done and left."""
         # One key for the submission and its retries, as a careful client does: a retry
         # of a request whose answer was lost returns the job it made (200), not a second.
         key = {"Idempotency-Key": f"chaos-{self.rng.getrandbits(64):016x}"}
+        dispatch, sent = dict(dispatch or {}), time.time()
+        asked_due = None
+        if "run_at" in dispatch:
+            dispatch["run_at"] = rfc3339(sent + dispatch["run_at"])
+            asked_due = epoch(dispatch["run_at"])
+        elif "run_in" in dispatch:
+            asked_due = sent + dispatch["run_in"]
         for _ in range(15):
             if upload is None:
-                reply = await self.api.call("POST", "/api/exports", params, headers=key)
+                reply = await self.api.call("POST", "/api/exports", {**params, **dispatch},
+                                            headers=key)
             else:
+                query = urllib.parse.urlencode({"mode": upload.mode, **dispatch})
                 reply = await self.api.call(
-                    "POST", f"/api/imports?mode={upload.mode}", upload.data,
+                    "POST", f"/api/imports?{query}", upload.data,
                     headers={**key, "Content-Type": "text/csv"})
                 if reply.status is None and not reply.refused:
                     self.unanswered_imports += 1
@@ -203,13 +255,21 @@ class Workload:
         else:
             self.not_accepted += 1
             return
-        job = self.jobs.setdefault(body["id"], Job(body["id"], params, upload=upload))
-        if job.upload is not upload:
+        job = self.jobs.setdefault(body["id"], Job(body["id"], params, upload=upload,
+                                                   dispatch=dispatch, asked_due=asked_due))
+        if job.upload is not upload or job.dispatch is not dispatch:
             what = upload.describe() if upload else f"export {params}"
             self.merged.append((job.id, what))
             say(f"submission of {what} answered with job {job.id}, another submission's")
-        elif cancel_plan == "mid_batch":
-            job.mid_batch = True
+        else:
+            # The answer shows the row as accepted unless an attempt has begun since (a
+            # retried request answered 200 later): then the monitor's first sight says.
+            if reply.status == 202 or (body.get("attempts") == 0
+                                       and body.get("status") == "queued"):
+                job.accepted_due = epoch(body.get("run_after"))
+            job.accepted_queue = body.get("queue")
+            if cancel_plan == "mid_batch":
+                job.mid_batch = True
         url = f"{self.ws_base}/ws/jobs/{job.id}"
         follower = follow(url, self.watches[job.id], job.id, self.slots)
         self.followers.append(asyncio.create_task(follower))
@@ -223,7 +283,8 @@ class Workload:
                 f"stead in {later:.1f}s")
             await asyncio.sleep(later)
             again = self.random_import(upload.mode, len(upload.invalid), mid_batch=True)
-            await self.submit(None, "mid_batch", upload=again, tries=tries - 1)
+            await self.submit(None, "mid_batch", upload=again, tries=tries - 1,
+                              dispatch=self.random_dispatch(True))
 
     def rows_done(self, job):
         """The rows (items) done by `job` as its follower or the jobs table last showed."""
