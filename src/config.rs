@@ -50,8 +50,8 @@ pub struct Settings {
     pub concurrency: u16,
 
     /// The queues this process serves, each with its workers: `default:8,imports:2`. Jobs
-    /// accepted here that name no queue go to the first. Set, it replaces `ROSTER_QUEUE`
-    /// and `ROSTER_CONCURRENCY`.
+    /// accepted here that name no queue go to the first. Set, it replaces the one-queue
+    /// spelling (the two settings above).
     #[arg(long, env = "ROSTER_QUEUES", global = true, value_parser = QueueSpec::parse)]
     pub queues: Option<QueueSpec>,
 
@@ -90,8 +90,8 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub lease_secs: u64,
 
-    /// A queued job the broker has not delivered for this long is looked for in the broker
-    /// and published again if the broker lost it.
+    /// No longer read: consumers look at the jobs table every half second, so nothing waits
+    /// for a redelivery. Accepted so that old configurations still start.
     #[arg(long, env = "ROSTER_REDELIVER_SECS", global = true, default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub redeliver_secs: u64,
@@ -249,10 +249,6 @@ impl Settings {
         Duration::from_secs(self.lease_secs)
     }
 
-    pub fn redeliver(&self) -> Duration {
-        Duration::from_secs(self.redeliver_secs)
-    }
-
     pub fn job_timeout(&self) -> Duration {
         Duration::from_secs(self.job_timeout_secs)
     }
@@ -296,7 +292,10 @@ impl Settings {
 
     /// Workers in this process, over every queue it serves.
     pub fn total_workers(&self) -> u32 {
-        self.served_queues().iter().map(|(_, n)| u32::from(*n)).sum()
+        self.served_queues()
+            .iter()
+            .map(|(_, n)| u32::from(*n))
+            .sum()
     }
 
     /// Connections: two per worker (the export's read and its progress writes) plus the web's.
@@ -503,9 +502,9 @@ impl KindCaps {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let mut caps = Vec::new();
         for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (kind, n) = entry
-                .split_once(':')
-                .ok_or_else(|| format!("{entry:?}: expected kind:count, as in students_import:2"))?;
+            let (kind, n) = entry.split_once(':').ok_or_else(|| {
+                format!("{entry:?}: expected kind:count, as in students_import:2")
+            })?;
             let kind: JobKind = kind.trim().parse()?;
             let n: u32 = match n.trim().parse() {
                 Ok(n) if n >= 1 => n,

@@ -91,7 +91,11 @@ impl Metrics {
             ),
             queue_pending: register(
                 &r,
-                IntGauge::new("queue_pending", "Queued jobs due later (delayed, or backing off), over every queue").unwrap(),
+                IntGauge::new(
+                    "queue_pending",
+                    "Queued jobs due later (delayed, or backing off), over every queue",
+                )
+                .unwrap(),
             ),
             ws_sessions: register(
                 &r,

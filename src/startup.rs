@@ -153,10 +153,8 @@ impl Services {
             broker.clone(),
             events.clone(),
             kinds.clone(),
-            settings.max_attempts,
-        )
-        .with_limits(crate::jobs::accept::AcceptLimits::from_settings(&settings))
-        .with_home_queue(settings.home_queue());
+            &settings,
+        );
         // Every process fires schedules; one job per tick however many do.
         Scheduler::new(pool.clone(), jobs.clone()).start();
         let shutdown = Shutdown::default();

@@ -247,9 +247,8 @@ pub fn submit(settings: &Settings, request: JobRequest) -> anyhow::Result<(Pool,
             broker,
             Events::start(link),
             crate::kinds::standard_kinds(settings),
-            settings.max_attempts,
-        )
-        .with_limits(crate::jobs::accept::AcceptLimits::from_settings(settings));
+            settings,
+        );
         jobs.accept(request).await.map_err(|e| match e {
             AcceptError::Invalid(fields) => field_errors(&fields),
             other => other.into(),

@@ -20,11 +20,13 @@ pub enum QueueCommand {
     List,
     /// Start no more jobs of the queue, in every process (running ones finish).
     Pause {
+        /// The queue's name.
         #[arg(value_parser = |s: &str| s.parse::<QueueName>())]
         name: QueueName,
     },
     /// Start the queue's jobs again.
     Resume {
+        /// The queue's name.
         #[arg(value_parser = |s: &str| s.parse::<QueueName>())]
         name: QueueName,
     },

@@ -184,7 +184,10 @@ fn text(value: &Value) -> Result<&str, String> {
 fn integer(value: &Value) -> Result<i64, String> {
     match value {
         Value::Number(n) => n.as_i64().ok_or_else(|| "must be an integer".to_owned()),
-        Value::String(s) => s.trim().parse().map_err(|_| "must be an integer".to_owned()),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| "must be an integer".to_owned()),
         _ => Err("must be an integer".to_owned()),
     }
 }
@@ -222,6 +225,9 @@ mod tests {
         assert!(take(json!({"run_at": "tomorrow"})).is_err());
         assert!(take(json!({"run_in": 2_592_001})).is_err());
         assert!(take(json!({"run_at": "2026-12-08T09:30:00Z", "run_in": 5})).is_err());
-        assert!(take(json!({"priority": "3"})).is_ok(), "a query string's text");
+        assert!(
+            take(json!({"priority": "3"})).is_ok(),
+            "a query string's text"
+        );
     }
 }

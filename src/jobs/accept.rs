@@ -286,38 +286,28 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
+    /// An acceptor as `settings` say: their attempts, caps and first queue (where jobs go
+    /// that name none).
     pub fn new(
         pool: Pool,
         broker: Arc<dyn Broker>,
         events: Events,
         kinds: Registry,
-        max_attempts: u16,
+        settings: &Settings,
     ) -> Self {
         Self {
             pool,
             broker,
             events,
             kinds,
-            max_attempts: i32::from(max_attempts),
-            limits: AcceptLimits::none(),
-            home_queue: QueueName::default_queue(),
+            max_attempts: i32::from(settings.max_attempts),
+            limits: AcceptLimits::from_settings(settings),
+            home_queue: settings.home_queue(),
         }
-    }
-
-    /// This acceptor, sending jobs that name no queue to `queue`.
-    pub fn with_home_queue(mut self, queue: QueueName) -> Self {
-        self.home_queue = queue;
-        self
     }
 
     pub fn home_queue(&self) -> &QueueName {
         &self.home_queue
-    }
-
-    /// This acceptor, refusing new jobs beyond `limits`.
-    pub fn with_limits(mut self, limits: AcceptLimits) -> Self {
-        self.limits = limits;
-        self
     }
 
     pub fn kinds(&self) -> &Registry {

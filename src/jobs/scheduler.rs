@@ -22,8 +22,8 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::accept::{AcceptError, Accepted, Acceptor, JobRequest};
-use crate::domain::queue::Dispatch;
 use crate::db::Pool;
+use crate::domain::queue::Dispatch;
 use crate::domain::schedule::{CronExpr, ScheduleId, TimeZone};
 use crate::models::schedule::{self, Schedule};
 

@@ -70,7 +70,8 @@ pub async fn resume(
 }
 
 fn queue_name(raw: &str) -> Result<QueueName, ApiError> {
-    raw.parse().map_err(|e: String| ApiError::invalid("name", e))
+    raw.parse()
+        .map_err(|e: String| ApiError::invalid("name", e))
 }
 
 /// The queues the live worker processes serve.

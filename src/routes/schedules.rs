@@ -70,12 +70,13 @@ fn given(fields: &mut Fields, body: &Map<String, Value>) -> Given {
     // Queue and priority as a job request's, by the same rules.
     let mut dispatch_fields = body.clone();
     dispatch_fields.retain(|k, _| k == "queue" || k == "priority");
-    let dispatch = Dispatch::take(&mut dispatch_fields, chrono::Utc::now()).unwrap_or_else(|errors| {
-        for (field, message) in errors {
-            fields.fail(&field, message);
-        }
-        Dispatch::default()
-    });
+    let dispatch =
+        Dispatch::take(&mut dispatch_fields, chrono::Utc::now()).unwrap_or_else(|errors| {
+            for (field, message) in errors {
+                fields.fail(&field, message);
+            }
+            Dispatch::default()
+        });
     let queue = match body.get("queue") {
         None => None,
         Some(Value::Null) => Some(None),
@@ -131,7 +132,9 @@ pub async fn create(
     let mut fields = Fields::default();
     fields.only(
         &body,
-        &["name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority"],
+        &[
+            "name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority",
+        ],
     );
     let given = given(&mut fields, &body);
     let name = fields.require("name", given.name);
@@ -191,7 +194,9 @@ pub async fn patch(
     let mut fields = Fields::default();
     fields.only(
         &body,
-        &["name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority"],
+        &[
+            "name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority",
+        ],
     );
     let given = given(&mut fields, &body);
     if body.contains_key("kind") {

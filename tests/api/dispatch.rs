@@ -41,13 +41,25 @@ fn insert(
 }
 
 /// What one claim of up to `max` jobs of `queue` takes, as a consumer would.
-fn claim(app: &helpers::TestApp, queue: &QueueName, max: usize, limits: &ClaimLimits) -> Vec<JobId> {
+fn claim(
+    app: &helpers::TestApp,
+    queue: &QueueName,
+    max: usize,
+    limits: &ClaimLimits,
+) -> Vec<JobId> {
     let mut conn = app.pool.get().unwrap();
-    job::claim_due(&mut conn, queue, "test", Duration::from_secs(60), max, limits)
-        .unwrap()
-        .into_iter()
-        .map(|(job, _)| job.id)
-        .collect()
+    job::claim_due(
+        &mut conn,
+        queue,
+        "test",
+        Duration::from_secs(60),
+        max,
+        limits,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|(job, _)| job.id)
+    .collect()
 }
 
 fn id(job: &serde_json::Value) -> &str {
@@ -68,12 +80,22 @@ async fn a_job_runs_only_where_its_queue_is_served(deployment: Deployment) {
         .await;
     assert_eq!(job["queue"], elsewhere.as_str());
     let home = app.start_export(json!({ "min_age": 4 })).await;
-    assert_eq!(home["queue"], app.settings.queue.as_str(), "the process's own queue");
+    assert_eq!(
+        home["queue"],
+        app.settings.queue.as_str(),
+        "the process's own queue"
+    );
     app.wait_until_ended(id(&home)).await;
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
     let waiting = app.get(&format!("/api/jobs/{}", id(&job))).await.json();
-    assert_eq!(waiting["status"], "queued", "nobody here serves it: {waiting}");
-    let listed = app.get(&format!("/api/jobs?queue={elsewhere}")).await.json();
+    assert_eq!(
+        waiting["status"], "queued",
+        "nobody here serves it: {waiting}"
+    );
+    let listed = app
+        .get(&format!("/api/jobs?queue={elsewhere}"))
+        .await
+        .json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 
     // A process serving that queue (and not this one's) takes it.
@@ -109,7 +131,10 @@ async fn priorities_run_first_and_owners_take_turns(deployment: Deployment) {
     let theirs = insert(&app, &q, Some("bruno"), 5, 1);
     let first_two = claim(&app, &q, 2, &none);
     assert!(first_two.contains(&backlog[0]), "{first_two:?}");
-    assert!(first_two.contains(&theirs[0]), "bruno's job takes its turn: {first_two:?}");
+    assert!(
+        first_two.contains(&theirs[0]),
+        "bruno's job takes its turn: {first_two:?}"
+    );
 }
 
 each_deployment!(priorities_run_first_and_owners_take_turns);
@@ -179,10 +204,15 @@ async fn a_delayed_job_waits_for_its_time(deployment: Deployment) {
     let started: chrono::DateTime<chrono::Utc> =
         done["started_at"].as_str().unwrap().parse().unwrap();
     assert!(started >= due, "not before its time: {done}");
-    assert!(asked.elapsed() < Duration::from_secs(8), "and soon after it");
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "and soon after it"
+    );
 
     let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let later = app.start_export(json!({ "run_at": at, "min_age": 9 })).await;
+    let later = app
+        .start_export(json!({ "run_at": at, "min_age": 9 }))
+        .await;
     assert_eq!(later["status"], "queued");
 }
 
@@ -208,16 +238,16 @@ async fn bad_dispatch_fields_are_422_and_change_nothing(deployment: Deployment) 
         assert!(reply.json()["error"]["fields"].is_object(), "{body}");
     }
     let reply = app
-        .request(
-            awc::http::Method::POST,
-            "/api/imports?priority=12",
-            None,
-        )
+        .request(awc::http::Method::POST, "/api/imports?priority=12", None)
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.json()["error"]["fields"]["priority"].is_string());
     let jobs = app.get("/api/jobs").await.json();
-    assert_eq!(jobs["items"].as_array().unwrap().len(), 0, "nothing accepted");
+    assert_eq!(
+        jobs["items"].as_array().unwrap().len(),
+        0,
+        "nothing accepted"
+    );
     let reply = app
         .post("/api/queues/not%20a%20queue/pause", json!({}))
         .await;
@@ -236,13 +266,18 @@ async fn a_paused_queue_accepts_jobs_and_starts_none(deployment: Deployment) {
     let settings = other.settings();
     let _worker = helpers::start_in(other, settings, Hooks::default(), true).await;
     let name = web.settings.queue.clone();
-    let paused = web.post(&format!("/api/queues/{name}/pause"), json!({})).await;
+    let paused = web
+        .post(&format!("/api/queues/{name}/pause"), json!({}))
+        .await;
     assert_eq!(paused.status, StatusCode::OK);
     assert_eq!(paused.json()["paused"], true);
     let job = web.start_export(json!({})).await;
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
     let waiting = web.get(&format!("/api/jobs/{}", id(&job))).await.json();
-    assert_eq!(waiting["status"], "queued", "accepted, not started: {waiting}");
+    assert_eq!(
+        waiting["status"], "queued",
+        "accepted, not started: {waiting}"
+    );
     let queues = web.get("/api/queues").await.json();
     let shown = queues["items"]
         .as_array()
@@ -254,7 +289,9 @@ async fn a_paused_queue_accepts_jobs_and_starts_none(deployment: Deployment) {
     assert_eq!(shown["paused"], true, "{queues}");
     assert_eq!(shown["due"], 1, "{queues}");
     let resumed_at = Instant::now();
-    let resumed = web.post(&format!("/api/queues/{name}/resume"), json!({})).await;
+    let resumed = web
+        .post(&format!("/api/queues/{name}/resume"), json!({}))
+        .await;
     assert_eq!(resumed.json()["paused"], false);
     let done = web.wait_until_ended(id(&job)).await;
     assert_eq!(done["status"], "succeeded");
@@ -273,19 +310,18 @@ async fn a_dead_process_s_job_runs_again_within_seconds(deployment: Deployment) 
     let Some(sandbox) = Sandbox::new(deployment) else {
         return;
     };
-    seed(&sandbox, 100_000);
+    seed(&sandbox, 300_000);
     let env = [
-        ("ROSTER_EXPORT_BATCH_ROWS", "20"),
+        ("ROSTER_EXPORT_BATCH_ROWS", "5"),
         ("ROSTER_CONCURRENCY", "1"),
         ("ROSTER_LEASE_SECS", "300"),
         ("ROSTER_DEAD_AFTER_SECS", "4"),
     ];
     let first = Roster::serve(&sandbox, &env).await;
-    let job = first.post("/api/exports", json!({})).await;
+    // JSON Lines in batches of five: long enough to outlive the second process's start.
+    let job = first.post("/api/exports", json!({"format": "jsonl"})).await;
     let job_id = job["id"].as_str().unwrap().to_owned();
-    first
-        .wait_for(&job_id, |j| j["status"] == "running")
-        .await;
+    first.wait_for(&job_id, |j| j["status"] == "running").await;
     let second = Roster::serve(&sandbox, &env).await;
     // The second process has beaten long enough to judge others.
     actix_web::rt::time::sleep(Duration::from_secs(5)).await;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use actix_web::http::{Method, StatusCode};
 use async_trait::async_trait;
 use roster::broker::{Broker, BrokerError};
-use roster::domain::queue::QueueName;
 use roster::domain::job::JobKind;
 use roster::domain::job::{JobId, JobStatus};
+use roster::domain::queue::QueueName;
 use roster::jobs::{Attempt, JobError, JobHandler};
 
 use crate::helpers::StandIn;
@@ -620,7 +620,11 @@ async fn the_consumer_holds_no_more_jobs_than_idle_workers() {
     }
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     let running = app.get("/api/jobs?status=running").await.json();
-    assert_eq!(running["items"].as_array().unwrap().len(), 2, "one per worker");
+    assert_eq!(
+        running["items"].as_array().unwrap().len(),
+        2,
+        "one per worker"
+    );
     let queued = app.get("/api/jobs?status=queued").await.json();
     assert_eq!(
         queued["items"].as_array().unwrap().len(),

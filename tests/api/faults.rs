@@ -454,7 +454,8 @@ fn a_paused_transaction_holding_an_expired_job_holds_back_only_that_job_and_not_
     let (tx, rx) = std::sync::mpsc::channel();
     let sweeping = pool.clone();
     std::thread::spawn(move || {
-        let _ = tx.send(job::recover_expired(&mut sweeping.get().unwrap(), &[], no_backoff).unwrap());
+        let _ =
+            tx.send(job::recover_expired(&mut sweeping.get().unwrap(), &[], no_backoff).unwrap());
     });
     let recovered = rx
         .recv_timeout(Duration::from_secs(3))

@@ -565,7 +565,9 @@ pub fn claim(
     node: &str,
     lease: Duration,
 ) -> diesel::QueryResult<Option<(Job, roster::models::job::AttemptToken)>> {
-    Ok(roster::models::job::claim(conn, std::slice::from_ref(id), node, lease)?
-        .into_iter()
-        .next())
+    Ok(
+        roster::models::job::claim(conn, std::slice::from_ref(id), node, lease)?
+            .into_iter()
+            .next(),
+    )
 }

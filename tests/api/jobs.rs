@@ -82,8 +82,12 @@ async fn a_cancelled_job_retried_is_queued_and_due_again() {
         let queued = web.get(&format!("/api/jobs/{}", id(&job))).await.json();
         assert_eq!(queued["status"], "queued");
         assert_eq!(queued["cancel_requested"], false);
-        let due: chrono::DateTime<chrono::Utc> = queued["run_after"].as_str().unwrap().parse().unwrap();
-        assert!(due <= chrono::Utc::now() + chrono::Duration::seconds(1), "{queued}");
+        let due: chrono::DateTime<chrono::Utc> =
+            queued["run_after"].as_str().unwrap().parse().unwrap();
+        assert!(
+            due <= chrono::Utc::now() + chrono::Duration::seconds(1),
+            "{queued}"
+        );
     }
 }
 

@@ -66,7 +66,7 @@ impl Drop for PrivateRedis {
 }
 
 #[actix_web::test]
-async fn redis_going_away_makes_readyz_503_and_nothing_accepted_meanwhile_is_lost() {
+async fn redis_going_away_makes_readyz_503_and_jobs_still_run_from_the_table() {
     let Some(mut sandbox) = Sandbox::new(Deployment::Production) else {
         return;
     };
@@ -84,28 +84,26 @@ async fn redis_going_away_makes_readyz_503_and_nothing_accepted_meanwhile_is_los
     // Which one is down, and nothing of its address or driver (anyone may ask).
     assert_eq!(down.json()["broker"], "down", "{}", down.json());
     assert!(!String::from_utf8_lossy(&down.body).contains("127.0.0.1"));
-    // Accepted while the broker is down: committed, published later.
+    // Accepted while the broker is down: committed, and run all the same. The table is
+    // the queue; the broker only wakes consumers, which look at the table anyway.
     let job = app.start_export(json!({})).await;
     let id = job["id"].as_str().unwrap();
-    // Down for seconds, as a restart of a Redis with much to load may be.
-    actix_web::rt::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(
-        app.get(&format!("/api/jobs/{id}")).await.json()["status"],
-        "queued"
-    );
-
-    // Redis comes back empty: no stream, no group, nothing of what was published.
-    redis.restart();
-    let back = Instant::now();
     let done = app.wait_until_ended(id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    // The reconciler publishes the job within its next sweeps, and the consumer, which
-    // has been failing to read all along, reads it within a moment.
-    assert!(
-        back.elapsed() < Duration::from_secs(4),
-        "the job ended {:?} after Redis came back",
-        back.elapsed()
-    );
+    // Down for seconds, as a restart of a Redis with much to load may be.
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+
+    // Redis comes back empty: no stream, no group. Wake-ups work again at once.
+    redis.restart();
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.status == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again once Redis is back");
     assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
     let after = app.start_export(json!({"format": "jsonl"})).await;
     let done = app.wait_until_ended(after["id"].as_str().unwrap()).await;

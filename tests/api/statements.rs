@@ -1,5 +1,5 @@
-//! What a job costs the database: on PostgreSQL, its claim and its success are one
-//! statement each, and the statements of a job's life are prepared once per connection
+//! What a job costs the database: on PostgreSQL, a claim of a batch is one transaction and
+//! a success one statement, and the statements of a job's life are prepared once per connection
 //! (diesel leaves an UPDATE unprepared, to be parsed and planned at every call); the job
 //! indexes that leave NULLs out still serve the queries that read them.
 
@@ -51,10 +51,20 @@ fn a_jobs_claim_progress_and_success_are_prepared_once_per_connection() {
     .map(|s| s.statement)
     .collect();
     let count = |start: &str| prepared.iter().filter(|s| s.starts_with(start)).count();
-    assert_eq!(count("WITH claimed AS"), 1, "{prepared:#?}");
+    // A claim's statements take an array of ids: one text whatever the batch's size.
+    assert_eq!(
+        count("UPDATE \"jobs\" SET \"status\""),
+        1,
+        "the claim: {prepared:#?}"
+    );
+    assert_eq!(
+        count("INSERT INTO \"job_attempts\""),
+        1,
+        "the claim's attempts: {prepared:#?}"
+    );
     assert_eq!(count("WITH ended AS"), 1, "{prepared:#?}");
     assert_eq!(
-        count("UPDATE \"jobs\""),
+        count("UPDATE \"jobs\" SET \"lease_expires_at\""),
         1,
         "the progress write: {prepared:#?}"
     );

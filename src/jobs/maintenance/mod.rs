@@ -52,10 +52,7 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    pub fn new(
-        recovery: LeaseRecovery,
-        housekeeping: Vec<Box<dyn Housekeeping>>,
-    ) -> Self {
+    pub fn new(recovery: LeaseRecovery, housekeeping: Vec<Box<dyn Housekeeping>>) -> Self {
         Self {
             recovery: Arc::new(recovery),
             housekeeping: Arc::new(housekeeping),

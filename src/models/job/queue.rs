@@ -54,7 +54,8 @@ pub fn claim_due(
             // reads: a read first fails the transaction if another writer commits
             // before its first write. (No queue is named '', so this changes nothing.)
             DbConnection::Sqlite(c) => {
-                diesel::delete(queue_pauses::table.filter(queue_pauses::queue.eq(""))).execute(c)?;
+                diesel::delete(queue_pauses::table.filter(queue_pauses::queue.eq("")))
+                    .execute(c)?;
             }
         }
         if is_paused(conn, queue)? {
