@@ -1,11 +1,13 @@
 //! The job runtime, which names no kind and knows no HTTP: the `Kind` trait and its
 //! registry, admission (the one function that accepts a job, and retries), the one retry
-//! policy, the consumer that takes jobs from the broker, the worker pool that runs them
-//! (fenced attempts, the lease keeper) and the heartbeat that tells who runs what, the
+//! policy, the consumer that claims due jobs from the table when the broker wakes it, the
+//! worker pool that runs them (fenced attempts, the lease keeper), the completer that
+//! records their successes in batches, and the heartbeat that tells who runs what, the
 //! store of their files, the scheduler of periodic jobs, and the maintenance services that
 //! repair what a crash left behind. The kinds themselves are in `kinds`.
 
 pub mod accept;
+pub mod completer;
 pub mod consumer;
 pub mod heartbeat;
 pub mod kind;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use anyhow::Context as _;
 
+use super::completer::{Completed, Completer};
 use super::heartbeat::RunningJobs;
 use super::kind::Registry;
 use super::lease::{LeaseKeeper, Shared};
@@ -123,6 +124,8 @@ pub struct WorkerContext {
     pub store: FileStore,
     /// The jobs running here now, for the heartbeat.
     pub running: RunningJobs,
+    /// Records successes in batches.
+    pub completer: Completer,
 }
 
 impl WorkerContext {
@@ -134,6 +137,7 @@ impl WorkerContext {
         shutdown: Shutdown,
         node: String,
     ) -> Self {
+        let completer = Completer::start(pool.clone());
         Self {
             pool,
             events,
@@ -145,6 +149,7 @@ impl WorkerContext {
             retry: RetryPolicy::from_settings(settings),
             store: FileStore::new(settings.export_dir.clone(), settings.export_ttl()),
             running: RunningJobs::default(),
+            completer,
         }
     }
 }
@@ -631,9 +636,19 @@ fn record(
     ending: &Ending,
 ) -> anyhow::Result<Option<Job>> {
     const TRIES: u32 = 6;
+    // A success goes with the others of its moment, in one statement; what that batch did
+    // not record (a cancel won, the lease was lost, the batch failed) is recorded alone.
+    let mut failure = None;
+    if let Ending::Succeeded { result, committed } = ending {
+        match ctx.completer.succeed(token, result, *committed) {
+            Completed::Recorded(job) => return Ok(Some(job)),
+            Completed::NotRecorded(None) => {}
+            // Perhaps committed with only its reply lost: the tries below look.
+            Completed::NotRecorded(Some(error)) => failure = Some(anyhow::anyhow!(error)),
+        }
+    }
     let mut conn = Some(conn);
     let mut delay = Duration::from_millis(100);
-    let mut failure = None;
     for tried in 1..=TRIES {
         if tried > 1 {
             std::thread::sleep(delay);

@@ -62,7 +62,7 @@ fn a_jobs_claim_progress_and_success_are_prepared_once_per_connection() {
         1,
         "the claim's attempts: {prepared:#?}"
     );
-    assert_eq!(count("WITH ended AS"), 1, "{prepared:#?}");
+    assert_eq!(count("WITH input AS"), 1, "the success: {prepared:#?}");
     assert_eq!(
         count("UPDATE \"jobs\" SET \"lease_expires_at\""),
         1,

@@ -39,8 +39,11 @@ impl Ending {
     }
 }
 
+pub use super::pg::Success;
+
 /// Ends the attempt `token` holds. A requested cancel wins over any other ending (but a
-/// success whose work is already committed): the job ends `cancelled`. `None` when the attempt no longer holds the job.
+/// success whose work is already committed): the job ends `cancelled`. `None` when the
+/// attempt no longer holds the job.
 pub fn finish(
     conn: &mut DbConnection,
     token: &AttemptToken,
@@ -48,13 +51,48 @@ pub fn finish(
 ) -> QueryResult<Option<Job>> {
     debug_assert!(JobStatus::Running.can_become(ending.status()));
     if let (DbConnection::Pg(c), Ending::Succeeded { result, committed }) = (&mut *conn, ending) {
-        if let Some(row) = pg::succeed(c, token, result, *committed)? {
+        let success = Success {
+            token,
+            result,
+            committed: *committed,
+        };
+        if let Some(row) = pg::succeed_all(c, &[success])?.into_iter().next() {
             return typed_one(Some(row));
         }
         // Not held as asked: a cancel won, or the job is no longer the attempt's; the
         // transaction below records which.
     }
-    conn.write_transaction(|conn| {
+    conn.write_transaction(|conn| finish_in(conn, token, ending))
+}
+
+/// Records a batch of successes: on PostgreSQL in one statement, on SQLite in one
+/// transaction. The jobs whose ending was recorded, in any order: `succeeded`, or (on
+/// SQLite, which goes the whole way of [`finish`]) `cancelled` where a cancel won. An
+/// attempt missing from them was not recorded: [`finish`] it alone to learn why.
+pub fn succeed_all(conn: &mut DbConnection, successes: &[Success<'_>]) -> QueryResult<Vec<Job>> {
+    match conn {
+        DbConnection::Pg(c) => typed(pg::succeed_all(c, successes)?),
+        DbConnection::Sqlite(_) => conn.write_transaction(|conn| {
+            let mut ended = Vec::with_capacity(successes.len());
+            for s in successes {
+                let ending = Ending::Succeeded {
+                    result: s.result.to_owned(),
+                    committed: s.committed,
+                };
+                ended.extend(finish_in(conn, s.token, &ending)?);
+            }
+            Ok(ended)
+        }),
+    }
+}
+
+/// [`finish`], in a write transaction under way.
+fn finish_in(
+    conn: &mut DbConnection,
+    token: &AttemptToken,
+    ending: &Ending,
+) -> QueryResult<Option<Job>> {
+    {
         limit_idle(conn)?;
         let ended = end_attempt(conn, token, ending)?;
         if let Some(job) = &ended {
@@ -69,7 +107,7 @@ pub fn finish(
             attempt::end(conn, &token.job, token.owner.as_str(), outcome, error)?;
         }
         Ok(ended)
-    })
+    }
 }
 
 fn end_attempt(
