@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug)]
 pub enum Completed {
     /// Recorded: the job as it now is.
-    Recorded(Job),
+    Recorded(Box<Job>),
     /// Not recorded by the batch (not held as asked, or the batch failed with this
     /// error): record it alone.
     NotRecorded(Option<String>),
@@ -98,7 +98,7 @@ fn complete(pool: Pool, pending: Receiver<Pending>) {
                     jobs.into_iter().map(|j| (j.id, j)).collect();
                 for p in batch {
                     let answer = match jobs.remove(&p.token.job) {
-                        Some(job) => Completed::Recorded(job),
+                        Some(job) => Completed::Recorded(Box::new(job)),
                         None => Completed::NotRecorded(None),
                     };
                     let _ = p.reply.send(answer);

@@ -641,7 +641,7 @@ fn record(
     let mut failure = None;
     if let Ending::Succeeded { result, committed } = ending {
         match ctx.completer.succeed(token, result, *committed) {
-            Completed::Recorded(job) => return Ok(Some(job)),
+            Completed::Recorded(job) => return Ok(Some(*job)),
             Completed::NotRecorded(None) => {}
             // Perhaps committed with only its reply lost: the tries below look.
             Completed::NotRecorded(Some(error)) => failure = Some(anyhow::anyhow!(error)),

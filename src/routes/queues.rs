@@ -30,20 +30,7 @@ pub async fn pause(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
-    let queue = queue_name(&path)?;
-    let by = caller.created_by();
-    let view = with_conn(&state, {
-        let queue = queue.clone();
-        move |conn| {
-            if job::pause(conn, &queue, by.as_deref())? {
-                log::info!("queue {queue} paused by {}", by.as_deref().unwrap_or("-"));
-            }
-            Ok(one(conn, &queue)?)
-        }
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(view))
+    set_paused(caller, state, &path, true).await
 }
 
 /// `POST /api/queues/{name}/resume` (admins) → 200, the queue; its consumers look at once.
@@ -52,20 +39,36 @@ pub async fn resume(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    set_paused(caller, state, &path, false).await
+}
+
+async fn set_paused(
+    caller: Caller,
+    state: web::Data<AppState>,
+    raw: &str,
+    paused: bool,
+) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let queue = queue_name(&path)?;
+    let queue = queue_name(raw)?;
     let by = caller.created_by();
     let view = with_conn(&state, {
         let queue = queue.clone();
         move |conn| {
-            if job::resume(conn, &queue)? {
-                log::info!("queue {queue} resumed by {}", by.as_deref().unwrap_or("-"));
+            let changed = match paused {
+                true => job::pause(conn, &queue, by.as_deref())?,
+                false => job::resume(conn, &queue)?,
+            };
+            if changed {
+                let done = if paused { "paused" } else { "resumed" };
+                log::info!("queue {queue} {done} by {}", by.as_deref().unwrap_or("-"));
             }
             Ok(one(conn, &queue)?)
         }
     })
     .await?;
-    state.jobs.wake(&queue).await;
+    if !paused {
+        state.jobs.wake(&queue).await;
+    }
     Ok(HttpResponse::Ok().json(view))
 }
 
