@@ -142,6 +142,16 @@ pub fn dead(conn: &mut DbConnection, after: Duration) -> QueryResult<Vec<String>
         .load(conn)
 }
 
+/// Deletes the rows of the processes named `names` (judged dead, their leases ended): they
+/// leave the list of workers at once, and the next lease recovery does not judge them
+/// again. A process that was only paused registers again at its next beat.
+pub fn forget_named(conn: &mut DbConnection, names: &[String]) -> QueryResult<usize> {
+    if names.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(workers::table.filter(workers::name.eq_any(names))).execute(conn)
+}
+
 /// The live workers (seen within [`LIVE_AFTER`]), by node, then oldest first.
 pub fn live(conn: &mut DbConnection) -> QueryResult<Vec<WorkerView>> {
     let since = clock::before(conn, LIVE_AFTER);

@@ -335,6 +335,12 @@ async fn a_dead_process_s_job_runs_again_within_seconds(deployment: Deployment) 
         took < Duration::from_secs(15),
         "running again {took:?} after the kill (lease 300 s): {again}"
     );
+    let workers = second.get("/api/workers").await;
+    assert_eq!(
+        workers["workers"].as_array().unwrap().len(),
+        1,
+        "the dead process is forgotten once nothing of its runs: {workers}"
+    );
     second.stop();
 }
 

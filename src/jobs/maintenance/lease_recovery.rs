@@ -55,12 +55,21 @@ impl LeaseRecovery {
                 Some(after) => worker::dead(&mut conn, after)?,
                 None => Vec::new(),
             };
+            let recovered =
+                job::recover_expired(&mut conn, &dead, |attempts| retry.delay(attempts))?;
             if !dead.is_empty() {
-                log::debug!("processes without a beat: {dead:?}");
+                log::warn!("worker processes without a heartbeat, judged dead: {dead:?}");
+                // Forgotten once nothing of theirs runs, so that a row the recovery had
+                // to skip is ended at the next pass, not at its lease's end.
+                let mut gone = Vec::new();
+                for process in dead {
+                    if !job::holds_any(&mut conn, &process)? {
+                        gone.push(process);
+                    }
+                }
+                worker::forget_named(&mut conn, &gone)?;
             }
-            Ok(job::recover_expired(&mut conn, &dead, |attempts| {
-                retry.delay(attempts)
-            })?)
+            Ok(recovered)
         })
         .await??;
         for job in &recovered {

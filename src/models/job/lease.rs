@@ -83,6 +83,18 @@ pub fn recover_expired(
     })
 }
 
+/// Whether an attempt of `process` still holds a running job (a row its lease recovery
+/// skipped, locked by another transaction).
+pub fn holds_any(conn: &mut DbConnection, process: &str) -> QueryResult<bool> {
+    let found: Option<String> = jobs::table
+        .filter(jobs::status.eq(JobStatus::Running.as_str()))
+        .filter(jobs::lease_owner.like(format!("{process}/%")))
+        .select(jobs::id)
+        .first(conn)
+        .optional()?;
+    Ok(found.is_some())
+}
+
 /// Ends the leases of the running attempts of `process` (a lease owner is
 /// `process/attempt`). On PostgreSQL, a row another transaction holds is left for the
 /// next pass, as in [`lock_expired`].
