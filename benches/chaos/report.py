@@ -12,7 +12,8 @@ from pathlib import Path
 from .common import T0
 from .monitor import overlaps_outage
 from .processes import queue_spec
-from .settings import (CHECKS, FAULTS, IMPORT_BATCH_ROWS, LEASE_SECS, UPLOAD_GRACE_SECS,
+from .settings import (CHECKS, DEAD_AFTER_SECS, FAULTS, IMPORT_BATCH_ROWS, LEASE_SECS,
+                       RECOVERY_GOAL_SECS, UPLOAD_GRACE_SECS,
                        UUID, WORKER_QUEUES)
 
 # The rows of the faults table: the faults, then the queue pauses beside them.
@@ -43,7 +44,7 @@ def recovery_summary(recoveries):
     # Running again waits for a pause of the job's queue to end, too.
     clean_times = [r.elapsed for r in recoveries
                    if r.elapsed is not None and not overlaps_outage(r, pauses=True)]
-    goal = LEASE_SECS + 5
+    goal = RECOVERY_GOAL_SECS
     lines = [
         f"back in the queue: {len(released)} jobs: {spread(released)}",
         f"running again: {len(times)} jobs: {spread(times)}{never} (includes waiting for a "
@@ -200,7 +201,7 @@ def write_report(path, args, stack, checker, recoveries, elapsed):
         f"\n### Chaos run {datetime.datetime.now():%Y-%m-%d %H:%M} (commit {git_commit()})\n",
         f"- binary: `{args.roster}` ({version or 'unknown version'})",
         f"- parameters: jobs {args.jobs}, faults {args.faults}, seed {args.seed}, "
-        f"students {args.students}{', quick' if args.quick else ''}; lease {LEASE_SECS}s, "
+        f"students {args.students}{', quick' if args.quick else ''}; lease {LEASE_SECS}s, dead after {DEAD_AFTER_SECS}s, "
         f"workers {workers_shape()}, {stack.batch_rows} rows per export batch, "
         f"{IMPORT_BATCH_ROWS} per import batch",
         f"- took {elapsed:.0f}s; {len(workload.jobs)} jobs accepted",

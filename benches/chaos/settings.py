@@ -4,6 +4,7 @@ serves and their concurrency, lease, retries, grace), the sizes and shares of th
 names of the checks (the rows of the final report), and the patterns that read roster's
 names and logs."""
 
+import os
 import re
 from pathlib import Path
 
@@ -26,7 +27,17 @@ WORKER_QUEUES = [
 WORKERS = len(WORKER_QUEUES)
 QUEUES = ["default", "imports"]
 HOME_QUEUE = "default"  # where the web process puts a job that names no queue
-LEASE_SECS = 3
+# The lease is short by default, so that faults meet lease expiry often. With
+# CHAOS_LEASE_SECS=30 (roster's default) a killed or paused worker's jobs come back when it
+# is judged dead (ROSTER_DEAD_AFTER_SECS, CHAOS_DEAD_AFTER_SECS here) instead, which is
+# what a production deployment sees.
+LEASE_SECS = int(os.environ.get("CHAOS_LEASE_SECS", "3"))
+DEAD_AFTER_SECS = int(os.environ.get("CHAOS_DEAD_AFTER_SECS", "8"))
+# How soon a killed worker's jobs must be back in the queue (p99, no database or Redis
+# fault meanwhile): at the lease's end, or a beat interval and a sweep after the process
+# is judged dead, whichever comes first.
+RECOVERY_GOAL_SECS = (LEASE_SECS + 5 if LEASE_SECS <= DEAD_AFTER_SECS
+                      else DEAD_AFTER_SECS + 4)
 REDELIVER_SECS = 3
 # Faults fail attempts often (a job may see ten): retries back off briefly and for at
 # most a few seconds, so that the run's end does not wait on them.
@@ -35,6 +46,7 @@ RETRY_BACKOFF_MAX_SECS = 5
 GRACE_SECS = 5
 SETTINGS = {
     "ROSTER_LEASE_SECS": str(LEASE_SECS),
+    "ROSTER_DEAD_AFTER_SECS": str(DEAD_AFTER_SECS),
     "ROSTER_REDELIVER_SECS": str(REDELIVER_SECS),
     "ROSTER_MAX_ATTEMPTS": "25",
     "ROSTER_RETRY_BACKOFF_MS": str(RETRY_BACKOFF_MS),
