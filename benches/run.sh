@@ -35,14 +35,29 @@
 #  6. Import of BENCH_ROWS students from a CSV file, from POST /api/imports (the upload
 #     included) to `succeeded`, next to `roster seed --students BENCH_ROWS` on a fresh
 #     database of the same backend.
+#  7. Phase `fair` (issue 25), on Redis + PostgreSQL, with users and API tokens made by
+#     `roster user add` / `roster token create` and ROSTER_AUTH=required: a second user's
+#     small export posted behind BENCH_FAIR_BACKLOG small exports of one user (once
+#     BENCH_FAIR_AFTER of them have ended; 8 workers, for each ROSTER_MAX_RUNNING_PER_USER
+#     of BENCH_FAIR_CAPS): its start after it was due, next to the median duration of the
+#     backlog's jobs in the same run (target: ≤ one job's duration). Then BENCH_NOOP_JOBS
+#     `noop` jobs drained twice in each run: FIFO (access off: no owners, one priority)
+#     and fair (spread over BENCH_FAIR_USERS users, priorities 0–9 at random, at most 4 of
+#     a user's jobs running): the cost 1 − fair ÷ FIFO (target: ≤ 10 %). In a database of
+#     its own (roster_bench_fair, BENCH_SMALL_ROWS students, dropped at the end), so that
+#     its users never turn access on (ROSTER_AUTH=auto) for another phase.
 #
 # Knobs (environment): BENCH_RUNS (3), BENCH_EXPORT_RUNS (5), BENCH_ROWS (1000000),
 # BENCH_BIG_ROWS (10000000; 0 skips), BENCH_DRAIN_JOBS (10000), BENCH_NOOP_JOBS (20000),
 # BENCH_LATENCY_JOBS (200), BENCH_LATENCY_GAP_MS (50), BENCH_SMALL_ROWS (1000),
 # BENCH_SUBSCRIBERS (1000,10000), BENCH_SESSIONS (10000,100000), BENCH_QUIET_WAIT (120),
-# BENCH_SKIP (space-separated phases to skip: export big http drain noop latency events
-# import). A smoke run: BENCH_ROWS=20000 BENCH_BIG_ROWS=0 BENCH_DRAIN_JOBS=500
-# BENCH_NOOP_JOBS=2000 BENCH_SUBSCRIBERS=1000,2000 BENCH_SESSIONS=2000 BENCH_RUNS=1.
+# BENCH_FAIR_BACKLOG (1000), BENCH_FAIR_AFTER (100), BENCH_FAIR_USERS (10),
+# BENCH_FAIR_CAPS ("4 8"), BENCH_PG_DB (roster_bench: the name, and prefix of the names,
+# of its databases, each dropped at the end: two runs at once need two), BENCH_SKIP
+# (space-separated phases to skip: data export big http drain noop latency fair events
+# import; `data` seeds what export, big, http, drain, noop and latency read). A smoke run: BENCH_ROWS=20000 BENCH_BIG_ROWS=0
+# BENCH_DRAIN_JOBS=500 BENCH_NOOP_JOBS=2000 BENCH_SUBSCRIBERS=1000,2000 BENCH_SESSIONS=2000
+# BENCH_RUNS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -58,14 +73,19 @@ NOOP_JOBS=${BENCH_NOOP_JOBS:-20000}
 LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
 LATENCY_GAP_MS=${BENCH_LATENCY_GAP_MS:-50}
 SUBSCRIBERS=${BENCH_SUBSCRIBERS:-1000,10000}
+FAIR_BACKLOG=${BENCH_FAIR_BACKLOG:-1000}
+FAIR_AFTER=${BENCH_FAIR_AFTER:-100}
+FAIR_USERS=${BENCH_FAIR_USERS:-10}
+FAIR_CAPS=${BENCH_FAIR_CAPS:-4 8}
 SESSIONS=${BENCH_SESSIONS:-10000,100000}
 SKIP=" ${BENCH_SKIP:-} "
 PG_HOST=127.0.0.1
 PG_ADMIN="postgres://postgres@$PG_HOST:5432/postgres"
-PG_DB=roster_bench
+PG_DB=${BENCH_PG_DB:-roster_bench}
 PG_URL="postgres://postgres@$PG_HOST:5432/$PG_DB"
 PG_IMPORT_URL="postgres://postgres@$PG_HOST:5432/${PG_DB}_import"
 PG_BIG_URL="postgres://postgres@$PG_HOST:5432/${PG_DB}_big"
+PG_FAIR_URL="postgres://postgres@$PG_HOST:5432/${PG_DB}_fair"
 REDIS_URL="redis://127.0.0.1:6379"
 QUEUE="bench-$$"
 # A small export: one age of a small table (a handful of students).
@@ -99,7 +119,9 @@ cleanup() {
   psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
   psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_import WITH (FORCE)" >/dev/null 2>&1 || true
   psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_big WITH (FORCE)" >/dev/null 2>&1 || true
-  redis-cli -h 127.0.0.1 --scan --pattern "roster:$QUEUE*" 2>/dev/null |
+  psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_fair WITH (FORCE)" >/dev/null 2>&1 || true
+  # Each queue's stream is roster:<deployment>:<queue>:wake.
+  redis-cli -h 127.0.0.1 --scan --pattern "roster:*$QUEUE-*" 2>/dev/null |
     xargs -r redis-cli -h 127.0.0.1 del >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -443,16 +465,30 @@ jobs_sql() { # jobs_sql BACKEND DB SQL
 }
 
 # Queues N jobs (BODY: a small export, or a noop job) at once through HTTP (one curl, 32
-# transfers at a time): each through jobs::accept, as any client's.
-queue_jobs() { # queue_jobs N BODY
-  local n=$1 i config="$WORK/post.curl"
+# transfers at a time): each through jobs::accept, as any client's. TOKENS (optional,
+# space-separated API tokens): job i is sent with `Authorization: Bearer` the (i mod
+# count)-th, so the jobs are spread over those tokens' users in turn. PRIORITIES `random`:
+# each job gets `"priority"` 0–9 at random (bash's $RANDOM; seed it for a repeatable mix).
+queue_jobs() { # queue_jobs N BODY [TOKENS [random]]
+  local n=$1 i p config="$WORK/post.curl" body="$WORK/body.json" stamp=${EPOCHREALTIME/./}
+  local -a tokens=()
+  read -ra tokens <<<"${3:-}"
   printf '%s' "$2" >"$WORK/body.json"
+  if [ "${4:-}" = random ]; then
+    for p in 0 1 2 3 4 5 6 7 8 9; do
+      jq -c --argjson p "$p" '. + {priority: $p}' <<<"$2" >"$WORK/body-$p.json"
+    done
+  fi
   : >"$config"
   for ((i = 0; i < n; i++)); do
     [ "$i" = 0 ] || echo next >>"$config"
-    # A key of its own for each: identical exports without one would be one job.
-    printf 'url = "%s/api/exports"\nheader = "Content-Type: application/json"\nheader = "Idempotency-Key: drain-%s-%s"\ndata-binary = "@%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
-      "$BASE" "$$" "$i" "$WORK/body.json" >>"$config"
+    [ "${4:-}" != random ] || body="$WORK/body-$((RANDOM % 10)).json"
+    [ "${#tokens[@]}" = 0 ] ||
+      printf 'header = "Authorization: Bearer %s"\n' "${tokens[i % ${#tokens[@]}]}" >>"$config"
+    # A key of its own for each (and for each call): identical exports without one would
+    # be one job.
+    printf 'url = "%s/api/exports"\nheader = "Content-Type: application/json"\nheader = "Idempotency-Key: drain-%s-%s-%s"\ndata-binary = "@%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+      "$BASE" "$$" "$stamp" "$i" "$body" >>"$config"
   done
   timeout 300 curl -s --parallel --parallel-max 32 -K "$config" 2>>"$WORK/curl.log" |
     sort | uniq -c | sed 's/^ */    /' >&2
@@ -572,6 +608,239 @@ phase_latency() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Fair share and priorities (issue 25), on Redis + PostgreSQL.
+
+# Empties the jobs table (TRUNCATE, not DELETE): every measure starts from the same empty
+# table and indexes, not from the dead rows of the one before (this server may run
+# without autovacuum, and roster's dispatch reads the jobs table's indexes).
+fair_empty() { psql "$PG_URL" -qAtc 'TRUNCATE jobs, job_attempts' >/dev/null; }
+
+# fair_user NAME: adds the member NAME (with a generated password) and prints an API token
+# of theirs, made with the CLI.
+fair_user() {
+  local token
+  env -u BROKER_URL DATABASE_URL="$PG_URL" RUST_LOG=warn "$BIN" user add "$1" >/dev/null
+  token=$(env -u BROKER_URL DATABASE_URL="$PG_URL" RUST_LOG=warn "$BIN" token create --user "$1" --name bench | tail -n1)
+  [[ $token == roster_* ]] || die "roster token create --user $1 printed no token"
+  printf '%s' "$token"
+}
+
+# Starts roster with RENV, as start_roster does, and notes its pid for fair_teardown until
+# fair_stop has stopped it.
+fair_start() { # fair_start NAME ARGS...
+  start_roster "$@"
+  echo "$PID" >>"$WORK/fair.pids"
+}
+fair_stop() { # fair_stop PID
+  stop_roster "$1"
+  grep -vx "$1" "$WORK/fair.pids" >"$WORK/fair.pids.new" || true
+  mv "$WORK/fair.pids.new" "$WORK/fair.pids"
+}
+
+# fair_latency CAP: RUNS runs of: the user bench-a queues FAIR_BACKLOG small exports through
+# `serve --no-workers` (access required); a `roster worker` (8 workers, at most CAP of one
+# user's jobs running at once) drains them; once FAIR_AFTER jobs have ended, the user
+# bench-b posts one small export through the same `serve`. Puts fair_capCAP_*: how long
+# after it was due B's job started (its started_at − run_after, the database's clock), the
+# median duration of A's jobs (finished_at − started_at) and the ratio of the two; how many
+# of A's jobs were still queued when B posted (FIFO would run them all first), the wait that
+# makes with 8 workers, and how many of them started after B was due and before B.
+fair_latency() {
+  local cap=$1 run serve worker id counts done_ failed row
+  local b_wait b_created a_median queued overtook status attempts fifo ratio key=fair_cap$1
+  local -a waits=() medians=() ratios=() queueds=() overtooks=() fifos=()
+  for run in $(seq 1 "$RUNS"); do
+    fair_empty
+    rm -rf "$WORK/exports"
+    roster_env pg "fair-cap$cap-$run" ""
+    RENV+=(ROSTER_AUTH=required ROSTER_MAX_ACTIVE_JOBS=100000 ROSTER_MAX_RUNNING_PER_USER="$cap")
+    fair_start fair-serve serve --no-workers
+    serve=$PID
+    wait_ready "$serve"
+    log "cap $cap run $run: bench-a queues $FAIR_BACKLOG small exports (HTTP status counts below)"
+    queue_jobs "$FAIR_BACKLOG" "$SMALL_EXPORT" "$FAIR_TOKEN_A"
+    counts=$(jobs_sql pg "" "SELECT count(*) FROM jobs WHERE status = 'queued' AND created_by = 'bench-a'")
+    [ "$counts" = "$FAIR_BACKLOG" ] || die "$counts of bench-a's jobs queued, expected $FAIR_BACKLOG"
+    fair_start fair-worker worker
+    worker=$PID
+    timeout 130 python3 benches/wait_jobs.py pg "$PG_URL" "$FAIR_AFTER" 120 "$worker" >/dev/null ||
+      die "cap $cap run $run: $FAIR_AFTER of bench-a's jobs did not end"
+    id=$(curl -sf -XPOST "$BASE/api/exports" -H "Authorization: Bearer $FAIR_TOKEN_B" \
+      -H 'Content-Type: application/json' -H "Idempotency-Key: fair-b-$$-$cap-$run" \
+      --data-binary "$SMALL_EXPORT" | jq -r .id) || true
+    if [ -z "$id" ] || [ "$id" = null ]; then die "bench-b's export was not accepted"; fi
+    counts=$(timeout 320 python3 benches/wait_jobs.py pg "$PG_URL" "$((FAIR_BACKLOG + 1))" 300 "$worker") ||
+      die "cap $cap run $run: the jobs did not all end"
+    read -r done_ failed <<<"$counts"
+    fair_stop "$worker"
+    fair_stop "$serve"
+    [ "$failed" = 0 ] || die "cap $cap run $run: $failed jobs failed ($done_ succeeded)"
+    # Every time here is the database's: created_at and run_after stamped by the INSERT
+    # that accepted the job, started_at by the claim, finished_at by the ending.
+    row=$(jobs_sql pg "" "WITH b AS (SELECT * FROM jobs WHERE id = '$id'),
+        a AS (SELECT * FROM jobs WHERE created_by = 'bench-a')
+      SELECT (SELECT status FROM b), (SELECT attempts FROM b),
+        (SELECT round(EXTRACT(EPOCH FROM started_at - run_after) * 1000, 3) FROM b),
+        (SELECT round(EXTRACT(EPOCH FROM started_at - created_at) * 1000, 3) FROM b),
+        (SELECT round((percentile_cont(0.5) WITHIN GROUP
+          (ORDER BY EXTRACT(EPOCH FROM finished_at - started_at) * 1000))::numeric, 3) FROM a),
+        (SELECT count(*) FROM a, b WHERE a.started_at > b.created_at),
+        (SELECT count(*) FROM a, b WHERE a.started_at > b.run_after AND a.started_at < b.started_at)")
+    read -r status attempts b_wait b_created a_median queued overtook <<<"$row"
+    [ "$status" = succeeded ] && [ "$attempts" = 1 ] ||
+      die "bench-b's job ended $status after $attempts attempts"
+    fifo=$(calc '%.1f' "$queued * $a_median / 8")
+    ratio=$(calc '%.3f' "$b_wait / $a_median")
+    log "cap $cap run $run: bench-b's export started $b_wait ms after it was due" \
+      "($b_created ms after created_at); bench-a's jobs: median $a_median ms each, $queued" \
+      "still queued when B posted (FIFO: ≈ $fifo ms with 8 workers), $overtook of them started" \
+      "between B's due time and B's start; ratio $ratio"
+    waits+=("$b_wait") medians+=("$a_median") ratios+=("$ratio") queueds+=("$queued")
+    overtooks+=("$overtook") fifos+=("$fifo")
+    run_value "${key}_b_start_ms" "$b_wait"
+    run_value "${key}_a_median_ms" "$a_median"
+    run_value "${key}_a_queued" "$queued"
+    run_value "${key}_a_overtook" "$overtook"
+  done
+  fair_empty
+  rm -rf "$WORK/exports"
+  put "${key}_b_start_ms" "$(median "${waits[@]}")"
+  put "${key}_a_median_ms" "$(median "${medians[@]}")"
+  put "${key}_ratio" "$(median "${ratios[@]}")"
+  put "${key}_a_queued" "$(median "${queueds[@]}")"
+  put "${key}_a_overtook" "$(median "${overtooks[@]}")"
+  put "${key}_fifo_ms" "$(median "${fifos[@]}")"
+}
+
+# fair_drain MODE RUN: drains NOOP_JOBS noop jobs as drain_on does, and sets FAIR_RATE
+# (jobs/s from the first start to the last end, on the database's clock). MODE fifo:
+# access off, so every job is owner-less, of one priority and one turn (what phase noop
+# measures); MODE fair: the jobs spread over the FAIR_USERS users' tokens in turn, each of
+# priority 0–9 at random (the same mix every run of a given number), access required, at
+# most 4 of one user's jobs running at once.
+fair_drain() {
+  local mode=$1 run=$2 pid counts done_ failed span q0 inversions most claims
+  fair_empty
+  roster_env pg "fair-$mode-$run" ""
+  RENV+=(ROSTER_BENCH_KINDS=1)
+  case $mode in
+    fifo) RENV+=(ROSTER_AUTH=off) ;;
+    fair) RENV+=(ROSTER_AUTH=required ROSTER_MAX_ACTIVE_JOBS=1000000 ROSTER_MAX_RUNNING_PER_USER=4) ;;
+  esac
+  fair_start "fair-$mode-serve" serve --no-workers
+  pid=$PID
+  wait_ready "$pid"
+  q0=$EPOCHREALTIME
+  log "$mode run $run: queueing $NOOP_JOBS noop jobs (HTTP status counts below)"
+  case $mode in
+    fifo) queue_jobs "$NOOP_JOBS" "$NOOP_JOB" ;;
+    fair) RANDOM=$run
+      queue_jobs "$NOOP_JOBS" "$NOOP_JOB" "$FAIR_TOKENS" random ;;
+  esac
+  run_value "fair_${mode}_queue_s" "$(calc '%.2f' "$EPOCHREALTIME - $q0")"
+  fair_stop "$pid"
+  counts=$(jobs_sql pg "" "SELECT count(*) FROM jobs WHERE status = 'queued'")
+  [ "$counts" = "$NOOP_JOBS" ] || die "$mode: $counts jobs queued, expected $NOOP_JOBS"
+  fair_start "fair-$mode-worker" worker
+  pid=$PID
+  counts=$(timeout 320 python3 benches/wait_jobs.py pg "$PG_URL" "$NOOP_JOBS" 300 "$pid") ||
+    die "$mode run $run: the drain did not finish"
+  read -r done_ failed <<<"$counts"
+  fair_stop "$pid"
+  [ "$failed" = 0 ] || die "$mode run $run: $failed jobs failed ($done_ succeeded)"
+  span=$(jobs_span_s pg "")
+  FAIR_RATE=$(calc '%.1f' "$NOOP_JOBS / $span")
+  # A claim stamps the jobs it takes with one started_at (its transaction's start).
+  claims=$(jobs_sql pg "" "SELECT count(DISTINCT started_at) FROM jobs")
+  log "$mode run $run: $NOOP_JOBS noop jobs in $(calc '%.3f' "$span") s from the first start to the last end" \
+    "= $FAIR_RATE jobs/s; $claims claims ($(calc '%.2f' "$NOOP_JOBS / $claims") jobs each)"
+  run_value "fair_${mode}_claims" "$claims"
+  if [ "$mode" = fair ]; then
+    # What the order was, for the log: jobs that started before the last start of a more
+    # urgent priority (the per-user cap may pass over an urgent job of a user at the cap),
+    # and the most jobs of one user whose started_at–finished_at spans overlap (each stamp
+    # is its transaction's start, so a claim waiting on the claim lock may overlap an end
+    # committed meanwhile: a bound, not an exact count).
+    inversions=$(jobs_sql pg "" "WITH p AS (SELECT priority, max(started_at) AS last FROM jobs GROUP BY priority),
+        m AS (SELECT priority, max(last) OVER (ORDER BY priority ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM p)
+      SELECT count(*) FROM jobs JOIN m USING (priority) WHERE jobs.started_at < m.before")
+    most=$(jobs_sql pg "" "SELECT max(n) FROM (SELECT sum(d) OVER (PARTITION BY created_by ORDER BY t, d) AS n
+      FROM (SELECT created_by, started_at AS t, 1 AS d FROM jobs UNION ALL SELECT created_by, finished_at, -1 FROM jobs) e) x")
+    log "fair run $run: $inversions jobs started before the last start of a more urgent priority;" \
+      "at most $most of one user's jobs between started_at and finished_at at once"
+    run_value fair_fair_priority_inversions "$inversions"
+    run_value fair_fair_most_running_per_user "$most"
+  fi
+  fair_empty
+}
+
+# fair_cost: RUNS runs, each one FIFO drain and one fair drain (in turn which goes first);
+# puts fair_fifo_rate, fair_fair_rate and fair_cost_pct (1 − fair ÷ FIFO, the median of
+# the runs').
+fair_cost() {
+  local run mode order fifo fair cost
+  local -a fifos=() fairs=() costs=()
+  for run in $(seq 1 "$RUNS"); do
+    order="fifo fair"
+    [ $((run % 2)) = 1 ] || order="fair fifo"
+    for mode in $order; do
+      fair_drain "$mode" "$run"
+      case $mode in fifo) fifo=$FAIR_RATE ;; fair) fair=$FAIR_RATE ;; esac
+    done
+    cost=$(calc '%.1f' "100 * (1 - $fair / $fifo)")
+    log "run $run: FIFO $fifo jobs/s, fair share and priorities $fair jobs/s: cost $cost %"
+    fifos+=("$fifo") fairs+=("$fair") costs+=("$cost")
+    run_value fair_fifo_jobs_per_s "$fifo"
+    run_value fair_fair_jobs_per_s "$fair"
+    run_value fair_cost_pct "$cost"
+  done
+  put fair_fifo_rate "$(median "${fifos[@]}")"
+  put fair_fair_rate "$(median "${fairs[@]}")"
+  put fair_cost_pct "$(median "${costs[@]}")"
+}
+
+fair_body() {
+  local i cap
+  log "adding the users bench-a, bench-b and bench-u0 … bench-u$((FAIR_USERS - 1)), with a token each"
+  FAIR_TOKEN_A=$(fair_user bench-a)
+  FAIR_TOKEN_B=$(fair_user bench-b)
+  FAIR_TOKENS=
+  for ((i = 0; i < FAIR_USERS; i++)); do FAIR_TOKENS+="$(fair_user "bench-u$i") "; done
+  for cap in $FAIR_CAPS; do fair_latency "$cap"; done
+  fair_cost
+}
+
+# Whatever happened: no process of this phase left running, and its database gone.
+fair_teardown() {
+  local pid
+  # What a failure left running of this phase's processes.
+  while read -r pid; do stop_roster "$pid"; done <"$WORK/fair.pids"
+  : >"$WORK/fair.pids"
+  psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_fair WITH (FORCE)" >/dev/null || true
+  rm -rf "$WORK/exports"
+}
+
+# A database of its own (roster_env, jobs_sql and the rest read PG_URL): with a user in
+# the database, ROSTER_AUTH=auto would require signing in from the other phases' processes.
+phase_fair() {
+  local rc PG_URL=$PG_FAIR_URL
+  psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS ${PG_DB}_fair WITH (FORCE)" >/dev/null
+  createdb -h "$PG_HOST" -U postgres "${PG_DB}_fair"
+  DATABASE_URL="$PG_URL" RUST_LOG=warn timeout 60 "$BIN" seed --students "$SMALL_ROWS" >&2
+  psql "$PG_URL" -qAtc 'VACUUM ANALYZE students' >/dev/null
+  : >"$WORK/fair.pids"
+  set +e
+  (
+    set -e
+    fair_body
+  )
+  rc=$?
+  set -e
+  fair_teardown
+  return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------
 # 4. Events (benches/events.rs).
 
 phase_events() {
@@ -679,6 +948,7 @@ phase http-small phase_http_small
 phase drain phase_drain
 phase noop phase_noop
 phase latency phase_latency
+phase fair phase_fair
 phase events phase_events
 phase import phase_import
 
@@ -780,6 +1050,19 @@ wait "$MONITOR" 2>/dev/null || true
   printf '| enqueue → start, idle, embedded (%s jobs) | p50 %s ms, p99 %s ms, max %s ms | | p99 %s ms | p99 ≤ 10 ms | %s |\n' \
     "$LATENCY_JOBS" "$(fmt "$(get start_sqlite_p50_ms)" '%.2f')" "$(fmt "$(get start_sqlite_p99_ms)" '%.2f')" \
     "$(fmt "$(get start_sqlite_max_ms)" '%.2f')" "$(fmt "$(get start_sqlite_p99_ms)" '%.2f')" "$(mark "$(get start_sqlite_p99_ms)" 10)"
+  for cap in $FAIR_CAPS; do
+    k=fair_cap$cap
+    what="≤ $cap running per user"
+    [ "$cap" != 4 ] || what="$what (the default)"
+    [ "$cap" -lt 8 ] || what="$what (all the workers: the owners' turns alone)"
+    printf "| fair share: a second user's export behind another's backlog of %s small exports, Redis + PostgreSQL, 8 workers, %s | starts %s ms after it is due; %s of the backlog started before it (FIFO: the %s still queued, ≈ %s ms) | a backlog job's median duration %s ms | %s × | ≤ 1 × (one job's duration) | %s |\n" \
+      "$FAIR_BACKLOG" "$what" "$(fmt "$(get "${k}_b_start_ms")" '%.2f')" "$(fmt "$(get "${k}_a_overtook")" '%.0f')" \
+      "$(fmt "$(get "${k}_a_queued")" '%.0f')" "$(fmt "$(get "${k}_fifo_ms")" '%.0f')" \
+      "$(fmt "$(get "${k}_a_median_ms")" '%.2f')" "$(fmt "$(get "${k}_ratio")" '%.2f')" "$(mark "$(get "${k}_ratio")" 1)"
+  done
+  printf '| drain %s no-op jobs with fair share and priorities (%s users, priorities 0–9 at random, ≤ 4 running per user), Redis + PostgreSQL, 8 workers | %s jobs/s | FIFO (no owners, one priority), same run: %s jobs/s | cost %s %% | ≤ 10 %% | %s |\n' \
+    "$NOOP_JOBS" "$FAIR_USERS" "$(fmt "$(get fair_fair_rate)" '%.0f')" "$(fmt "$(get fair_fifo_rate)" '%.0f')" \
+    "$(fmt "$(get fair_cost_pct)" '%.1f')" "$(mark "$(get fair_cost_pct)" 10)"
   http_row get_pg_big "GET /api/students?page=1, PostgreSQL, $ROWS students, 64 connections" \
     "p99 ≤ 20 ms at ≥ 8,532 req/s" "$(get_mark get_pg_big)"
   http_row get_sqlite_big "GET /api/students?page=1, SQLite, $ROWS students"
@@ -854,6 +1137,32 @@ mem=$(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo "  spans the commit, the publish to the broker (Redis XADD / the in-process queue), the"
   echo "  consumer's delivery to an idle worker and the start of the claim; not the HTTP request's"
   echo "  parsing before the INSERT. SQLite stamps milliseconds, PostgreSQL microseconds."
+  echo "- **fair share** (issue 25; this and the next in a database of their own, with"
+  echo "  $SMALL_ROWS students and users made by \`roster user add\` / \`roster token create\`): the user"
+  echo "  bench-a queues $FAIR_BACKLOG small exports (the drain's, with an API token of theirs;"
+  echo "  ROSTER_AUTH=required, ROSTER_MAX_ACTIVE_JOBS raised) through"
+  echo "  \`roster serve --no-workers\`, which keeps serving; then \`roster worker\` (ROSTER_CONCURRENCY=8)"
+  echo "  drains them, and once $FAIR_AFTER of them have ended (benches/wait_jobs.py) the user bench-b"
+  echo "  posts one small export. The figure is bench-b's \`started_at − run_after\` (the time it was"
+  echo "  due; here also its \`created_at\`), both stamped by the database, against the median"
+  echo "  \`finished_at − started_at\` of bench-a's jobs in the same run: the target holds the wait to"
+  echo "  one job's duration. For comparison, FIFO's answer: bench-b would start after every job of"
+  echo "  bench-a still queued when it posted (their count × their median ÷ 8 workers). The runs"
+  echo "  are made once for each ROSTER_MAX_RUNNING_PER_USER of BENCH_FAIR_CAPS ($FAIR_CAPS): at 4"
+  echo "  (the default) bench-a holds at most 4 of the 8 workers, so bench-b finds one free; at 8"
+  echo "  only the owners' turns put bench-b ahead of the backlog."
+  echo "- **cost of fair share and priorities**: $NOOP_JOBS \`noop\` jobs drained as the no-op drain"
+  echo "  does, twice in each run (in turn which first): FIFO, access off, so every job has no"
+  echo "  owner, one priority and one turn; and fair, spread over $FAIR_USERS users (a token each, in"
+  echo "  turn) with priorities 0–9 at random, ROSTER_AUTH=required, ROSTER_MAX_RUNNING_PER_USER=4:"
+  echo "  8 workers over $FAIR_USERS owners. Each drain (and each fair-share run) starts from an"
+  echo "  empty jobs table (TRUNCATE), not from the dead rows of the one before. Rates from the first"
+  echo "  start to the last end on the database's clock; cost = 1 − fair ÷ FIFO (the median of the runs')."
+  echo "  Under Runs, for each drain: the time to queue the jobs and the claims made (a claim stamps"
+  echo "  its jobs with one \`started_at\`); for the fair drains, the jobs that started before the last"
+  echo "  start of a more urgent priority (the per-user cap passes over a user's urgent jobs while"
+  echo "  four of theirs run) and the most of one user's jobs between \`started_at\` and"
+  echo "  \`finished_at\` at once."
   echo "- **HTTP**: \`wrk -t2 -c64 -d10s --latency\` against \`roster serve --no-workers\`; requests"
   echo "  per second and the 99th percentile latency, after a 2 s warm-up. The POST queues one job"
   echo "  per request. \`GET /api/students\` counts the matching students on every request, which is"
