@@ -99,8 +99,7 @@ fn queued_for(conn: &mut DbConnection, job: &Job) -> diesel::QueryResult<Option<
 /// `job`: those that serve its queue.
 fn live_workers_for(job: &Job, conn: &mut DbConnection) -> diesel::QueryResult<usize> {
     let live = worker::live(conn)?;
-    let could_take =
-        |w: &&worker::WorkerView| w.process.queue.split(',').any(|q| q == job.queue.as_str());
+    let could_take = |w: &&worker::WorkerView| w.process.serves(job.queue.as_str());
     Ok(live.iter().filter(could_take).count())
 }
 

@@ -42,6 +42,18 @@ impl Fields {
         }
     }
 
+    /// Records the outcome of parsing several fields at once (their errors, each by its
+    /// field); `None` when any failed.
+    pub fn check_all<T>(&mut self, parsed: Result<T, FieldErrors>) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(errors) => {
+                self.errors.extend(errors);
+                None
+            }
+        }
+    }
+
     pub fn require<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
         if value.is_none() && !self.errors.contains_key(field) {
             self.errors.insert(field.to_owned(), "is required".into());

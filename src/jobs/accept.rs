@@ -306,10 +306,6 @@ impl Acceptor {
         }
     }
 
-    pub fn home_queue(&self) -> &QueueName {
-        &self.home_queue
-    }
-
     pub fn kinds(&self) -> &Registry {
         &self.kinds
     }

@@ -62,12 +62,11 @@ impl Completer {
             committed,
             reply,
         };
+        let stopped = || Completed::NotRecorded(Some("the completer has stopped".into()));
         if self.queue.send(pending).is_err() {
-            return Completed::NotRecorded(Some("the completer has stopped".into()));
+            return stopped();
         }
-        answer.recv().unwrap_or(Completed::NotRecorded(Some(
-            "the completer has stopped".into(),
-        )))
+        answer.recv().unwrap_or_else(|_| stopped())
     }
 }
 

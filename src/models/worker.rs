@@ -30,8 +30,20 @@ pub struct Process {
     /// The process's name in lease owners and attempts.
     pub name: String,
     pub pid: i32,
+    /// The queues it serves, comma separated (see [`Process::serves`]).
     pub queue: String,
     pub concurrency: i32,
+}
+
+impl Process {
+    /// The queues it serves.
+    pub fn queues(&self) -> impl Iterator<Item = &str> {
+        self.queue.split(',')
+    }
+
+    pub fn serves(&self, queue: &str) -> bool {
+        self.queues().any(|q| q == queue)
+    }
 }
 
 /// What a process says of itself when it beats.

@@ -70,12 +70,9 @@ pub async fn create(
         .filter(|(k, _)| DISPATCH_FIELDS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
-    let dispatch = Dispatch::take(&mut asked, chrono::Utc::now()).unwrap_or_else(|errors| {
-        for (field, message) in errors {
-            fields.fail(&field, message);
-        }
-        Dispatch::default()
-    });
+    let dispatch = fields
+        .check_all(Dispatch::take(&mut asked, chrono::Utc::now()))
+        .unwrap_or_default();
     fields.finish()?;
     let key = idempotency_key(&req)?;
     let format = upload_format(&req)?;

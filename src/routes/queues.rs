@@ -81,7 +81,7 @@ fn queue_name(raw: &str) -> Result<QueueName, ApiError> {
 fn served(conn: &mut crate::db::DbConnection) -> diesel::QueryResult<Vec<QueueName>> {
     let mut served: Vec<QueueName> = worker::live(conn)?
         .iter()
-        .flat_map(|w| w.process.queue.split(','))
+        .flat_map(|w| w.process.queues())
         .filter_map(|q| q.parse().ok())
         .collect();
     served.sort();

@@ -40,6 +40,11 @@ struct Given {
     priority: Option<Priority>,
 }
 
+/// The fields a schedule's body may have (`kind` only when it is made).
+const SCHEDULE_FIELDS: [&str; 8] = [
+    "name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority",
+];
+
 /// A string field of `body`, parsed into its type if present.
 fn text<T>(
     fields: &mut Fields,
@@ -70,13 +75,9 @@ fn given(fields: &mut Fields, body: &Map<String, Value>) -> Given {
     // Queue and priority as a job request's, by the same rules.
     let mut dispatch_fields = body.clone();
     dispatch_fields.retain(|k, _| k == "queue" || k == "priority");
-    let dispatch =
-        Dispatch::take(&mut dispatch_fields, chrono::Utc::now()).unwrap_or_else(|errors| {
-            for (field, message) in errors {
-                fields.fail(&field, message);
-            }
-            Dispatch::default()
-        });
+    let dispatch = fields
+        .check_all(Dispatch::take(&mut dispatch_fields, chrono::Utc::now()))
+        .unwrap_or_default();
     let queue = match body.get("queue") {
         None => None,
         Some(Value::Null) => Some(None),
@@ -130,27 +131,14 @@ pub async fn create(
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
-    fields.only(
-        &body,
-        &[
-            "name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority",
-        ],
-    );
+    fields.only(&body, &SCHEDULE_FIELDS);
     let given = given(&mut fields, &body);
     let name = fields.require("name", given.name);
     let cron = fields.require("cron", given.cron);
     let kind = fields.require("kind", given.kind);
     let job = kind.and_then(|kind| {
         let params = given.params.unwrap_or_default();
-        match JobTemplate::check(state.jobs.kinds(), kind, &params) {
-            Ok(job) => Some(job),
-            Err(errors) => {
-                for (field, message) in errors {
-                    fields.fail(&field, message);
-                }
-                None
-            }
-        }
+        fields.check_all(JobTemplate::check(state.jobs.kinds(), kind, &params))
     });
     fields.finish()?;
     let (Some(name), Some(cron), Some(job)) = (name, cron, job) else {
@@ -192,12 +180,7 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let id = load(&state, &caller, &path).await?.id;
     let mut fields = Fields::default();
-    fields.only(
-        &body,
-        &[
-            "name", "cron", "timezone", "kind", "params", "enabled", "queue", "priority",
-        ],
-    );
+    fields.only(&body, &SCHEDULE_FIELDS);
     let given = given(&mut fields, &body);
     if body.contains_key("kind") {
         fields.fail(

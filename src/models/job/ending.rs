@@ -92,22 +92,20 @@ fn finish_in(
     token: &AttemptToken,
     ending: &Ending,
 ) -> QueryResult<Option<Job>> {
-    {
-        limit_idle(conn)?;
-        let ended = end_attempt(conn, token, ending)?;
-        if let Some(job) = &ended {
-            let (outcome, error) = match ending {
-                _ if job.status == JobStatus::Cancelled => (Outcome::Cancelled, None),
-                Ending::Succeeded { .. } => (Outcome::Succeeded, None),
-                Ending::Failed { error, .. } => (Outcome::Failed, Some(error.as_str())),
-                Ending::Retry { error, .. } => (Outcome::Retry, Some(error.as_str())),
-                Ending::Release => (Outcome::Released, None),
-                Ending::Cancelled => (Outcome::Cancelled, None),
-            };
-            attempt::end(conn, &token.job, token.owner.as_str(), outcome, error)?;
-        }
-        Ok(ended)
+    limit_idle(conn)?;
+    let ended = end_attempt(conn, token, ending)?;
+    if let Some(job) = &ended {
+        let (outcome, error) = match ending {
+            _ if job.status == JobStatus::Cancelled => (Outcome::Cancelled, None),
+            Ending::Succeeded { .. } => (Outcome::Succeeded, None),
+            Ending::Failed { error, .. } => (Outcome::Failed, Some(error.as_str())),
+            Ending::Retry { error, .. } => (Outcome::Retry, Some(error.as_str())),
+            Ending::Release => (Outcome::Released, None),
+            Ending::Cancelled => (Outcome::Cancelled, None),
+        };
+        attempt::end(conn, &token.job, token.owner.as_str(), outcome, error)?;
     }
+    Ok(ended)
 }
 
 fn end_attempt(

@@ -83,12 +83,18 @@ pub fn recover_expired(
     })
 }
 
+/// The LIKE pattern of the lease owners of `process`'s attempts (`process/attempt`).
+/// Process names are made of letters, digits, '-' and '.': nothing LIKE reads.
+fn attempts_of(process: &str) -> String {
+    format!("{process}/%")
+}
+
 /// Whether an attempt of `process` still holds a running job (a row its lease recovery
 /// skipped, locked by another transaction).
 pub fn holds_any(conn: &mut DbConnection, process: &str) -> QueryResult<bool> {
     let found: Option<String> = jobs::table
         .filter(jobs::status.eq(JobStatus::Running.as_str()))
-        .filter(jobs::lease_owner.like(format!("{process}/%")))
+        .filter(jobs::lease_owner.like(attempts_of(process)))
         .select(jobs::id)
         .first(conn)
         .optional()?;
@@ -99,8 +105,7 @@ pub fn holds_any(conn: &mut DbConnection, process: &str) -> QueryResult<bool> {
 /// `process/attempt`). On PostgreSQL, a row another transaction holds is left for the
 /// next pass, as in [`lock_expired`].
 fn end_leases_of(conn: &mut DbConnection, process: &str) -> QueryResult<usize> {
-    // Process names are made of letters, digits, '-' and '.': nothing LIKE reads.
-    let pattern = format!("{process}/%");
+    let pattern = attempts_of(process);
     match conn {
         DbConnection::Pg(c) => diesel::sql_query(
             "UPDATE jobs SET lease_expires_at = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') \

@@ -43,9 +43,9 @@ pub fn claim_due(
         return Ok(Vec::new());
     }
     conn.write_transaction(|conn| {
+        limit_idle(conn)?;
         match conn {
             DbConnection::Pg(c) => {
-                limit_idle_pg(c)?;
                 diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                     .bind::<diesel::sql_types::BigInt, _>(CLAIM_LOCK)
                     .execute(c)?;
@@ -92,47 +92,37 @@ fn claim_in(
     node: &str,
     lease: Duration,
 ) -> QueryResult<Vec<(Job, AttemptToken)>> {
-    {
-        let owner = LeaseOwner::new_attempt(node);
-        let (now, started, until) = (
-            clock::now(conn),
-            clock::now_nullable(conn),
-            clock::after_nullable(conn, lease),
-        );
-        let claimed = transition!(
-            conn,
-            JobStatus::Running,
-            BoolExpressionMethods::and(
-                jobs::id
-                    .eq_any(ids.iter().map(JobId::to_string).collect::<Vec<_>>())
-                    .and(jobs::cancel_requested.eq(false)),
-                jobs::run_after.le(now)
-            ),
-            (
-                jobs::lease_owner.eq(owner.as_str()),
-                jobs::lease_expires_at.eq(until),
-                jobs::attempts.eq(jobs::attempts + 1),
-                jobs::started_at.eq(started),
-            )
-        )?;
-        let taken: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
-        attempt::begin_all(conn, &owner, &taken)?;
-        Ok(claimed
-            .into_iter()
-            .map(|job| {
-                let token = token_of_claim(&job, owner.clone());
-                (job, token)
-            })
-            .collect())
-    }
-}
-
-fn limit_idle_pg(c: &mut diesel::PgConnection) -> QueryResult<()> {
-    use diesel::connection::SimpleConnection;
-    c.batch_execute(&format!(
-        "SET LOCAL idle_in_transaction_session_timeout = {}",
-        HOLDER_IDLE_LIMIT.as_millis()
-    ))
+    let owner = LeaseOwner::new_attempt(node);
+    let (now, started, until) = (
+        clock::now(conn),
+        clock::now_nullable(conn),
+        clock::after_nullable(conn, lease),
+    );
+    let claimed = transition!(
+        conn,
+        JobStatus::Running,
+        BoolExpressionMethods::and(
+            jobs::id
+                .eq_any(ids.iter().map(JobId::to_string).collect::<Vec<_>>())
+                .and(jobs::cancel_requested.eq(false)),
+            jobs::run_after.le(now)
+        ),
+        (
+            jobs::lease_owner.eq(owner.as_str()),
+            jobs::lease_expires_at.eq(until),
+            jobs::attempts.eq(jobs::attempts + 1),
+            jobs::started_at.eq(started),
+        )
+    )?;
+    let taken: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
+    attempt::begin_all(conn, &owner, &taken)?;
+    Ok(claimed
+        .into_iter()
+        .map(|job| {
+            let token = token_of_claim(&job, owner.clone());
+            (job, token)
+        })
+        .collect())
 }
 
 /// Whether a claim may find something: a read, so that an idle consumer's poll takes no
@@ -352,11 +342,4 @@ fn view<'a>(
         paused_at: None,
         oldest_wait_secs: 0.0,
     }))
-}
-
-/// The queues with a pause in force.
-pub fn paused_queues(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
-    on_backend!(conn, |c| queue_pauses::table
-        .select(queue_pauses::queue)
-        .load(c))
 }
